@@ -1,0 +1,137 @@
+"""The shared engine's three figures, measured in one run on one model:
+
+1. throughput: 8 users ask for one image each at once; the batching engine vs a one-at-a-time FIFO queue
+   (AUTOMATIC1111's global lock: LocalEngine with max_batch=1);
+2. overhead: the engine's submit-to-result time vs the raw diffusers pipeline calls, at batch 1;
+3. fairness: user A asks for 32 images while 7 others ask for 1 each; the others' p95 wait vs a lone request.
+
+Run: .venv/bin/python bench/engine.py [--model model/weights/embedded] [--device cpu] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.engine import GenerationRequest  # noqa: E402
+from model.engine.engine_local import LocalEngine  # noqa: E402
+from model.families import Family, Kandinsky22Family, load_family  # noqa: E402
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "embedded"
+PROMPTS = ["a red circle on a white background", "a blue square at the top left", "a small green triangle",
+           "a yellow star on a black background", "a big purple circle", "an orange square on a grey background",
+           "a red triangle at the bottom right", "a blue circle next to a green square"]
+
+
+def ask(index: int, user: str, seed: int | None = None, num_images: int = 1) -> GenerationRequest:
+    return GenerationRequest(prompt=PROMPTS[index % len(PROMPTS)], seed=seed if seed is not None else index,
+                             user=user, num_images=num_images)
+
+
+def raw_pipeline_seconds(family: Family, request: GenerationRequest) -> float:
+    """The stock diffusers calls the engine wraps, at batch 1 (no engine, no hook, scalar CFG)."""
+    info = family.info
+    generator = torch.Generator().manual_seed(int(request.seed or 0))
+    start = time.perf_counter()
+    if isinstance(family, Kandinsky22Family):
+        embeds = family.prior(request.prompt, generator=generator, num_inference_steps=info.prior_steps)
+        family.decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
+                       height=info.default_size[1], width=info.default_size[0], generator=generator,
+                       num_inference_steps=info.default_steps, guidance_scale=info.default_guidance)
+    else:
+        family.pipe(prompt=request.prompt, height=info.default_size[1], width=info.default_size[0],
+                    generator=generator, num_inference_steps=info.default_steps,
+                    guidance_scale=info.default_guidance)
+    return time.perf_counter() - start
+
+
+def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float, list[float], list[float]]:
+    """Submit all at once; (wall seconds until all done, per-request latencies, per-request queue waits)."""
+    start = time.perf_counter()
+    submitted, finished = [], [0.0] * len(requests)
+    handles = []
+    for index, request in enumerate(requests):
+        handle = engine.submit(request)
+        submitted.append(time.perf_counter())
+        handle.subscribe(lambda progress, i=index: finished.__setitem__(i, time.perf_counter())
+                         if progress.status.finished else None)
+        handles.append(handle)
+    waits = [handle.result().queue_wait_s for handle in handles]
+    latencies = [done - sent for done, sent in zip(finished, submitted, strict=True)]
+    return time.perf_counter() - start, latencies, waits
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--device")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--max-batch", type=int, default=8)
+    args = parser.parse_args()
+    if not args.model.is_dir():
+        print(f"No model at {args.model}. Train the embedded model (python -m model.train) or pass --model PATH "
+              "to a Kandinsky 2.2 or Stable Diffusion folder.", file=sys.stderr)
+        return 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    family = load_family(args.model, device=args.device, dtype=args.dtype)
+    info = family.info
+    print(f"model {info.name} ({info.family}, {info.short_hash}) on {info.device}/{info.dtype}, "
+          f"{info.default_steps} steps at {info.default_size[0]}x{info.default_size[1]}, "
+          f"torch threads {torch.get_num_threads()}, max batch {args.max_batch}")
+    batching = LocalEngine(family, max_batch=args.max_batch)
+    batching.submit(ask(0, "warm-up")).result()  # first-call costs (allocations, kernels)
+    raw_pipeline_seconds(family, ask(0, "warm-up"))
+
+    raw, lone = [], []
+    for repeat in range(args.repeats):
+        raw.append(raw_pipeline_seconds(family, ask(repeat, "solo")))
+        lone.append(burst(batching, [ask(repeat, "solo")])[0])
+    raw_s, lone_s = statistics.median(raw), statistics.median(lone)
+
+    eight = [ask(i, f"user{i}") for i in range(8)]
+    batched_walls = [burst(batching, eight)[0] for _ in range(args.repeats)]
+    batching.shutdown()
+    fifo = LocalEngine(family, max_batch=1, gather_s=0.0)
+    fifo_walls = [burst(fifo, eight)[0] for _ in range(args.repeats)]
+    fifo.shutdown()
+    batched_s, fifo_s = statistics.median(batched_walls), statistics.median(fifo_walls)
+
+    fair = LocalEngine(family, max_batch=args.max_batch)
+    others_latency, others_wait = [], []
+    for _ in range(args.repeats):
+        greedy = [ask(0, "A", seed=100 + 8 * k, num_images=8) for k in range(4)]
+        requests = greedy + [ask(i, f"user{i}") for i in range(1, 8)]
+        _, latencies, waits = burst(fair, requests)
+        others_latency += latencies[len(greedy):]
+        others_wait += waits[len(greedy):]
+    fair.shutdown()
+
+    print()
+    print("| figure | measured | target |")
+    print("|---|---|---|")
+    print(f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s vs FIFO {8 / fifo_s:.2f} img/s = "
+          f"**{fifo_s / batched_s:.2f}x** | >= 3x |")
+    print(f"| engine overhead at batch 1 | engine {lone_s:.3f}s vs raw pipeline {raw_s:.3f}s = "
+          f"**{100 * (lone_s / raw_s - 1):+.1f}%** | <= 3% |")
+    print(f"| fairness, A asks 32 + 7 users x 1 | others' p95 latency {p95(others_latency):.2f}s = "
+          f"**{p95(others_latency) / lone_s:.2f}x** a lone request ({lone_s:.2f}s); p95 queue wait "
+          f"{p95(others_wait):.2f}s = {p95(others_wait) / lone_s:.2f}x | <= 2x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Draftroom's model package: model families, image guidance, embedding mixing and the shared engine."""

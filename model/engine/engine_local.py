@@ -1,0 +1,367 @@
+"""The shared worker: one thread per device owns the model; every user's jobs enter its queue.
+
+- Cross-user batching: compatible jobs (same family batch key: size, steps, scheduler, thresholding) run
+  in one pipeline call, up to ``max_batch`` images. Each image is a row with its own seed, prompt
+  embedding, CFG scale and guidance image, so a job's images do not depend on its batch-mates.
+- Fair turns: round-robin between users, one image per turn (fair_queue.FairQueue).
+- Progress: queue position, step i/N, ETA, through ``JobHandle.subscribe``.
+- Cancel: a queued job leaves the queue; a running job's rows leave the batch at the next step.
+- A failing batch is retried job by job, so a failing job fails alone.
+- A bounded queue (QueueFull) and a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+
+import PIL.Image
+
+from model.engine.engine_base import Engine, JobHandle
+from model.engine.engine_common import (
+    EngineClosed,
+    GenerationRequest,
+    GenerationResult,
+    JobCancelled,
+    JobFailed,
+    JobStatus,
+    Progress,
+    QueueFull,
+    request_params,
+)
+from model.engine.fair_queue import FairQueue
+from model.engine.validation import resolve_request
+from model.families.base import BatchCancelled, Family, Row
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Progress], None]
+
+
+class _Job(JobHandle):
+    def __init__(self, engine: LocalEngine, request: GenerationRequest, key: Hashable) -> None:
+        self.id = uuid.uuid4().hex
+        self.request = request
+        self.user = request.user
+        self.key = key
+        self.pending: deque[int] = deque(range(request.num_images))
+        self.images: dict[int, PIL.Image.Image] = {}
+        self.steps_done: dict[int, int] = {}
+        self.status = JobStatus.QUEUED
+        self.queue_position: int | None = None
+        self.eta_s: float | None = None
+        self.error: str | None = None
+        self.submitted = time.monotonic()
+        self.started: float | None = None
+        self.model_s = 0.0
+        self.cancel_requested = False
+        self._engine = engine
+        self._done = threading.Event()
+        self._subscribers: list[Subscriber] = []
+        self._result: GenerationResult | None = None
+
+    # JobHandle
+    def progress(self) -> Progress:
+        with self._engine._lock:
+            return self._snapshot()
+
+    def result(self, timeout: float | None = None) -> GenerationResult:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"job {self.id} still {self.status} after {timeout}s")
+        if self.status is JobStatus.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled")
+        if self.status is JobStatus.FAILED:
+            raise JobFailed(self.error or "failed")
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> bool:
+        return self._engine._cancel(self)
+
+    def subscribe(self, callback: Subscriber) -> None:
+        with self._engine._lock:
+            self._subscribers.append(callback)
+            finished = self.status.finished
+            snapshot = self._snapshot()
+        if finished:
+            _call(callback, snapshot)
+
+    # engine side (called with the engine lock held unless noted)
+    def _snapshot(self) -> Progress:
+        steps = int(self.request.steps or 0)
+        return Progress(
+            status=self.status,
+            queue_position=self.queue_position if self.status is JobStatus.QUEUED else None,
+            step=len(self.images) * steps + sum(self.steps_done.values()),
+            total=steps * self.request.num_images,
+            eta_s=self.eta_s if not self.status.finished else 0.0,
+            images_done=len(self.images),
+            num_images=self.request.num_images,
+            error=self.error,
+        )
+
+    def _finish(self, status: JobStatus, error: str | None = None) -> None:
+        self.status, self.error = status, error
+        self.steps_done.clear()
+        self.eta_s = 0.0
+        if status is JobStatus.SUCCEEDED:
+            self._result = GenerationResult(
+                images=[self.images[i] for i in range(self.request.num_images)],
+                seed=int(self.request.seed),  # type: ignore[arg-type]
+                params=request_params(self.request),
+                model_name=self._engine.model_info.name,
+                model_hash=self._engine.model_info.hash,
+                model_s=self.model_s,
+                queue_wait_s=(self.started or time.monotonic()) - self.submitted,
+                seeds=[int(self.request.seed) + i for i in range(self.request.num_images)],  # type: ignore[arg-type]
+            )
+        else:
+            self.images.clear()
+        self._done.set()
+
+    def _emit_unlocked(self, snapshot: Progress) -> None:
+        for callback in list(self._subscribers):
+            _call(callback, snapshot)
+
+
+def _call(callback: Subscriber, progress: Progress) -> None:
+    try:
+        callback(progress)
+    except Exception:  # a subscriber's bug must not stop the worker
+        log.exception("progress subscriber failed")
+
+
+class LocalEngine(Engine):
+    """The in-process engine: one worker thread owning one loaded model family."""
+
+    def __init__(
+        self,
+        family: Family,
+        *,
+        max_batch: int = 8,
+        max_queue: int = 64,
+        gather_s: float = 0.01,
+    ) -> None:
+        """``max_batch``: images per pipeline call; ``max_queue``: queued jobs before QueueFull;
+        ``gather_s``: after an idle spell, wait this long so requests sent together share a batch."""
+        if max_batch < 1 or max_queue < 1:
+            raise ValueError("max_batch and max_queue must be at least 1")
+        self.model_info = family.info
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._family = family
+        self._gather_s = gather_s
+        self._queue = FairQueue()
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self._drain = True
+        self._running: list[_Job] = []
+        self._step_s: float | None = None  # seconds per denoising step of a batch (moving average)
+        self._thread = threading.Thread(target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_path(cls, source: str | Path, *, device: str | None = None, dtype: str | None = None,
+                  **options: int | float) -> LocalEngine:
+        """Load the model at ``source`` (see model.families.load_family) and start its worker."""
+        from model.families import load_family
+
+        return cls(load_family(source, device=device, dtype=dtype), **options)  # type: ignore[arg-type]
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=True)
+
+    # Engine
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        resolved = resolve_request(request, self.model_info)
+        self._family.check_request(resolved)
+        return resolved
+
+    def submit(self, request: GenerationRequest) -> JobHandle:
+        resolved = self.validate(request)
+        job = _Job(self, resolved, self._family.batch_key(resolved))
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the engine is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"the queue holds {self.max_queue} jobs; try again shortly")
+            self._queue.push(job)
+            updates = self._reposition()
+            self._wake.notify_all()
+        self._emit(updates)
+        return job
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            self._closed = True
+            self._drain = wait
+            updates = []
+            if not wait:
+                for job in self._queue.jobs() + self._running:
+                    updates += self._cancel_locked(job)
+            self._wake.notify_all()
+        self._emit(updates)
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # queue bookkeeping (lock held)
+    def _reposition(self) -> list[tuple[_Job, Progress]]:
+        """New queue positions and ETAs for queued jobs; returns the progress events to send."""
+        updates = []
+        step_s = self._step_s
+        running_left = self._running_seconds_left()
+        position = 0
+        for job, ahead in self._queue.order():
+            assert isinstance(job, _Job)
+            eta = None
+            if step_s is not None:
+                batches = math.ceil((ahead + len(job.pending)) / self.max_batch)
+                eta = running_left + batches * int(job.request.steps) * step_s  # type: ignore[arg-type]
+            if job.status is JobStatus.QUEUED:
+                if (job.queue_position, job.eta_s) != (position, eta):
+                    job.queue_position, job.eta_s = position, eta
+                    updates.append((job, job._snapshot()))
+                position += 1
+            else:
+                job.eta_s = eta
+        return updates
+
+    def _running_seconds_left(self) -> float:
+        if self._step_s is None or not self._running:
+            return 0.0
+        left = max(int(job.request.steps) - max(job.steps_done.values(), default=0) for job in self._running)  # type: ignore[arg-type]
+        return left * self._step_s
+
+    def _cancel_locked(self, job: _Job) -> list[tuple[_Job, Progress]]:
+        if job.status.finished:
+            return []
+        job.cancel_requested = True
+        self._queue.remove(job)
+        job._finish(JobStatus.CANCELLED)
+        return [(job, job._snapshot()), *self._reposition()]
+
+    def _cancel(self, job: _Job) -> bool:
+        with self._lock:
+            if job.status.finished:
+                return False
+            updates = self._cancel_locked(job)
+        self._emit(updates)
+        return True
+
+    @staticmethod
+    def _emit(updates: Sequence[tuple[_Job, Progress]]) -> None:
+        for job, snapshot in updates:
+            job._emit_unlocked(snapshot)
+
+    # the worker
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                idle = not len(self._queue)
+                while not len(self._queue) and not self._closed:
+                    self._wake.wait()
+                if not len(self._queue) or (self._closed and not self._drain):
+                    return
+            if idle and self._gather_s > 0:
+                time.sleep(self._gather_s)
+            with self._lock:
+                items = self._queue.take(self.max_batch)
+                jobs = list(dict.fromkeys(job for job, _ in items))
+                updates = []
+                for job in jobs:
+                    assert isinstance(job, _Job)
+                    if job.status is JobStatus.QUEUED:
+                        job.status, job.started = JobStatus.RUNNING, time.monotonic()
+                        updates.append((job, job._snapshot()))
+                self._running = jobs  # type: ignore[assignment]
+                updates += self._reposition()
+            self._emit(updates)
+            self._run([Row(job.request, index, tag=job) for job, index in items])  # type: ignore[attr-defined]
+            with self._lock:
+                self._running = []
+
+    def _run(self, rows: list[Row], isolate: bool = True) -> None:
+        """Run one batch; on an error, rerun each job alone so that only the failing job fails."""
+        control = _Control(self, rows)
+        started = time.monotonic()
+        try:
+            images = self._family.generate(rows, control)
+        except BatchCancelled:
+            images = [None] * len(rows)
+        except Exception as error:
+            jobs = list(dict.fromkeys(row.tag for row in rows))
+            if isolate and len(jobs) > 1:
+                log.warning("batch of %d jobs failed (%s); retrying each job alone", len(jobs), error)
+                for job in jobs:
+                    self._run([row for row in rows if row.tag is job], isolate=False)
+                return
+            log.exception("job failed")
+            self._fail(jobs, f"{type(error).__name__}: {error}")
+            return
+        elapsed = time.monotonic() - started
+        updates = []
+        with self._lock:
+            for job in dict.fromkeys(row.tag for row in rows):
+                job.model_s += elapsed
+            for row, image in zip(rows, images, strict=True):
+                job = row.tag
+                job.steps_done.pop(row.index, None)
+                if image is not None and not job.status.finished:
+                    job.images[row.index] = image
+            for job in dict.fromkeys(row.tag for row in rows):
+                if not job.status.finished and len(job.images) == job.request.num_images:
+                    job._finish(JobStatus.SUCCEEDED)
+                    updates.append((job, job._snapshot()))
+        self._emit(updates)
+
+    def _fail(self, jobs: Sequence[_Job], message: str) -> None:
+        updates = []
+        with self._lock:
+            for job in jobs:
+                if not job.status.finished:
+                    self._queue.remove(job)
+                    job._finish(JobStatus.FAILED, message)
+                    updates += [(job, job._snapshot()), *self._reposition()]
+        self._emit(updates)
+
+
+class _Control:
+    """The engine's side of a running batch: per-step progress and ETA, and which rows are still wanted."""
+
+    def __init__(self, engine: LocalEngine, rows: Sequence[Row]) -> None:
+        self._engine = engine
+        self._last = time.monotonic()
+
+    def on_step(self, step: int, total: int, rows: Sequence[Row]) -> None:
+        engine = self._engine
+        now = time.monotonic()
+        spent, self._last = now - self._last, now
+        updates = []
+        with engine._lock:
+            engine._step_s = spent if engine._step_s is None else 0.8 * engine._step_s + 0.2 * spent
+            for row in rows:
+                job = row.tag
+                steps = int(job.request.steps)
+                job.steps_done[row.index] = round(step * steps / total)
+            for job in dict.fromkeys(row.tag for row in rows):
+                if job.status.finished:
+                    continue
+                left_in_batch = (total - step) * engine._step_s
+                more = math.ceil(len(job.pending) / engine.max_batch) * int(job.request.steps) * engine._step_s
+                job.eta_s = left_in_batch + more
+                updates.append((job, job._snapshot()))
+            updates += engine._reposition()
+        engine._emit(updates)
+
+    def wanted(self, row: Row) -> bool:
+        return not row.tag.cancel_requested  # type: ignore[attr-defined]

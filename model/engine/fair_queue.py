@@ -1,0 +1,115 @@
+"""Fair turns: per-user FIFO queues served round-robin, one image per turn (InvokeAI's rule).
+
+A batch takes its first image from the user whose turn it is; that job's batch key then decides which
+other users' head jobs may join (same size, steps, scheduler, ...). Users whose head job did not fit get the
+next batch's first turn, so an incompatible request is never starved.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from typing import Protocol
+
+
+class QueuedJob(Protocol):
+    user: str
+    key: Hashable
+    pending: deque[int]  # image indices not yet handed to a batch
+
+
+class FairQueue:
+    def __init__(self) -> None:
+        self._jobs: dict[str, deque[QueuedJob]] = {}
+        self._turns: deque[str] = deque()  # users in turn order; the head goes next
+
+    def __len__(self) -> int:
+        return sum(len(jobs) for jobs in self._jobs.values())
+
+    def __contains__(self, job: QueuedJob) -> bool:
+        return job in self._jobs.get(job.user, ())
+
+    def push(self, job: QueuedJob) -> None:
+        if job.user not in self._jobs:
+            self._jobs[job.user] = deque()
+            self._turns.append(job.user)
+        self._jobs[job.user].append(job)
+
+    def remove(self, job: QueuedJob) -> bool:
+        jobs = self._jobs.get(job.user)
+        if jobs is None or job not in jobs:
+            return False
+        jobs.remove(job)
+        if not jobs:
+            self._drop_user(job.user)
+        return True
+
+    def take(self, max_rows: int) -> list[tuple[QueuedJob, int]]:
+        """The next batch: (job, image index) pairs, round-robin over users, all with the first one's key."""
+        if not self._turns:
+            return []
+        users = list(self._turns)
+        key = self._jobs[users[0]][0].key
+        taken: list[tuple[QueuedJob, int]] = []
+        skipped: list[str] = []
+        last_served = 0
+        while len(taken) < max_rows:
+            progress = False
+            for position, user in enumerate(users):
+                if len(taken) >= max_rows:
+                    break
+                jobs = self._jobs.get(user)
+                if not jobs:
+                    continue
+                job = jobs[0]
+                if job.key != key:
+                    if user not in skipped:
+                        skipped.append(user)
+                    continue
+                taken.append((job, job.pending.popleft()))
+                last_served, progress = position, True
+                if not job.pending:
+                    jobs.popleft()
+            if not progress:
+                break
+        for user in users:
+            if not self._jobs.get(user):
+                self._drop_user(user)
+        after = users[last_served + 1 :] + users[: last_served + 1]
+        following = [user for user in skipped + after if user in self._jobs]
+        if following:
+            self._turns.rotate(-self._turns.index(following[0]))
+        return taken
+
+    def order(self) -> list[tuple[QueuedJob, int]]:
+        """Every queued job with the number of images handed out before its first one, in serving order
+        (round-robin, ignoring batch keys and sizes: what the user's queue position means)."""
+        queues = {user: [(job, len(job.pending)) for job in jobs] for user, jobs in self._jobs.items()}
+        cursor = {user: [0, 0] for user in queues}  # job index, images taken from it
+        first_seen: list[tuple[QueuedJob, int]] = []
+        handed = 0
+        active = [user for user in self._turns if queues.get(user)]
+        while active:
+            still = []
+            for user in active:
+                job_index, used = cursor[user]
+                job, count = queues[user][job_index]
+                if used == 0:
+                    first_seen.append((job, handed))
+                handed += 1
+                used += 1
+                if used == count:
+                    job_index, used = job_index + 1, 0
+                cursor[user] = [job_index, used]
+                if job_index < len(queues[user]):
+                    still.append(user)
+            active = still
+        return first_seen
+
+    def jobs(self) -> list[QueuedJob]:
+        return [job for jobs in self._jobs.values() for job in jobs]
+
+    def _drop_user(self, user: str) -> None:
+        self._jobs.pop(user, None)
+        if user in self._turns:
+            self._turns.remove(user)

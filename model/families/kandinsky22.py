@@ -1,0 +1,234 @@
+"""Kandinsky 2.2 (and the embedded model, which uses its exact classes): a prior folder and a decoder folder.
+
+Text reaches the decoder as a CLIP image embedding made by the prior; mixing happens on those embeddings
+(texts through the prior, images through the prior pipeline's own CLIP image encoder), as in the prior
+pipeline's ``interpolate``, extended to signed weights and slerp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+from diffusers import KandinskyV22PriorPipeline
+from diffusers.image_processor import VaeImageProcessor
+
+from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo
+from model.families.base import BatchControl, Family, Row, StepHook, row_cfg_scale, row_generators
+from model.families.row_cfg import RowCFGKandinskyV22Pipeline
+from model.families.schedulers import SchedulerBank
+from model.guidance import ImageGuidance, RowGuidance
+from model.mixing import mix_embeddings
+
+FAMILY = "kandinsky22"
+DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0}
+
+
+@dataclass(frozen=True)
+class _PriorRun:
+    """One text through the prior for one row; ``ingredient`` None: the run only gives the negative."""
+
+    row: int
+    ingredient: int | None
+    text: str
+    negative: str
+    seed: int
+
+
+class Kandinsky22Family(Family):
+    def __init__(
+        self,
+        prior: KandinskyV22PriorPipeline,
+        decoder: RowCFGKandinskyV22Pipeline,
+        *,
+        name: str,
+        path: str,
+        model_hash: str,
+        settings: dict[str, Any],
+    ) -> None:
+        self.prior = prior
+        self.decoder = decoder
+        for pipe in (prior, decoder):
+            pipe.set_progress_bar_config(disable=True)
+        self._schedulers = SchedulerBank(decoder.scheduler, float(settings.get("latent_range", 1.0)))
+        self._prior_steps = int(settings.get("prior_steps", DEFAULTS["prior_steps"]))
+        self._prior_guidance = float(settings.get("prior_guidance", DEFAULTS["prior_guidance"]))
+        scale = decoder.movq_scale_factor
+        self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
+        native = (decoder.unet.config.sample_size or 64) * scale
+        multiple = scale * scale  # the pipeline rounds sizes up to this
+        self._zero_embed = prior.get_zero_embed(1)
+        default_scheduler = settings.get("default_scheduler", self._schedulers.default_name)
+        sizes = tuple((int(w), int(h)) for w, h in settings.get("sizes", []))
+        self.info = ModelInfo(
+            name=name,
+            family=FAMILY,
+            path=path,
+            hash=model_hash,
+            default_steps=int(settings.get("default_steps", DEFAULTS["default_steps"])),
+            default_guidance=float(settings.get("default_guidance", DEFAULTS["default_guidance"])),
+            default_scheduler=default_scheduler,
+            schedulers=self._schedulers.names,
+            default_size=sizes[0] if sizes else (native, native),
+            sizes=sizes,
+            size_multiple=multiple,
+            min_size=max(multiple, native // 2 // multiple * multiple),
+            max_size=int(settings.get("max_size", 2 * native)),
+            max_images=int(settings.get("max_images", 8)),
+            image_ingredients=True,
+            device=str(decoder.device),
+            dtype=str(decoder.unet.dtype).removeprefix("torch."),
+            prior_steps=self._prior_steps,
+        )
+
+    def batch_key(self, request: GenerationRequest) -> Hashable:
+        return (request.width, request.height, request.steps, request.scheduler, request.dynamic_thresholding)
+
+    @torch.no_grad()
+    def generate(self, rows: Sequence[Row], control: BatchControl | None = None) -> list[PIL.Image.Image | None]:
+        first = rows[0].request
+        embeds, negatives = self.embed_rows(rows)
+        device, dtype = self.decoder.device, self.decoder.unet.dtype
+        generators = row_generators(rows)
+        guidance = ImageGuidance(
+            self._guidance_rows(rows),
+            torch.zeros(len(rows), self.decoder.unet.config.in_channels, *self._latent_size(first), device=device,
+                        dtype=dtype),
+        )
+        hook = StepHook(rows, control, guidance, generators)
+        self.decoder.scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
+        output = self.decoder(
+            image_embeds=embeds.to(device, dtype),
+            negative_image_embeds=negatives.to(device, dtype),
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=row_cfg_scale(rows, dtype, device),
+            generator=generators,
+            callback_on_step_end=hook,
+            callback_on_step_end_tensor_inputs=["latents", "image_embeds", "negative_image_embeds"],
+            output_type="pil",
+        )
+        return hook.images_by_row(output.images)
+
+    @torch.no_grad()
+    def embed_rows(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's CLIP image embedding (its prompt, or its mix) and negative embedding, [B, D] each.
+
+        Texts go through the prior in at most two batched calls, with one generator per text seeded by the
+        row's seed: rows with a negative prompt (the prior's own negative handling: the negative is both the
+        prior's unconditional text and, through the prior, the decoder's negative embedding) and rows
+        without one (the decoder's negative is the embedding of an empty image, as in the prior pipeline).
+        """
+        runs: list[_PriorRun] = []
+        for index, row in enumerate(rows):
+            texts = [(k, item.text) for k, item in enumerate(_ingredients(row.request)) if item.text is not None]
+            negative = row.request.negative_prompt
+            runs += [_PriorRun(index, k, text, negative, row.seed) for k, text in texts]
+            if negative and not texts:
+                runs.append(_PriorRun(index, None, negative, negative, row.seed))
+        text_embeds: dict[tuple[int, int], torch.Tensor] = {}
+        negative_embeds: dict[int, torch.Tensor] = {}
+        for with_negative in (False, True):
+            group = [run for run in runs if bool(run.negative) == with_negative]
+            if not group:
+                continue
+            # the prior appends the negatives as extra rows, which need their own generators
+            generators = [torch.Generator().manual_seed(run.seed) for run in group * (2 if with_negative else 1)]
+            output = self.prior(
+                prompt=[run.text for run in group],
+                negative_prompt=[run.negative for run in group] if with_negative else None,
+                generator=generators,
+                num_inference_steps=self._prior_steps,
+                guidance_scale=self._prior_guidance,
+            )
+            for run, embed, negative in zip(group, output.image_embeds, output.negative_image_embeds, strict=True):
+                if run.ingredient is not None:
+                    text_embeds[(run.row, run.ingredient)] = embed
+                if with_negative:
+                    negative_embeds[run.row] = negative
+        image_embeds: dict[int, torch.Tensor] = {}
+        positives = []
+        for index, row in enumerate(rows):
+            ingredients = _ingredients(row.request)
+            embeddings = []
+            for k, item in enumerate(ingredients):
+                if item.text is not None:
+                    embeddings.append(text_embeds[(index, k)])
+                else:
+                    if id(item.image) not in image_embeds:
+                        image_embeds[id(item.image)] = self.embed_image(item.image)
+                    embeddings.append(image_embeds[id(item.image)])
+            if row.request.mix:
+                positives.append(
+                    mix_embeddings(
+                        embeddings,
+                        [item.weight for item in ingredients],
+                        interpolation=row.request.interpolation,
+                        renormalize_result=row.request.renormalize_mix,
+                    )
+                )
+            else:
+                positives.append(embeddings[0])
+        negatives = [negative_embeds.get(index, self._zero_embed[0]) for index in range(len(rows))]
+        return torch.stack(positives), torch.stack(negatives)
+
+    def embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
+        """An image's CLIP image embedding [D], through the prior pipeline's own processor and encoder."""
+        pixels = self.prior.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values
+        encoder = self.prior.image_encoder
+        return encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds[0]
+
+    def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:
+        """The guidance image in the decoder's latent space [C, h, w] (movq encoder, before quantisation)."""
+        movq = self.decoder.movq
+        pixels = self._image_processor.preprocess(image.convert("RGB"), height=height, width=width)
+        return movq.encode(pixels.to(movq.device, movq.dtype)).latents[0]
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] from decoder latents [B, C, h, w] (what the pipeline does after its last step)."""
+        image = self.decoder.movq.decode(latents, force_not_quantize=True).sample
+        return (image * 0.5 + 0.5).clamp(0, 1)
+
+    def _latent_size(self, request: GenerationRequest) -> tuple[int, int]:
+        scale = self.decoder.movq_scale_factor
+        return (-(-request.height // scale**2) * scale, -(-request.width // scale**2) * scale)
+
+    def _guidance_rows(self, rows: Sequence[Row]) -> list[RowGuidance | None]:
+        references: dict[int, torch.Tensor] = {}
+        out: list[RowGuidance | None] = []
+        for row in rows:
+            request = row.request
+            if request.guidance_image is None or request.image_guidance_scale <= 0:
+                out.append(None)
+                continue
+            if id(request) not in references:
+                references[id(request)] = self.encode_reference(request.guidance_image, request.width, request.height)
+            out.append(
+                RowGuidance(
+                    references[id(request)],
+                    request.image_guidance_scale,
+                    request.image_guidance_decay,
+                    request.image_guidance_noised,
+                    row.seed,
+                )
+            )
+        return out
+
+
+def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:
+    return request.ingredients() or (MixIngredient(weight=1.0, text=request.prompt),)
+
+
+def load_kandinsky22(
+    prior_dir: Path, decoder_dir: Path, *, name: str, path: str, model_hash: str, settings: dict[str, Any],
+    device: torch.device, dtype: torch.dtype,
+) -> Kandinsky22Family:
+    common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
+    prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common).to(device)
+    decoder = RowCFGKandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
+    return Kandinsky22Family(prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings)

@@ -1,0 +1,120 @@
+"""Where a model comes from (a local folder, or a model id already in the Hugging Face cache), the device
+and dtype it runs in, its hash, and its optional ``draftroom.json`` defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_CHUNK = 1 << 20
+
+
+class ModelLoadError(Exception):
+    """The model folder is missing, of an unknown layout, or not loadable from safetensors."""
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local folder as is; else a Hub model id resolved in the local cache only (never downloads)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if isinstance(source, str) and _REPO_ID.match(source):
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(source, local_files_only=True))
+        except LocalEntryNotFoundError as error:
+            raise ModelLoadError(f"{source} is neither a folder nor a model in the local Hugging Face cache") from error
+    raise ModelLoadError(f"model folder not found: {source}")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    """fp32 on CPU, fp16 on a GPU (``requested`` may say bfloat16 or float32).
+
+    fp16 rather than bf16: with bf16's 8-bit mantissa, DDPM/DDIM steps (computed in the model's dtype)
+    made a job's images differ visibly between a lone and a batched run on an H200; fp16 keeps them
+    within a few levels. VAEs that overflow in fp16 are upcast where they run (diffusers' force_upcast).
+    """
+    if requested:
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def model_hash(folders: Sequence[Path]) -> str:
+    """sha256 over the bytes of every .safetensors file in ``folders``, in order, each in sorted path order."""
+    digest = hashlib.sha256()
+    found = False
+    for folder in folders:
+        for file in sorted(folder.rglob("*.safetensors"), key=lambda p: p.relative_to(folder).as_posix()):
+            found = True
+            with file.open("rb") as stream:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+    if not found:
+        raise ModelLoadError(f"no .safetensors weights under {', '.join(map(str, folders))}")
+    return digest.hexdigest()
+
+
+_SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "default_steps": (int,),
+    "default_guidance": (int, float),
+    "default_scheduler": (str,),
+    "sizes": (list,),
+    "prior_steps": (int,),
+    "prior_guidance": (int, float),
+    "latent_range": (int, float),
+    "max_images": (int,),
+    "max_size": (int,),
+}
+
+
+def read_settings(root: Path) -> dict[str, Any]:
+    """The model's own defaults from ``root/draftroom.json`` (all keys optional); {} when there is none."""
+    file = root / "draftroom.json"
+    if not file.is_file():
+        return {}
+    try:
+        settings = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{file}: {error}") from error
+    if not isinstance(settings, dict):
+        raise ModelLoadError(f"{file}: must hold a JSON object")
+    for key, value in settings.items():
+        types = _SETTINGS_TYPES.get(key)
+        if types and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ModelLoadError(f"{file}: {key} must be {' or '.join(t.__name__ for t in types)}")
+    sizes = settings.get("sizes", [])
+    if not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes):
+        raise ModelLoadError(f"{file}: sizes must be a list of [width, height] pairs")
+    return settings
+
+
+def model_index_class(folder: Path) -> str | None:
+    """The pipeline class a diffusers folder names in its model_index.json, if any."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        return json.loads(index.read_text()).get("_class_name")
+    except ValueError as error:
+        raise ModelLoadError(f"{index}: {error}") from error

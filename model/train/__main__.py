@@ -1,0 +1,76 @@
+"""python -m model.train --stage {tokenizer,clip,autoencoder,prior,decoder,export,all} --out DIR
+
+Each stage resumes from DIR/<stage>/checkpoint when one exists. `all` runs every stage in order and then exports
+the pipelines to --export (default model/weights/embedded). Presets: tiny (tests), cpu (2 cores), gpu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from model.train.common import PRESETS, pick_device, seed_everything
+
+STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "export")
+DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
+
+
+def run_stage(stage: str, args: argparse.Namespace) -> None:
+    preset = PRESETS[args.preset]
+    if args.lr is not None:
+        preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, lr=args.lr)
+                                                    for name, plan in preset.plans.items()})
+    device = pick_device(args.device)
+    seed_everything(args.seed)
+    started = time.perf_counter()
+    if stage == "tokenizer":
+        from model.train.tokenizer import train_tokenizer
+        train_tokenizer(args.out / "tokenizer", seed=args.seed)
+    elif stage == "clip":
+        from model.train.clip import train_clip
+        train_clip(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "autoencoder":
+        from model.train.autoencoder import train_autoencoder
+        train_autoencoder(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "prior":
+        from model.train.prior import train_prior
+        train_prior(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "decoder":
+        from model.train.decoder import train_decoder
+        train_decoder(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "export":
+        from model.train.export import export
+        export(args.out, args.export)
+    print(f"[{stage}] done in {time.perf_counter() - started:.0f} s on {device}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=STAGES + ("all",), required=True)
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, samples)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None, help="override the stage's time budget")
+    parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")
+    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT, help="where `export` writes the pipelines")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from a shipped model folder: its parts seed --out, the decoder fine-tunes")
+    args = parser.parse_args(argv)
+    if args.init_from is not None:
+        from model.train.export import seed_run_from_model
+        seed_run_from_model(args.init_from, args.out)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    for stage in STAGES if args.stage == "all" else (args.stage,):
+        run_stage(stage, args)
+
+
+if __name__ == "__main__":
+    main()

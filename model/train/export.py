@@ -1,0 +1,72 @@
+"""Assemble the trained stages into the shipped Kandinsky 2.2 pipeline folders.
+
+Weights are stored as fp16 safetensors (half the bytes in git; loaders upcast to fp32 on CPU), beside a
+`draftroom.json` with the model's defaults that the engine reads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, PriorTransformer, UNet2DConditionModel, VQModel
+
+from model.train import networks
+from model.train.prior import load_encoders
+
+DEFAULTS = {
+    "name": "draftroom-shapes-64",
+    "family": "kandinsky22",
+    "sizes": [[64, 64]],
+    "default_steps": 25,
+    "default_guidance": 4.0,
+    "prior_steps": 25,
+    "prior_guidance": 4.0,
+    "default_scheduler": "ddim",
+}
+
+
+def seed_run_from_model(model: Path, out: Path) -> None:
+    """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from it."""
+    from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+    from model.train.tokenizer import load_tokenizer
+
+    load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
+    for cls, name in ((CLIPTextModelWithProjection, "text_encoder"), (CLIPVisionModelWithProjection, "image_encoder")):
+        cls.from_pretrained(model / "prior" / name, dtype=torch.float32, use_safetensors=True).save_pretrained(
+            out / "clip" / name)
+    # Each trained part goes where `export` reads it and, for the prior and decoder, also where their stages look
+    # for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
+    for cls, source, targets in ((PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
+                                 (VQModel, "decoder/movq", ("autoencoder/movq",)),
+                                 (UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet"))):
+        part = cls.from_pretrained(model / source, dtype=torch.float32, use_safetensors=True)
+        for target in targets:
+            part.save_pretrained(out / target)
+    print(f"[seed] laid out {model} as a run folder in {out}")
+
+
+def export(out: Path, target: Path) -> None:
+    device = torch.device("cpu")
+    tokenizer, text_encoder, image_encoder = load_encoders(out, device)
+    prior = PriorTransformer.from_pretrained(out / "prior" / "prior", use_safetensors=True)
+    unet = UNet2DConditionModel.from_pretrained(out / "decoder" / "unet", use_safetensors=True)
+    movq = VQModel.from_pretrained(out / "autoencoder" / "movq", use_safetensors=True)
+    prior_pipe = KandinskyV22PriorPipeline(
+        prior=prior, image_encoder=image_encoder, text_encoder=text_encoder, tokenizer=tokenizer,
+        scheduler=networks.prior_scheduler(), image_processor=networks.image_processor())
+    decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=networks.decoder_scheduler(), movq=movq)
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    prior_pipe.to(torch.float16).save_pretrained(staging / "prior", safe_serialization=True)
+    decoder_pipe.to(torch.float16).save_pretrained(staging / "decoder", safe_serialization=True)
+    (staging / "draftroom.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
+    card = target / "MODEL_CARD.md"
+    if card.exists():
+        shutil.copy(card, staging / "MODEL_CARD.md")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    size = sum(f.stat().st_size for f in target.rglob("*.safetensors")) / 1e6
+    print(f"[export] wrote {target} ({size:.1f} MB of safetensors)")

@@ -1,0 +1,194 @@
+"""The recipe inside every PNG, readable by other tools.
+
+Two chunks:
+- `parameters` (tEXt, or iTXt when the text is not Latin-1): the AUTOMATIC1111 infotext that
+  A1111, ComfyUI, InvokeAI and image viewers understand::
+
+      a red circle
+      on a blue background
+      Negative prompt: blurry
+      Steps: 20, Sampler: ddpm, CFG scale: 6.0, Seed: 42, Size: 64x64, Model hash: ab12, Model: embedded
+
+- `draftroom` (compressed iTXt): the full recipe as JSON (mix, image guidance, generation id,
+  every parameter), the authority when both are present.
+
+The A1111 parser follows A1111's own rules (`parse_generation_parameters`): the last line holds the
+settings when it has at least three `Key: value` pairs; a line starting with `Negative prompt:`
+starts the negative prompt; values with commas, colons or quotes are JSON-quoted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from .errors import ValidationFailed
+
+PARAMETERS_KEY = "parameters"
+RECIPE_KEY = "draftroom"
+RECIPE_VERSION = 1
+NEGATIVE_PREFIX = "Negative prompt:"
+_SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to understand, and to redo, one image."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    sampler: str | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    model_hash: str | None = None
+    model_name: str | None = None
+    mix: tuple[dict[str, Any], ...] = ()
+    """Ingredients: {"weight": w, "text": t} or {"weight": w, "upload_sha256": s}."""
+    guidance: dict[str, Any] | None = None
+    """{"upload_sha256": s, "scale": f, "decay": "none" | "linear" | "cosine"}."""
+    generation_id: int | None = None
+    image_index: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Every resolved parameter as the engine reported it."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """A1111 settings we have no field for (from other tools), kept verbatim."""
+
+    def settings(self) -> dict[str, str]:
+        """The A1111 settings line as ordered key/value strings."""
+        pairs: list[tuple[str, Any]] = [
+            ("Steps", self.steps),
+            ("Sampler", self.sampler),
+            ("CFG scale", self.cfg_scale),
+            ("Seed", self.seed),
+            ("Size", f"{self.width}x{self.height}" if self.width and self.height else None),
+            ("Model hash", self.model_hash),
+            ("Model", self.model_name),
+        ]
+        settings = {key: str(value) for key, value in pairs if value is not None}
+        settings.update(self.extra)
+        return settings
+
+    def to_json(self) -> str:
+        return json.dumps({"version": RECIPE_VERSION, **asdict(self)}, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            data = json.loads(text)
+            data.pop("version", None)
+            data["mix"] = tuple(data.get("mix") or ())
+            return cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise ValidationFailed("image", f"The image's Draftroom recipe is unreadable: {exc}") from exc
+
+    @classmethod
+    def from_a1111(cls, text: str) -> Recipe:
+        parsed = parse_a1111(text)
+        settings: dict[str, str] = dict(parsed["settings"])
+        size = _SIZE.match(settings.pop("Size", ""))
+        return cls(
+            prompt=parsed["prompt"],
+            negative_prompt=parsed["negative_prompt"],
+            steps=_number(settings.pop("Steps", None), int),
+            sampler=settings.pop("Sampler", None),
+            cfg_scale=_number(settings.pop("CFG scale", None), float),
+            seed=_number(settings.pop("Seed", None), int),
+            width=int(size.group(1)) if size else None,
+            height=int(size.group(2)) if size else None,
+            model_hash=settings.pop("Model hash", None),
+            model_name=settings.pop("Model", None),
+            extra=settings,
+        )
+
+
+def _number(value: str | None, kind: type[int] | type[float]) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        return None
+
+
+def _quote(value: str) -> str:
+    """A1111's quoting, made safe for every value: JSON-quote anything the settings regex would cut."""
+    if value and not any(c in value for c in ',:"\n\r') and value == value.strip():
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def format_a1111(prompt: str, negative_prompt: str, settings: dict[str, str]) -> str:
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"{NEGATIVE_PREFIX} {negative_prompt}")
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in settings.items()))
+    return "\n".join(lines)
+
+
+def parse_a1111(text: str) -> dict[str, Any]:
+    """Split an A1111 infotext into {"prompt", "negative_prompt", "settings": {key: value}}.
+
+    Reads what A1111 and other tools write: multi-line prompts and negative prompts, quoted values
+    containing commas, no negative prompt, no settings line. Lines are stripped, as A1111 does.
+    """
+    *lines, last = text.replace("\r\n", "\n").strip().split("\n")
+    if len(_SETTING.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
+    for line in lines:
+        line = line.strip()
+        if line.startswith(NEGATIVE_PREFIX):
+            in_negative = True
+            line = line[len(NEGATIVE_PREFIX) :].strip()
+        (negative if in_negative else prompt).append(line)
+    settings: dict[str, str] = {}
+    for key, value in _SETTING.findall(last):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            with contextlib.suppress(ValueError):  # not JSON after all: keep it as written
+                value = json.loads(value)
+        settings[key] = value
+    return {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative), "settings": settings}
+
+
+def encode_png(image: Image.Image, recipe: Recipe) -> bytes:
+    """PNG bytes of `image` carrying `recipe` in both chunks."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, format_a1111(recipe.prompt, recipe.negative_prompt, recipe.settings()))
+    info.add_itxt(RECIPE_KEY, recipe.to_json(), zip=True)
+    if image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def read_png_metadata(data: bytes) -> Recipe:
+    """The recipe in a PNG: Draftroom's JSON when present, else the A1111 `parameters` text.
+
+    Reads only the chunks before the pixel data, so a huge or hostile image is never decoded.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "PNG":
+                raise ValidationFailed("image", "This is not a PNG image.")
+            info = dict(image.info)
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValidationFailed("image", f"This file is not a readable image: {exc}") from exc
+    if RECIPE_KEY in info:
+        return Recipe.from_json(str(info[RECIPE_KEY]))
+    if PARAMETERS_KEY in info:
+        return Recipe.from_a1111(str(info[PARAMETERS_KEY]))
+    raise ValidationFailed("image", "This PNG carries no generation parameters.")

@@ -1,0 +1,116 @@
+"""API tokens for the REST API. Only a SHA-256 of each token is stored, plus a short prefix to recognise it.
+
+A token is 32 random bytes, so a fast unsalted hash is enough: there is nothing to brute-force
+(unlike passwords, which get argon2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from ..models import ApiToken, User, utcnow
+from ..types import Actor, NewToken, Role, TokenInfo, UserInfo
+from ._common import Service, acting_user, audit, get_or_404, token_info, user_info
+
+TOKEN_PREFIX = "dr_"
+DISPLAY_PREFIX_LEN = 10  # "dr_" + 7 characters: enough to tell tokens apart, useless to an attacker
+MAX_LABEL = 64
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _may_manage(acting: User | None, owner_id: int) -> None:
+    if acting is not None and acting.id != owner_id and acting.role != Role.ADMIN:
+        raise PermissionDenied("Only admins can manage another user's tokens.")
+
+
+class TokenService(Service):
+    def create(self, actor: Actor, user_id: int, label: str = "") -> NewToken:
+        """A new token for `user_id` (oneself, or anyone for an admin). The secret is returned once."""
+        label = str(label).strip()
+        if len(label) > MAX_LABEL:
+            raise ValidationFailed("label", f"A token label has at most {MAX_LABEL} characters.")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.write() as session:
+            acting = acting_user(session, actor, operator=True)
+            owner: User = get_or_404(session, User, user_id, "User")
+            _may_manage(acting, owner.id)
+            if not owner.active:
+                raise PermissionDenied(f"{owner.username}'s account is disabled.")
+            token = ApiToken(
+                user_id=owner.id, label=label, prefix=secret[:DISPLAY_PREFIX_LEN], token_hash=hash_token(secret)
+            )
+            session.add(token)
+            session.flush()
+            audit(session, acting, "token.create", "token", token.id, owner=owner.username, prefix=token.prefix)
+            return NewToken(token_info(token), secret)
+
+    def list_for(self, actor: Actor, user_id: int) -> list[TokenInfo]:
+        """A user's tokens, newest first, revoked ones included (marked)."""
+        with self.db.read() as session:
+            acting = acting_user(session, actor, operator=True)
+            _may_manage(acting, get_or_404(session, User, user_id, "User").id)
+            tokens = session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc()))
+            return [token_info(t) for t in tokens]
+
+    def revoke(self, actor: Actor, token_ref: int | str) -> TokenInfo:
+        """Revoke by id or by the displayed prefix. Revoking twice is harmless."""
+        with self.write() as session:
+            acting = acting_user(session, actor, operator=True)
+            token = self._find(session, token_ref)
+            _may_manage(acting, token.user_id)
+            if token.revoked_at is None:
+                token.revoked_at = utcnow()
+                audit(
+                    session, acting, "token.revoke", "token", token.id, owner=token.user.username, prefix=token.prefix
+                )
+            session.flush()
+            return token_info(token)
+
+    @staticmethod
+    def _find(session: Session, token_ref: int | str) -> ApiToken:
+        if isinstance(token_ref, int) or str(token_ref).isdigit():
+            token = session.get(ApiToken, int(token_ref))
+            if token is None:
+                raise NotFound(f"Token {token_ref} does not exist.")
+            return token
+        ref = str(token_ref)
+        if len(ref) < len(TOKEN_PREFIX) + 4:
+            raise ValidationFailed("token", "Give a token id or at least 7 characters of its prefix.")
+        matches = session.scalars(
+            select(ApiToken).where(ApiToken.prefix.startswith(ref[:DISPLAY_PREFIX_LEN], autoescape=True))
+        ).all()
+        if not matches:
+            raise NotFound(f"No token starts with {ref!r}.")
+        if len(matches) > 1:
+            raise Conflict(f"{len(matches)} tokens start with {ref!r}; use the token id.")
+        return matches[0]
+
+    def authenticate(self, secret: str) -> UserInfo:
+        """The user a bearer token belongs to. Refuses revoked tokens and disabled users.
+
+        `last_used_at` is refreshed at most once a minute, so API calls do not each take the write lock.
+        """
+        if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX):
+            raise PermissionDenied("Invalid API token.")
+        with self.db.read() as session:
+            token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+            if token is None or token.revoked_at is not None:
+                raise PermissionDenied("Invalid or revoked API token.")
+            if not token.user.active:
+                raise PermissionDenied("This account is disabled.")
+            user, token_id, last_used = user_info(token.user), token.id, token.last_used_at
+        now = utcnow()
+        if last_used is None or now - last_used > LAST_USED_RESOLUTION:
+            with self.write() as session:
+                session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+        return user

@@ -1,0 +1,265 @@
+"""The shared worker: batching equivalence, fair turns, progress, cancel, error isolation, limits, shutdown."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import PIL.Image
+import pytest
+from image_checks import max_pixel_diff, mean_pixel_diff
+
+from model.engine import (
+    EngineClosed,
+    GenerationRequest,
+    JobCancelled,
+    JobFailed,
+    JobStatus,
+    MixIngredient,
+    Progress,
+    QueueFull,
+    RequestError,
+)
+from model.families import Family, Row
+
+TOLERANCE = 3  # levels of 255: batched and lone runs differ only by float reduction order
+
+REFERENCE = PIL.Image.new("RGB", (32, 32), (230, 30, 30))
+
+
+def ask(prompt: str, seed: int, user: str = "anonymous", **fields: object) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, seed=seed, user=user, **{"steps": 2, **fields})  # type: ignore[arg-type]
+
+
+class Recorder:
+    """Wraps a family's generate to record each batch's rows (and optionally fail or pause)."""
+
+    def __init__(self, family: Family, fail_if: Callable[[Row], bool] | None = None) -> None:
+        self.family = family
+        self.batches: list[list[Row]] = []
+        self.fail_if = fail_if
+        self._generate = family.generate
+
+    def __call__(self, rows: Sequence[Row], control=None):
+        self.batches.append(list(rows))
+        if self.fail_if and any(self.fail_if(row) for row in rows):
+            raise RuntimeError("injected failure")
+        return self._generate(rows, control)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Recorder]:
+    def wrap(family: Family, fail_if: Callable[[Row], bool] | None = None) -> Recorder:
+        recorder = Recorder(family, fail_if)
+        monkeypatch.setattr(family, "generate", recorder)
+        return recorder
+
+    return wrap
+
+
+def blocker(engine, family: Family) -> threading.Event:
+    """Occupy the worker with one job that waits at its first step until the returned event is set."""
+    release = threading.Event()
+    handle = engine.submit(ask("hold", 99, user="holder", steps=2))
+    started = threading.Event()
+
+    def hold(progress: Progress) -> None:
+        if progress.status is JobStatus.RUNNING and progress.step >= 1:
+            started.set()
+            release.wait(30)
+
+    handle.subscribe(hold)
+    assert started.wait(30)
+    return release
+
+
+JOBS = [
+    ask("a red circle on a white background", 11, "ann", num_images=2),
+    ask("a blue square", 12, "bob", guidance_scale=1.0, negative_prompt="green"),
+    ask("a green triangle", 13, "cid", guidance_scale=9.0, guidance_image=REFERENCE, image_guidance_scale=0.3,
+            image_guidance_decay="linear"),
+    ask("a red circle", 14, "dee", mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))),
+]
+
+
+@pytest.mark.parametrize("name", ["kandinsky", "sd", "sdxl"])
+def test_batched_jobs_match_the_same_jobs_run_alone(name: str, request: pytest.FixtureRequest, engine_for,
+                                                     recorded) -> None:
+    family: Family = request.getfixturevalue(name)
+    recorder = recorded(family)
+    alone = []
+    with engine_for(family, max_batch=1) as engine:
+        for job in JOBS:
+            alone.append(engine.submit(job).result(60).images)
+    assert all(len(batch) == 1 for batch in recorder.batches)
+    recorder.batches.clear()
+    engine = engine_for(family, max_batch=8, gather_s=0.2)
+    handles = [engine.submit(job) for job in JOBS]
+    batched = [handle.result(60).images for handle in handles]
+    assert [len(batch) for batch in recorder.batches] == [5], "all jobs shared one batch"
+    for lone_images, batch_images in zip(alone, batched, strict=True):
+        for lone, in_batch in zip(lone_images, batch_images, strict=True):
+            assert max_pixel_diff(lone, in_batch) <= TOLERANCE
+    assert mean_pixel_diff(batched[0][0], batched[1][0]) > 5, "jobs kept their own prompts"
+
+
+def test_result_records_seed_params_model_and_times(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky)
+    result = engine.submit(ask("a red circle", 5, num_images=2, guidance_image=REFERENCE,
+                                   image_guidance_scale=0.2)).result(60)
+    assert result.seed == 5 and result.seeds == [5, 6] and result.params["seeds"] == [5, 6]
+    assert result.params["steps"] == 2 and result.params["width"] == 32 and result.params["scheduler"] == "ddpm"
+    assert len(result.params["guidance_image_sha256"]) == 64
+    assert (result.model_name, result.model_hash) == (kandinsky.info.name, kandinsky.info.hash)
+    assert result.model_s > 0 and result.queue_wait_s >= 0
+
+
+def test_fair_turns_across_users(kandinsky: Family, engine_for, recorded) -> None:
+    recorder = recorded(kandinsky)
+    engine = engine_for(kandinsky, max_batch=2)
+    release = blocker(engine, kandinsky)
+    greedy = [engine.submit(ask(f"a circle {i}", i, "greedy")) for i in range(4)]
+    others = [engine.submit(ask(f"a square {u}", 50, u)) for u in ("bob", "cid")]
+    release.set()
+    for handle in greedy + others:
+        handle.result(60)
+    users = [[row.request.user for row in batch] for batch in recorder.batches[1:]]
+    assert users == [["greedy", "bob"], ["cid", "greedy"], ["greedy", "greedy"]]
+
+
+def test_progress_events_report_position_steps_and_eta(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky, max_batch=1)
+    release = blocker(engine, kandinsky)
+    first = engine.submit(ask("first", 1, "a"))
+    second = engine.submit(ask("second", 2, "b", steps=3))
+    events: list[Progress] = []
+    second.subscribe(events.append)
+    assert first.progress().queue_position == 0 and second.progress().queue_position == 1
+    assert first.progress().eta_s is not None, "the blocker's steps give an ETA"
+    release.set()
+    second.result(60)
+    statuses = [event.status for event in events]
+    assert statuses[0] is JobStatus.QUEUED and statuses[-1] is JobStatus.SUCCEEDED
+    assert [e.queue_position for e in events if e.status is JobStatus.QUEUED][-1] == 0, "moved up the queue"
+    running = [(e.step, e.total) for e in events if e.status is JobStatus.RUNNING]
+    assert running[-1] == (3, 3) and (1, 3) in running
+    assert events[-1].images_done == 1 and events[-1].eta_s == 0.0
+    late: list[Progress] = []
+    second.subscribe(late.append)
+    assert [e.status for e in late] == [JobStatus.SUCCEEDED], "a finished job reports once, at once"
+
+
+def test_cancel_a_queued_job(kandinsky: Family, engine_for, recorded) -> None:
+    recorder = recorded(kandinsky)
+    engine = engine_for(kandinsky)
+    release = blocker(engine, kandinsky)
+    doomed = engine.submit(ask("doomed", 1, "a"))
+    kept = engine.submit(ask("kept", 2, "b"))
+    assert doomed.cancel() and not doomed.cancel()
+    assert doomed.progress().status is JobStatus.CANCELLED
+    release.set()
+    kept.result(60)
+    with pytest.raises(JobCancelled):
+        doomed.result(1)
+    assert all(row.request.prompt != "doomed" for batch in recorder.batches for row in batch)
+    assert not kept.cancel(), "a finished job cannot be cancelled"
+
+
+@pytest.mark.parametrize(("name", "shrinks"), [("kandinsky", True), ("sd", False)])
+def test_cancel_a_running_job_leaves_its_batch_at_the_next_step(name: str, shrinks: bool,
+                                                                 request: pytest.FixtureRequest, engine_for) -> None:
+    """Kandinsky's DDPM shrinks the batch; SD's PNDM keeps a private history, so the row is masked."""
+    family: Family = request.getfixturevalue(name)
+    unet = family.decoder.unet if name == "kandinsky" else family.pipe.unet
+    unet_rows: list[int] = []
+    lone = engine_for(family).submit(ask("stay", 7, "b", steps=4)).result(60).images[0]
+    engine = engine_for(family, gather_s=0.2)
+    doomed = engine.submit(ask("leave", 6, "a", steps=4))
+    stay = engine.submit(ask("stay", 7, "b", steps=4))
+    doomed_steps: list[int] = []
+
+    def cancel_at_first_step(progress: Progress) -> None:
+        if progress.status is JobStatus.RUNNING and progress.step >= 1:
+            doomed_steps.append(progress.step)
+            doomed.cancel()
+
+    doomed.subscribe(cancel_at_first_step)
+    hook = unet.register_forward_pre_hook(lambda module, args, kwargs: unet_rows.append(
+        (args[0] if args else kwargs["sample"]).shape[0]), with_kwargs=True)
+    stay_steps: list[int] = []
+    stay.subscribe(lambda p: stay_steps.append(p.step) if p.status is JobStatus.RUNNING else None)
+    try:
+        result = stay.result(60)
+    finally:
+        hook.remove()
+    with pytest.raises(JobCancelled):
+        doomed.result(1)
+    if shrinks:
+        assert unet_rows == [4, 2, 2, 2], "2 rows x CFG, then the batch shrinks"
+    else:
+        assert set(unet_rows) == {4} and len(unet_rows) >= 4, "the masked row stays in the computation"
+    assert doomed_steps == [1], "no progress after the cancel"
+    assert stay_steps[-1] == 4
+    assert max_pixel_diff(result.images[0], lone) <= TOLERANCE
+
+
+def test_a_failing_job_fails_alone(kandinsky: Family, engine_for, recorded) -> None:
+    recorder = recorded(kandinsky, fail_if=lambda row: row.request.prompt == "boom")
+    engine = engine_for(kandinsky, gather_s=0.2)
+    good = [engine.submit(ask(f"fine {i}", i, f"u{i}")) for i in range(2)]
+    bad = engine.submit(ask("boom", 9, "mallory"))
+    images = [handle.result(60).images[0] for handle in good]
+    with pytest.raises(JobFailed, match="injected failure"):
+        bad.result(60)
+    assert bad.progress().status is JobStatus.FAILED and "injected" in (bad.progress().error or "")
+    assert [len(batch) for batch in recorder.batches] == [3, 1, 1, 1], "one batch, then each job alone"
+    lone = engine_for(kandinsky).submit(ask("fine 0", 0, "u0")).result(60).images[0]
+    assert max_pixel_diff(images[0], lone) <= TOLERANCE
+
+
+def test_queue_full(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky, max_queue=2)
+    release = blocker(engine, kandinsky)
+    queued = [engine.submit(ask(f"q{i}", i)) for i in range(2)]
+    with pytest.raises(QueueFull):
+        engine.submit(ask("one too many", 3))
+    release.set()
+    for handle in queued:
+        handle.result(60)
+    engine.submit(ask("room again", 4)).result(60)
+
+
+def test_invalid_requests_are_refused_at_submit(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky)
+    with pytest.raises(RequestError) as caught:
+        engine.submit(GenerationRequest(prompt="x", width=64, height=64))
+    assert caught.value.field == "width"
+
+
+def test_graceful_shutdown_finishes_the_queue_then_refuses(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky, max_batch=1)
+    handles = [engine.submit(ask(f"p{i}", i)) for i in range(3)]
+    engine.shutdown(wait=True)
+    assert all(handle.progress().status is JobStatus.SUCCEEDED for handle in handles)
+    assert not engine._thread.is_alive()
+    with pytest.raises(EngineClosed):
+        engine.submit(ask("late", 1))
+
+
+def test_shutdown_without_waiting_cancels_what_is_left(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky, max_batch=1)
+    release = blocker(engine, kandinsky)
+    queued = engine.submit(ask("queued", 1))
+    engine.shutdown(wait=False)
+    release.set()
+    engine._thread.join(30)
+    assert not engine._thread.is_alive()
+    assert queued.progress().status is JobStatus.CANCELLED
+
+
+def test_a_broken_subscriber_does_not_stop_the_worker(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky)
+    handle = engine.submit(ask("x", 1))
+    handle.subscribe(lambda progress: 1 / 0)
+    assert handle.result(60).images
+    assert engine.submit(ask("y", 2)).result(60).images

@@ -1,0 +1,78 @@
+import re
+
+import numpy as np
+import pytest
+
+from model.world.captions import (ATTRIBUTES, POSITION_PHRASES, RELATION_PHRASES, SHAPE_WORDS, SIZE_WORDS, caption,
+                                  heldout_prompts)
+from model.world.scene import COLOURS, relation, sample_scene
+
+
+def _captioned(seed: int, count: int, split: str, two_object_prob: float = 0.3):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        scene = sample_scene(rng, two_object_prob)
+        yield scene, caption(scene, rng, split)
+
+
+def _skeleton(text: str) -> str:
+    """The phrasing with every attribute word replaced by a placeholder."""
+    phrases = [(p, "POS") for ps in POSITION_PHRASES.values() for p in ps]
+    phrases += [(p, "REL") for pair in RELATION_PHRASES.values() for ps in pair for p in ps]
+    phrases += [(w, "SHAPE") for ws in SHAPE_WORDS.values() for w in ws]
+    phrases += [(w, "SIZE") for ws in SIZE_WORDS.values() for w in ws] + [(c, "COLOUR") for c in COLOURS]
+    for phrase, placeholder in sorted(phrases, key=lambda p: -len(p[0])):
+        text = re.sub(rf"\b{phrase}\b", placeholder, text)
+    return re.sub(r"\ban\b", "a", text)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_captions_describe_their_scene(split):
+    for scene, cap in _captioned(0, 400, split):
+        text = cap.text
+        assert {"colour", "shape"} <= cap.mentions <= set(ATTRIBUTES)
+        named_colours = {c for c in COLOURS if re.search(rf"\b{c}\b", text)}
+        expected = {o.colour for o in scene.objects} | ({scene.background} if "background" in cap.mentions else set())
+        assert named_colours == expected, text
+        for obj in scene.objects:
+            bound = (rf"\b{obj.colour} {w}\b|\b{w} is {obj.colour}\b" for w in SHAPE_WORDS[obj.shape])
+            assert any(re.search(pattern, text) for pattern in bound), text
+            if "size" in cap.mentions:
+                assert any(f"{w} {obj.colour}" in text for w in SIZE_WORDS[obj.size]), text
+        if "position" in cap.mentions:
+            if len(scene.objects) == 1:
+                assert any(p in text for p in POSITION_PHRASES[scene.objects[0].position]), text
+            else:
+                assert any(p in text for ps in RELATION_PHRASES[relation(scene)] for p in ps), text
+
+
+def test_heldout_phrasings_never_appear_in_training_and_use_known_words():
+    train = [cap.text for _, cap in _captioned(1, 3000, "train")]
+    heldout = [cap.text for _, cap in _captioned(2, 1000, "heldout")]
+    train_skeletons, heldout_skeletons = {_skeleton(t) for t in train}, {_skeleton(t) for t in heldout}
+    assert len(train_skeletons) >= 15 and len(heldout_skeletons) >= 6
+    assert not train_skeletons & heldout_skeletons
+    train_words = {w for t in train for w in re.findall(r"[a-z]+", t)}
+    assert {w for t in heldout for w in re.findall(r"[a-z]+", t)} <= train_words  # no word unknown to the tokenizer
+
+
+def test_heldout_always_states_colour_shape_background_but_train_sometimes_omits():
+    heldout = [cap.mentions for _, cap in _captioned(3, 500, "heldout")]
+    assert all({"colour", "shape", "background"} <= m for m in heldout)
+    assert any("position" in m for m in heldout) and any("size" in m for m in heldout)
+    train = [cap.mentions for _, cap in _captioned(3, 500, "train")]
+    for attribute in ("background", "position", "size"):
+        assert any(attribute in m for m in train) and any(attribute not in m for m in train)
+
+
+def test_heldout_prompts_are_a_fixed_evaluation_set():
+    first, again = heldout_prompts(7, 20), heldout_prompts(7, 20)
+    assert first == again and first != heldout_prompts(8, 20)
+    assert all(len(scene.objects) == 1 for scene, _ in first)
+    assert all(len(scene.objects) == 2 for scene, _ in heldout_prompts(7, 20, two_objects=True))
+
+
+def test_bad_split_is_rejected():
+    scene = sample_scene(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="split"):
+        caption(scene, np.random.default_rng(0), split="test")

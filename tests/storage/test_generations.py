@@ -1,0 +1,168 @@
+"""Generations: life cycle, timings, images written before their rows, crash recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import Storage
+from storage.errors import Conflict, InvalidState, NotFound, PermissionDenied, ValidationFailed
+from storage.types import GenerationStatus, NewImage, ReviewStatus
+
+from .conftest import People
+from .helpers import generate, png
+
+
+def _queued(storage: Storage, user: int, shared: bool = True) -> int:
+    prompt = storage.prompts.create(user, text="a green triangle", shared=shared)
+    return storage.generations.create(user, prompt.id, model_id="embedded", model_hash="h", params={"steps": 2}).id
+
+
+def _files(storage: Storage) -> set[str]:
+    return {p.name for p in storage.images.root.rglob("*") if p.is_file()}
+
+
+def test_a_generation_goes_from_queued_to_succeeded_with_its_images(storage: Storage, people: People) -> None:
+    prompt = storage.prompts.create(people.alice, text="a green triangle")
+    queued = storage.generations.create(
+        people.alice, prompt.id, model_id="embedded", model_hash="h", params={"steps": 2, "scheduler": "ddpm"}
+    )
+    assert queued.status == GenerationStatus.QUEUED and queued.seed is None and queued.images == ()
+    running = storage.generations.mark_running(queued.id)
+    assert running.status == GenerationStatus.RUNNING and running.started_at is not None
+    assert running.queue_wait_s is not None and running.queue_wait_s >= 0
+    images = [NewImage(i, png(16, 8, generation_id=queued.id, image_index=i), 16, 8) for i in range(3)]
+    done = storage.generations.mark_succeeded(queued.id, images=images, seed=99, model_s=1.25, queue_wait_s=0.5)
+    assert (done.status, done.seed, done.model_s, done.queue_wait_s) == (GenerationStatus.SUCCEEDED, 99, 1.25, 0.5)
+    assert done.finished_at is not None and done.finished_at >= done.started_at >= done.created_at
+    assert [(i.index, i.width, i.height, i.review_status) for i in done.images] == [
+        (0, 16, 8, ReviewStatus.DRAFT),
+        (1, 16, 8, ReviewStatus.DRAFT),
+        (2, 16, 8, ReviewStatus.DRAFT),
+    ]
+    for image, new in zip(done.images, images, strict=True):
+        assert storage.images.read(image.sha256) == new.png
+    assert storage.generations.get(people.alice, queued.id) == done
+    assert storage.prompts.get(people.alice, prompt.id).use_count == 1
+
+
+@pytest.mark.parametrize(
+    ("steps", "then"),
+    [
+        (["running", "succeeded"], "running"),
+        (["failed"], "running"),
+        (["running", "cancelled"], "succeeded"),
+        (["interrupted"], "running"),
+    ],
+)
+def test_finished_generations_cannot_change_again(
+    storage: Storage, people: People, steps: list[str], then: str
+) -> None:
+    gid = _queued(storage, people.alice)
+    actions = {
+        "running": lambda: storage.generations.mark_running(gid),
+        "succeeded": lambda: storage.generations.mark_succeeded(gid),
+        "failed": lambda: storage.generations.mark_failed(gid, "out of memory"),
+        "cancelled": lambda: storage.generations.cancel(people.alice, gid),
+        "interrupted": storage.generations.mark_interrupted_on_startup,
+    }
+    for step in steps:
+        actions[step]()
+    with pytest.raises(InvalidState, match=f"is {steps[-1]}"):
+        actions[then]()
+
+
+def test_a_failure_keeps_its_error_text(storage: Storage, people: People) -> None:
+    gid = _queued(storage, people.alice)
+    failed = storage.generations.mark_failed(gid, "CUDA out of memory")
+    assert failed.status == GenerationStatus.FAILED and failed.error == "CUDA out of memory"
+    assert failed.started_at is None and failed.finished_at is not None
+
+
+def test_startup_turns_jobs_left_by_a_crash_into_interrupted(storage: Storage, people: People) -> None:
+    queued, running, done = (_queued(storage, people.alice) for _ in range(3))
+    storage.generations.mark_running(running)
+    storage.generations.mark_running(done)
+    storage.generations.mark_succeeded(done)
+    assert storage.generations.mark_interrupted_on_startup() == 2
+    statuses = [storage.generations.get(people.alice, g).status for g in (queued, running, done)]
+    assert statuses == [GenerationStatus.INTERRUPTED, GenerationStatus.INTERRUPTED, GenerationStatus.SUCCEEDED]
+    assert "server stopped" in (storage.generations.get(people.alice, queued).error or "")
+    assert storage.generations.mark_interrupted_on_startup() == 0
+
+
+def test_only_the_requester_or_an_admin_cancels(storage: Storage, people: People) -> None:
+    gid = _queued(storage, people.alice)
+    for other in (people.bob, people.rita):
+        with pytest.raises(PermissionDenied, match="cancel"):
+            storage.generations.cancel(other, gid)
+    assert storage.generations.cancel(people.ada, gid).status == GenerationStatus.CANCELLED
+
+
+def test_generations_of_private_prompts_are_hidden_from_other_members(storage: Storage, people: People) -> None:
+    gid = _queued(storage, people.alice, shared=False)
+    with pytest.raises(NotFound):
+        storage.generations.get(people.bob, gid)
+    assert storage.generations.get(people.rita, gid).id == gid
+
+
+def test_images_are_written_before_rows_and_removed_when_the_commit_fails(storage: Storage, people: People) -> None:
+    gid = _queued(storage, people.alice)
+    storage.generations.mark_running(gid)
+    first = storage.generations.record_images(gid, [NewImage(0, png(generation_id=gid, image_index=0), 8, 8)])
+    before = _files(storage)
+    clash = [
+        NewImage(0, png(generation_id=gid, image_index=99), 8, 8),  # index 0 again: the commit fails
+        NewImage(1, storage.images.read(first[0].sha256), 8, 8),
+    ]  # an existing file: must be kept
+    with pytest.raises(Conflict):
+        storage.generations.record_images(gid, clash)
+    assert _files(storage) == before
+    assert [i.index for i in storage.generations.get(people.alice, gid).images] == [0]
+
+
+def test_images_of_a_finished_generation_are_refused_and_not_kept(storage: Storage, people: People) -> None:
+    done = generate(storage, people.alice, images=1)
+    before = _files(storage)
+    with pytest.raises(InvalidState, match="takes no more images"):
+        storage.generations.record_images(done.id, [NewImage(5, png(color=(1, 2, 3)), 8, 8)])
+    assert _files(storage) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "images"),
+    [
+        ("images", []),
+        ("images", [NewImage(0, png(), 8, 8), NewImage(0, png(color=(0, 0, 0)), 8, 8)]),
+        ("images[0]", [NewImage(0, b"GIF89a" + b"\0" * 30, 8, 8)]),
+        ("images[0]", [NewImage(0, png(8, 8), 16, 16)]),
+        ("images[-1]", [NewImage(-1, png(), 8, 8)]),
+    ],
+)
+def test_bad_images_are_refused_before_anything_is_written(
+    storage: Storage, people: People, field: str, images: list[NewImage]
+) -> None:
+    gid = _queued(storage, people.alice)
+    with pytest.raises(ValidationFailed) as error:
+        storage.generations.record_images(gid, images)
+    assert error.value.field == field
+    assert _files(storage) == set()
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("model_id", {"model_id": ""}),
+        ("params", {"params": {"x": float("nan")}}),
+        ("params", {"params": {"x": object()}}),
+        ("seed", {"seed": -1}),
+        ("seed", {"seed": 2**63}),
+    ],
+)
+def test_bad_generation_requests_name_the_field(
+    storage: Storage, people: People, field: str, kwargs: dict[str, object]
+) -> None:
+    prompt = storage.prompts.create(people.alice, text="x")
+    request = {"model_id": "embedded", "model_hash": "h", "params": {}, **kwargs}
+    with pytest.raises(ValidationFailed) as error:
+        storage.generations.create(people.alice, prompt.id, **request)  # type: ignore[arg-type]
+    assert error.value.field == field

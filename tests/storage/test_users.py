@@ -1,0 +1,139 @@
+"""Accounts, roles, the active flag, passwords and sign-in."""
+
+from __future__ import annotations
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import select
+
+from storage import Storage
+from storage.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from storage.models import User
+from storage.types import OPERATOR, Role
+
+from .conftest import PASSWORD, People
+
+
+def test_usernames_are_unique_ignoring_case_and_keep_their_spelling(storage: Storage, people: People) -> None:
+    assert storage.users.find("ALICE").id == people.alice
+    storage.users.create(OPERATOR, "Zoe-2", password=PASSWORD)
+    assert storage.users.find("zOE-2").username == "Zoe-2"
+    with pytest.raises(Conflict, match="taken"):
+        storage.users.create(OPERATOR, "Alice", password=PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("username", {"username": "no spaces"}),
+        ("username", {"username": "../admin"}),
+        ("password", {"username": "carol", "password": "short"}),
+        ("role", {"username": "carol", "role": "owner"}),
+    ],
+)
+def test_bad_input_names_the_field(storage: Storage, field: str, kwargs: dict[str, str]) -> None:
+    kwargs = {"password": PASSWORD, **kwargs}
+    with pytest.raises(ValidationFailed) as error:
+        storage.users.create(OPERATOR, kwargs.pop("username"), **kwargs)
+    assert error.value.field == field
+
+
+def test_passwords_are_stored_as_argon2id_hashes_only(storage: Storage, people: People) -> None:
+    with storage.db.read() as session:
+        stored = session.scalar(select(User.password_hash).where(User.id == people.alice))
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert PasswordHasher().verify(stored, PASSWORD)
+
+
+def test_the_default_hasher_has_argon2_cffi_recommended_cost(data_dir, database_url) -> None:  # noqa: ANN001
+    from storage import open_storage
+
+    with open_storage(data_dir, database_url) as storage:
+        storage.users.create(OPERATOR, "carol", password=PASSWORD)
+        with storage.db.read() as session:
+            stored = session.scalar(select(User.password_hash))
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+def test_generated_passwords_are_shown_once_and_must_be_changed(storage: Storage) -> None:
+    created = storage.users.create(OPERATOR, "carol")
+    assert created.generated_password and created.user.must_change_password
+    user = storage.users.authenticate("carol", created.generated_password)
+    storage.users.change_password(user.id, user.id, "a brand new secret", current_password=created.generated_password)
+    assert not storage.users.get(user.id).must_change_password
+    with pytest.raises(PermissionDenied, match="Wrong username or password"):
+        storage.users.authenticate("carol", created.generated_password)
+    assert storage.users.authenticate("CAROL", "a brand new secret").id == user.id
+
+
+def test_changing_ones_own_password_needs_the_current_one(storage: Storage, people: People) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        storage.users.change_password(people.alice, people.alice, "another secret", current_password="wrong")
+    assert error.value.field == "current_password"
+    with pytest.raises(PermissionDenied, match="Only admins"):
+        storage.users.change_password(people.alice, people.bob, "another secret")
+
+
+def test_an_admin_reset_forces_a_change_at_next_login(storage: Storage, people: People) -> None:
+    storage.users.change_password(people.ada, people.alice, "temporary secret")
+    assert storage.users.get(people.alice).must_change_password
+    assert storage.users.authenticate("alice", "temporary secret").id == people.alice
+
+
+def test_bootstrap_admin_only_on_an_empty_database(storage: Storage) -> None:
+    created = storage.users.ensure_bootstrap_admin()
+    assert created is not None and created.user.role == Role.ADMIN and created.user.must_change_password
+    assert storage.users.authenticate("admin", created.generated_password or "").role == Role.ADMIN
+    assert storage.users.ensure_bootstrap_admin() is None
+
+
+def test_only_admins_manage_users(storage: Storage, people: People) -> None:
+    for actor in (people.alice, people.rita):
+        with pytest.raises(PermissionDenied, match="Only admins"):
+            storage.users.create(actor, "mallory", password=PASSWORD)
+        with pytest.raises(PermissionDenied):
+            storage.users.set_role(actor, actor, Role.ADMIN)
+        with pytest.raises(PermissionDenied):
+            storage.users.list_all(actor)
+    storage.users.set_role(people.ada, people.alice, Role.REVIEWER)
+    assert storage.users.get(people.alice).role == Role.REVIEWER
+    assert [u.username for u in storage.users.list_all(people.ada)] == ["ada", "alice", "bob", "rita", "ruth"]
+
+
+def test_the_last_active_admin_cannot_be_demoted_or_disabled(storage: Storage, people: People) -> None:
+    with pytest.raises(Conflict, match="last active admin"):
+        storage.users.set_role(OPERATOR, people.ada, Role.MEMBER)
+    with pytest.raises(Conflict, match="last active admin"):
+        storage.users.set_active(people.ada, people.ada, False)
+    storage.users.set_role(people.ada, people.rita, Role.ADMIN)
+    storage.users.set_role(people.rita, people.ada, Role.MEMBER)
+    assert storage.users.get(people.ada).role == Role.MEMBER
+
+
+def test_sign_in_failures_are_vague_and_logged(storage: Storage, people: People) -> None:
+    for name, password in (("alice", "wrong password"), ("nobody", PASSWORD)):
+        with pytest.raises(PermissionDenied, match=r"^Wrong username or password\.$"):
+            storage.users.authenticate(name, password)
+    user = storage.users.authenticate("Alice", PASSWORD)
+    assert user.id == people.alice and user.last_login_at is not None
+    events = storage.audit.list_events(people.ada, action="login").items
+    assert [(e.action, e.actor_name) for e in events] == [
+        ("login", "alice"),
+        ("login.failed", "nobody"),
+        ("login.failed", "alice"),
+    ]
+
+
+def test_a_disabled_user_cannot_sign_in_and_can_be_enabled_again(storage: Storage, people: People) -> None:
+    storage.users.set_active(people.ada, people.bob, False)
+    with pytest.raises(PermissionDenied, match="disabled"):
+        storage.users.authenticate("bob", PASSWORD)
+    storage.users.set_active(people.ada, people.bob, True)
+    assert storage.users.authenticate("bob", PASSWORD).active
+
+
+def test_unknown_users_are_not_found(storage: Storage) -> None:
+    with pytest.raises(NotFound):
+        storage.users.find("ghost")
+    with pytest.raises(NotFound):
+        storage.users.get(404)

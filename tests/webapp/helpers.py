@@ -1,0 +1,49 @@
+"""Small builders the webapp tests share: images as upload bytes, unique words, a finished generation."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+from PIL import Image
+
+from tests.webapp.conftest import TEST_STEPS, wait_final
+
+
+def png_bytes(color: str = "red", size: tuple[int, int] = (48, 48), fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def unique_word() -> str:
+    """A word no other test writes, so a search finds exactly this test's prompt (letters only)."""
+    return "zz" + "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
+
+
+def upload(client: httpx.Client, data: bytes, name: str = "guide.png", mime: str = "image/png") -> httpx.Response:
+    return client.post("/api/v1/uploads", files={"file": (name, data, mime)})
+
+
+def generate(client: httpx.Client, prompt: str, **fields: object) -> dict:
+    """Generate, wait, and return the finished generation (asserting it succeeded)."""
+    response = client.post("/api/v1/generations", json={"prompt": prompt, "steps": TEST_STEPS, **fields})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    body = wait_final(client, response.json()["id"])
+    assert body["status"] == "succeeded", body
+    return body
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG file whose header declares `width`x`height` pixels: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")

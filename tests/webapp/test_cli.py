@@ -1,0 +1,71 @@
+"""`app.py serve`: refuses an open unauthenticated bind, bootstraps the first admin, marks jobs a dead
+process left behind as interrupted; and `--no-auth` on loopback acts as the admin."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+import app as draftroom
+from storage.types import OPERATOR, GenerationStatus
+from tests.webapp.conftest import open_test_storage
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Instead of serving forever, keep the app `serve` built (and the arguments it ran uvicorn with)."""
+    apps: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: apps.append((app, options)))
+    return apps
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_no_auth_refuses_a_non_loopback_host(host: str, capsys: pytest.CaptureFixture, served: list) -> None:
+    assert draftroom.main(["serve", "--no-auth", "--host", host]) == 2
+    assert "loopback" in capsys.readouterr().err and served == []
+
+
+def test_first_start_creates_admin_with_a_one_time_password(tmp_path: Path, model_path: Path, served: list,
+                                                            capsys: pytest.CaptureFixture,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--port", "7999"]) == 0
+    [(_, options)] = served
+    assert (options["host"], options["port"]) == ("127.0.0.1", 7999)
+    printed = capsys.readouterr().out
+    password = printed.split("one-time password: ")[1].split()[0]
+    assert password not in caplog.text  # printed once for the operator, never logged
+    with open_test_storage(tmp_path) as storage:
+        admin = storage.users.authenticate("admin", password)
+        assert admin.role == "admin" and admin.must_change_password
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    assert "one-time password" not in capsys.readouterr().out  # only on the very first start
+
+
+def test_a_restart_marks_unfinished_jobs_interrupted(tmp_path: Path, model_path: Path, served: list) -> None:
+    with open_test_storage(tmp_path) as storage:
+        user = storage.users.create(OPERATOR, "ada", password="correct-horse-1").user
+        prompt = storage.prompts.create(user.id, text="a red circle")
+        queued, running, finished = (
+            storage.generations.create(user.id, prompt.id, model_id="m", model_hash="h", params={})
+            for _ in range(3))
+        storage.generations.mark_running(running.id)
+        storage.generations.mark_failed(finished.id, "boom")
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    with open_test_storage(tmp_path) as storage:
+        statuses = [storage.generations.get(user.id, g.id).status for g in (queued, running, finished)]
+    assert statuses == [GenerationStatus.INTERRUPTED, GenerationStatus.INTERRUPTED, GenerationStatus.FAILED]
+
+
+def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path, served: list) -> None:
+    assert draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    [(app, _)] = served
+    with TestClient(app) as client:
+        me = client.get("/api/v1/me")
+        assert me.status_code == 200 and me.json()["name"] == "admin" and me.json()["role"] == "admin"
+        assert client.get("/api/v1/users").status_code == 200
+        assert client.get("/api/v1/me", headers={"Authorization": "Bearer dr_wrong"}).status_code == 401

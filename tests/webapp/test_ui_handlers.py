@@ -1,0 +1,127 @@
+"""UI handlers called directly, as Gradio calls them (with a gr.Request naming the signed-in user):
+Reuse fills the Generate form from a colleague's recipe, an unchanged reuse counts a use of the same
+prompt, and Remix records the lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pytest
+
+from storage.types import HistoryQuery
+from tests.webapp.conftest import TEST_STEPS, Live, Person
+from tests.webapp.helpers import generate, png_bytes, unique_word, upload
+from webapp.ui.common import ImageFiles
+from webapp.ui.generate import GenerateTab
+
+
+@pytest.fixture
+def tab(live: Live) -> GenerateTab:
+    with gr.Blocks():
+        return GenerateTab(live.studio, ImageFiles(live.studio))
+
+
+def run_generate(tab: GenerateTab, person: Person, values: dict[Any, Any]) -> dict[Any, Any]:
+    """Call the Generate handler with the form's values; returns its last streamed update."""
+    args = [values[component] if component in values else component.value for component in tab.generate_inputs]
+    args[tab.generate_inputs.index(tab.steps)] = TEST_STEPS
+    updates = list(tab._generate(gr.Request(username=person.name), *args))
+    return updates[-1]
+
+
+def latest(live: Live, person: Person):  # noqa: ANN201
+    return live.storage.history.search(person.user.id, HistoryQuery(mine=True)).items[0]
+
+
+def test_reuse_fills_the_form_with_a_colleagues_recipe(live: Live, tab: GenerateTab) -> None:
+    author, colleague = live.person(), live.person()
+    client = live.client(author)
+    guide = upload(client, png_bytes("green", (24, 24))).json()
+    prompt = f"a blue circle {unique_word()}"
+    done = generate(client, prompt, seed=99, negative_prompt="blurry", guidance_image=guide["id"],
+                    image_guidance_scale=0.02, image_guidance_decay="cosine",
+                    mix=[{"text": "red square", "weight": -0.75}])
+    values = tab.recipe_values(colleague.user, done["id"], remix=False)
+    assert (values[tab.prompt], values[tab.negative], values[tab.seed]) == (prompt, "blurry", 99)
+    assert (values[tab.guidance_scale], values[tab.guidance_decay]) == (0.02, "cosine")
+    assert open(values[tab.guidance_image], "rb").read() == live.storage.upload_store.read(guide["sha256"])
+    assert values[tab.mix_count] == 1
+    first = tab.slots[0]
+    assert (values[first.kind], values[first.text], values[first.weight]) == ("text", "red square", -0.75)
+
+    final = run_generate(tab, colleague, values)
+    assert str(final[tab.progress]).startswith("**Done**"), final[tab.progress]
+    mine = latest(live, colleague)
+    assert mine.generation.seed == 99 and mine.prompt.text == prompt
+    assert mine.prompt.author == colleague.name  # the guidance image became the colleague's own upload
+    assert mine.prompt.guidance is not None and mine.prompt.guidance.upload_id != guide["id"]
+
+
+def test_an_unchanged_reuse_counts_a_use_and_remix_records_the_parent(live: Live, tab: GenerateTab) -> None:
+    author, colleague = live.person(), live.person()
+    done = generate(live.client(author), f"a green triangle {unique_word()}")
+    original = live.storage.generations.get(author.user.id, done["id"]).prompt_id
+
+    run_generate(tab, colleague, tab.recipe_values(colleague.user, done["id"], remix=False))
+    reused = latest(live, colleague)
+    assert reused.prompt.id == original and reused.prompt.use_count == 2
+
+    values = tab.recipe_values(colleague.user, done["id"], remix=True)
+    values[tab.prompt] += " on black"
+    run_generate(tab, colleague, values)
+    remixed = latest(live, colleague)
+    assert remixed.prompt.parent_id == original and remixed.prompt.text.endswith("on black")
+
+
+def test_generate_refuses_a_bad_request_with_a_readable_message(live: Live, tab: GenerateTab) -> None:
+    person = live.person()
+    with pytest.raises(gr.Error, match="prompt"):
+        run_generate(tab, person, {tab.prompt: "   "})
+    with pytest.raises(gr.Error, match="Ingredient 1"):
+        run_generate(tab, person, {tab.prompt: "a circle", tab.mix_count: 1, tab.slots[0].kind: "image"})
+    with pytest.raises(gr.Error, match="Negative prompt: contains the control character U\\+001B"):
+        run_generate(tab, person, {tab.prompt: "a circle", tab.negative: "\x1b[2J"})
+    assert live.storage.history.search(person.user.id, HistoryQuery(mine=True)).total == 0
+
+
+def test_removing_an_ingredient_shifts_the_ones_below(live: Live, tab: GenerateTab) -> None:
+    person = live.person()
+    slots = [("text", "red", None, 0.5), ("text", "green", None, -1.0), ("text", "blue", None, 1.5),
+             ("text", "", None, 1.0)]
+    remove_first = tab._remove_slot(0)
+    count, *shown = remove_first(gr.Request(username=person.name), 3, *(v for slot in slots for v in slot))
+    assert count == 2
+    rows = [shown[n * 5:(n + 1) * 5] for n in range(len(tab.slots))]
+    assert [(row[0].visible, row[2], row[4]) for row in rows] == [
+        (True, "green", -1.0), (True, "blue", 1.5), (False, "", 1.0), (False, "", 1.0)]
+
+
+def test_history_search_pages_and_favourites(live: Live) -> None:
+    from webapp.ui.history import PAGE_SIZE, HistoryTab
+
+    author, reader = live.person(), live.person()
+    word = unique_word()
+    client = live.client(author)
+    ids = [generate(client, f"a white square {word} {n}")["id"] for n in range(PAGE_SIZE + 1)]
+    with gr.Blocks():
+        files = ImageFiles(live.studio)
+        with gr.Tabs() as tabs, gr.Tab("History"):
+            history = HistoryTab(live.studio, files, GenerateTab(live.studio, files), tabs)
+    request = gr.Request(username=reader.name)
+    filters = [word, "everyone", "any", False, "", ""]
+
+    rows, shown, page, label = history.first_page(*filters, request)
+    assert (len(rows), page, label) == (PAGE_SIZE, 1, f"Page 1 of 2 · {PAGE_SIZE + 1} generation(s)")
+    assert shown == ids[::-1][:PAGE_SIZE]  # newest first
+    rows, shown, page, _ = history._turn_page(+1)(*filters, page, request)
+    assert (shown, page) == ([ids[0]], 2)
+    assert history._turn_page(+1)(*filters, page, request)[2] == 2  # past the end: stays on the last page
+
+    rows, *_ = history._toggle_favourite(ids[0], *filters, 2, request)
+    assert [(row[0], row[-1]) for row in rows] == [(ids[0], "★")]
+    favourites = history.first_page(word, "everyone", "any", True, "", "", request)
+    assert favourites[1] == [ids[0]]
+    assert history.first_page(word, "mine", "any", False, "", "", request)[1] == []
+    with pytest.raises(gr.Error, match="YYYY-MM-DD"):
+        history.first_page(word, "everyone", "any", False, "yesterday", "", request)

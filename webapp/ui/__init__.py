@@ -1,0 +1,71 @@
+"""The studio's Gradio Blocks: Generate, Review, History, Admin and Account tabs.
+
+Tabs are shown by role when the page loads, for comfort only: each handler checks the caller again
+on the server (webapp.ui.common.guard).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from storage.types import Role
+from webapp.auth import STAFF
+from webapp.context import Studio
+from webapp.ui.account import AccountTab
+from webapp.ui.admin import AdminTab
+from webapp.ui.common import ImageFiles, escape_md, guard
+from webapp.ui.generate import GenerateTab
+from webapp.ui.history import HistoryTab
+from webapp.ui.review import ReviewTab
+
+CSS = "#whoami { text-align: right; } #progress { min-height: 1.5em; }"
+
+
+def build_ui(studio: Studio) -> gr.Blocks:
+    files = ImageFiles(studio)
+    with gr.Blocks(title="Draftroom", analytics_enabled=False) as demo:
+        with gr.Row():
+            gr.Markdown("## Draftroom", elem_id="title")
+            whoami = gr.Markdown("", elem_id="whoami")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
+                generate = GenerateTab(studio, files)
+            with gr.Tab("Review", id="review", elem_id="tab-review", visible=False) as review_tab:
+                review = ReviewTab(studio, files)
+            with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
+                history = HistoryTab(studio, files, generate, tabs)
+            with gr.Tab("Admin", id="admin", elem_id="tab-admin", visible=False) as admin_tab:
+                admin = AdminTab(studio)
+            with gr.Tab("Account", id="account", elem_id="tab-account"):
+                account = AccountTab(studio)
+
+        def on_load(request: gr.Request) -> list[Any]:
+            """Who is signed in, and which tabs they may use (a pending password change allows only Account)."""
+            user = guard(studio, request, allow_password_change=True)
+            blocked = studio.auth.enabled and user.must_change_password
+            sign_out = " · [Sign out](/logout)" if studio.auth.enabled else " (sign-in is off)"
+            return [
+                f"Signed in as **{escape_md(user.username)}** ({user.role.value}){sign_out}",
+                gr.Tabs(selected="account" if blocked else "generate"),
+                gr.Tab(visible=not blocked, interactive=not blocked),
+                gr.Tab(visible=not blocked and user.role in STAFF),
+                gr.Tab(visible=not blocked, interactive=not blocked),
+                gr.Tab(visible=not blocked and user.role == Role.ADMIN),
+                "**Change your password before using the studio.**" if blocked else "",
+            ]
+
+        shell = [whoami, tabs, generate_tab, review_tab, history_tab, admin_tab, account.notice]
+        demo.load(on_load, outputs=shell, api_name="whoami")
+        account.change.click(account.change_password, inputs=[account.current, account.new, account.confirm],
+                             outputs=[account.current, account.new, account.confirm, account.message],
+                             api_name="change_password").success(on_load, outputs=shell, api_visibility="private")
+        review_tab.select(review.load, inputs=[review.author, review.date_from, review.date_to],
+                          outputs=[review.gallery, review.items, review.selected, review.detail, review.count],
+                          api_visibility="private")
+        history_tab.select(history.first_page, inputs=history.filters,
+                           outputs=[history.table, history.ids, history.page, history.page_label],
+                           api_visibility="private")
+        admin_tab.select(admin.refresh_tables, outputs=[admin.users, admin.audit], api_visibility="private")
+    return demo

@@ -1,0 +1,419 @@
+"""The Generate tab: prompt, advanced settings, guidance image, the mixing panel, progress and results.
+
+Images the user adds (guidance, mix ingredients) are checked like REST uploads and stored as the
+user's own uploads before the job is submitted. Generation runs through the shared JobRunner, and
+the handler streams queue position and step i/N until storage holds the final status.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from model.engine.engine_common import Progress, RequestError
+from model.engine.validation import MAX_SEED
+from storage.errors import StorageError
+from storage.metadata import PARAMETERS_KEY
+from storage.types import GenerationInfo, GenerationStatus, UserInfo
+from webapp.context import Studio
+from webapp.errors import ApiError
+from webapp.jobs import Ingredient, JobSpec
+from webapp.schemas import reject_control_characters
+from webapp.ui.common import ImageFiles, guard, ui_error
+from webapp.uploads import check_image
+
+MIX_SLOTS = 4
+RANDOM_SEED = -1
+POLL_S = 0.25
+MIX_WEIGHT_RANGE = (-2.0, 2.0)
+GENERATE_CONCURRENCY = 16
+"""Generate events streaming at once; the engine's own queue (QueueFull) bounds the work behind them."""
+
+
+def size_choices(info: Any) -> list[str]:
+    """The sizes the model makes: its exact list, else a few squares within its range."""
+    if info.sizes:
+        sizes = list(info.sizes)
+    else:
+        sides = {info.default_size[0], 256, 512, 768, 1024}
+        sizes = [info.default_size] + [(s, s) for s in sorted(sides)
+                                       if info.size_allowed(s, s) and (s, s) != info.default_size]
+    return [f"{w}x{h}" for w, h in sizes]
+
+
+def progress_text(progress: Progress | None, status: GenerationStatus) -> str:
+    if progress is None or status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
+        return f"**{status.value.capitalize()}**"
+    if progress.status.value == "queued":
+        ahead = progress.queue_position
+        where = "next in line" if not ahead else f"position {ahead + 1} in the queue"
+        return f"**Queued**: {where}"
+    return f"**Generating**: step {progress.step}/{progress.total}"
+
+
+def png_parameters(path: str) -> str:
+    """The A1111 `parameters` text inside a stored PNG: the recipe exactly as other tools read it."""
+    with Image.open(path) as image:
+        return str(image.info.get(PARAMETERS_KEY, ""))
+
+
+@dataclass
+class MixSlot:
+    group: gr.Group
+    kind: gr.Radio
+    text: gr.Textbox
+    image: gr.Image
+    weight: gr.Slider
+    remove: gr.Button
+
+
+class GenerateTab:
+    """Builds the tab's components (inside an open gr.Tab) and wires their events."""
+
+    def __init__(self, studio: Studio, files: ImageFiles) -> None:
+        self.studio = studio
+        self.files = files
+        info = studio.engine.model_info
+        self.info = info
+        self.sizes = size_choices(info)
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
+                                         placeholder="a red circle on a blue background")
+                self.negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
+                with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                    with gr.Row():
+                        self.seed = gr.Number(label="Seed (-1: random)", value=RANDOM_SEED, precision=0,
+                                              minimum=RANDOM_SEED, maximum=MAX_SEED, elem_id="seed")
+                        self.reroll = gr.Button("Re-roll seed", size="sm", elem_id="reroll")
+                    with gr.Row():
+                        self.steps = gr.Slider(1, info.max_steps, value=info.default_steps, step=1,
+                                               label="Steps", elem_id="steps")
+                        self.cfg = gr.Slider(0.0, 30.0, value=info.default_guidance, step=0.5,
+                                             label="CFG scale", elem_id="cfg")
+                    with gr.Row():
+                        self.size = gr.Dropdown(self.sizes, value=self.sizes[0], label="Size", elem_id="size")
+                        self.count = gr.Slider(1, info.max_images, value=1, step=1, label="Images",
+                                               elem_id="count")
+                        self.scheduler = gr.Dropdown(list(info.schedulers), value=info.default_scheduler,
+                                                     label="Scheduler", elem_id="scheduler")
+                with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
+                    self.guidance_image = gr.Image(label="Guidance image (PNG, JPEG or WebP)", type="filepath",
+                                                   sources=["upload", "clipboard"], image_mode="RGB",
+                                                   elem_id="guidance-image", height=160)
+                    with gr.Row():
+                        self.guidance_scale = gr.Slider(0.0, 1.0, value=0.0, step=0.005, label="Guidance scale",
+                                                        elem_id="guidance-scale")
+                        self.guidance_decay = gr.Radio(["none", "linear", "cosine"], value="none",
+                                                       label="Decay over the steps", elem_id="guidance-decay")
+                with gr.Accordion("Mixing", open=False, elem_id="mixing"):
+                    gr.Markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
+                                "With interpolation on, the two ingredients (a written prompt counts as the "
+                                "first) are blended instead.")
+                    self.mix_count = gr.State(0)
+                    self.slots = [self._slot(n) for n in range(MIX_SLOTS)]
+                    with gr.Row():
+                        self.add_slot = gr.Button("Add ingredient", size="sm", elem_id="mix-add")
+                    with gr.Row():
+                        self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
+                                                     elem_id="interp-on")
+                        self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
+                                                elem_id="interp")
+                with gr.Row():
+                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+                self.progress = gr.Markdown("", elem_id="progress")
+            with gr.Column(scale=2):
+                self.gallery = gr.Gallery(label="Results", columns=2, height=320, format="png",
+                                          elem_id="gallery", interactive=False)
+                self.recipe = gr.Textbox(label="Recipe (PNG parameters)", lines=4, interactive=False,
+                                         elem_id="recipe")
+                with gr.Row():
+                    self.submit_btn = gr.Button("Submit for review", elem_id="submit-review-btn")
+                    self.reuse_btn = gr.Button("Reuse recipe", elem_id="reuse-btn")
+                    self.download_btn = gr.DownloadButton("Download PNG", elem_id="download-btn")
+                self.message = gr.Markdown("", elem_id="generate-message")
+        self.generation = gr.State(None)
+        self.results = gr.State([])
+        self.selected = gr.State(None)
+        self.loaded = gr.State(None)
+        self._wire()
+
+    def _slot(self, n: int) -> MixSlot:
+        with gr.Group(visible=False, elem_id=f"mix-slot-{n}") as group:
+            with gr.Row():
+                kind = gr.Radio(["text", "image"], value="text", label=f"Ingredient {n + 1}",
+                                elem_id=f"mix-kind-{n}")
+                weight = gr.Slider(*MIX_WEIGHT_RANGE, value=1.0, step=0.05, label="Weight",
+                                   elem_id=f"mix-weight-{n}")
+            text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
+            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
+                             height=120, elem_id=f"mix-image-{n}")
+            remove = gr.Button("Remove", size="sm", elem_id=f"mix-remove-{n}")
+        return MixSlot(group, kind, text, image, weight, remove)
+
+    # The form as a whole -----------------------------------------------------------------------
+
+    @property
+    def form(self) -> list[gr.components.Component]:
+        """Every input of a generation, in the order Reuse fills them."""
+        parts: list[Any] = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
+                            self.scheduler, self.guidance_image, self.guidance_scale, self.guidance_decay,
+                            self.mix_count, self.interp_on, self.interp, self.loaded]
+        for slot in self.slots:
+            parts += [slot.group, slot.kind, slot.text, slot.image, slot.weight]
+        return parts
+
+    def recipe_values(self, user: UserInfo, generation_id: int, *, remix: bool) -> dict[Any, Any]:
+        """The form filled with a stored generation's recipe; `remix` marks the next prompt as its child."""
+        storage = self.studio.storage
+        generation = storage.generations.get(user.id, generation_id)
+        prompt = storage.prompts.get(user.id, generation.prompt_id)
+        params = generation.params
+        size = f"{params.get('width')}x{params.get('height')}"
+        values: dict[Any, Any] = {
+            self.prompt: prompt.text, self.negative: prompt.negative_prompt,
+            self.seed: generation.seed if generation.seed is not None else RANDOM_SEED,
+            self.steps: min(int(params.get("steps") or self.info.default_steps), self.info.max_steps),
+            self.cfg: params.get("guidance_scale", self.info.default_guidance),
+            self.size: size if size in self.sizes else self.sizes[0],
+            self.count: min(int(params.get("num_images") or 1), self.info.max_images),
+            self.scheduler: params.get("scheduler") if params.get("scheduler") in self.info.schedulers
+            else self.info.default_scheduler,
+            self.guidance_image: None, self.guidance_scale: 0.0, self.guidance_decay: "none",
+            self.interp_on: params.get("interpolation") is not None,
+            self.interp: params.get("interpolation") if params.get("interpolation") is not None else 0.5,
+        }
+        if prompt.guidance is not None:
+            upload = storage.uploads.get(user.id, prompt.guidance.upload_id)
+            values[self.guidance_image] = self.files.upload(upload.sha256)
+            values[self.guidance_scale] = prompt.guidance.scale
+            values[self.guidance_decay] = prompt.guidance.decay.value
+        mix = list(prompt.mix)[:MIX_SLOTS]
+        if len(prompt.mix) > MIX_SLOTS:
+            gr.Warning(f"Only the first {MIX_SLOTS} of {len(prompt.mix)} mix ingredients fit the form.")
+        values[self.mix_count] = len(mix)
+        for n, slot in enumerate(self.slots):
+            item = mix[n] if n < len(mix) else None
+            image_path = None
+            if item is not None and item.upload_id is not None:
+                image_path = self.files.upload(storage.uploads.get(user.id, item.upload_id).sha256)
+            values[slot.group] = gr.Group(visible=item is not None)
+            values[slot.kind] = "image" if image_path else "text"
+            values[slot.text] = item.text if item is not None and item.text else ""
+            values[slot.image] = image_path
+            values[slot.weight] = item.weight if item is not None else 1.0
+        values[self.loaded] = {
+            "prompt_id": prompt.id, "remix": remix, "text": prompt.text, "negative": prompt.negative_prompt,
+            "mix": [[m.weight, m.text] for m in prompt.mix],
+            "has_images": prompt.guidance is not None or any(m.upload_id is not None for m in prompt.mix),
+        }
+        return values
+
+    # Events ------------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        self.reroll.click(self._reroll, outputs=[self.seed], api_name="reroll_seed")
+        self.add_slot.click(self._add_slot, inputs=[self.mix_count],
+                            outputs=[self.mix_count, *(s.group for s in self.slots)], api_name="mix_add")
+        for n, slot in enumerate(self.slots):
+            slot.remove.click(self._remove_slot(n), inputs=self._slot_inputs(),
+                              outputs=[self.mix_count, *self._slot_outputs()], api_name=f"mix_remove_{n}")
+        self.generate_inputs = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
+                                self.scheduler, self.guidance_image, self.guidance_scale, self.guidance_decay,
+                                self.mix_count, self.interp_on, self.interp, self.loaded,
+                                *(c for s in self.slots for c in (s.kind, s.text, s.image, s.weight))]
+        self.generate_btn.click(
+            self._generate, inputs=self.generate_inputs,
+            outputs=[self.progress, self.gallery, self.generation, self.results, self.selected, self.recipe,
+                     self.download_btn, self.message, self.loaded],
+            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal")
+        self.cancel_btn.click(self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel")
+        self.gallery.select(self._select, inputs=[self.results], outputs=[self.selected, self.recipe,
+                                                                          self.download_btn],
+                            api_name="select_result")
+        self.submit_btn.click(self._submit, inputs=[self.selected, self.results],
+                              outputs=[self.message, self.results], api_name="submit_for_review")
+        self.reuse_btn.click(self._reuse, inputs=[self.selected, self.results], outputs=self.form,
+                             api_name="reuse_result")
+
+    def _reroll(self, request: gr.Request) -> int:
+        guard(self.studio, request)
+        return secrets.randbelow(MAX_SEED + 1)
+
+    def _add_slot(self, count: int, request: gr.Request) -> list[Any]:
+        guard(self.studio, request)
+        count = min(int(count or 0) + 1, MIX_SLOTS)
+        if count == MIX_SLOTS:
+            gr.Info(f"The form holds {MIX_SLOTS} ingredients.")
+        return [count, *(gr.Group(visible=n < count) for n in range(MIX_SLOTS))]
+
+    def _slot_inputs(self) -> list[Any]:
+        return [self.mix_count] + [c for s in self.slots for c in (s.kind, s.text, s.image, s.weight)]
+
+    def _slot_outputs(self) -> list[Any]:
+        return [c for s in self.slots for c in (s.group, s.kind, s.text, s.image, s.weight)]
+
+    def _remove_slot(self, index: int) -> Callable[..., list[Any]]:
+        def remove(request: gr.Request, count: int, *values: Any) -> list[Any]:
+            """`request` first: Gradio injects it by position, and the slot values are variadic."""
+            guard(self.studio, request)
+            rows = [values[n * 4:(n + 1) * 4] for n in range(MIX_SLOTS)][:int(count or 0)]
+            if index < len(rows):
+                rows.pop(index)
+            out: list[Any] = [len(rows)]
+            for n in range(MIX_SLOTS):
+                kind, text, image, weight = rows[n] if n < len(rows) else ("text", "", None, 1.0)
+                out += [gr.Group(visible=n < len(rows)), kind, text, image, weight]
+            return out
+        return remove
+
+    def _store_image(self, user: UserInfo, path: str | None, field: str) -> int | None:
+        if not path:
+            return None
+        try:
+            checked = check_image(Path(path).read_bytes())
+        except ApiError as exc:
+            raise gr.Error(f"{field}: {exc.detail}") from None
+        return self.studio.storage.uploads.add(user.id, checked.data).id
+
+    def _spec(self, user: UserInfo, data: dict[Any, Any]) -> JobSpec:
+        texts = {"Prompt": data[self.prompt], "Negative prompt": data[self.negative],
+                 **{f"Ingredient {n + 1}": data[slot.text] for n, slot in enumerate(self.slots)}}
+        for label, text in texts.items():
+            try:
+                reject_control_characters(str(text or ""))
+            except ValueError as exc:
+                raise gr.Error(f"{label}: {exc}") from None
+        width, height = (int(v) for v in str(data[self.size]).split("x"))
+        seed = data[self.seed]
+        mix: list[Ingredient] = []
+        for n, slot in enumerate(self.slots[:int(data[self.mix_count] or 0)]):
+            weight = float(data[slot.weight])
+            if data[slot.kind] == "image":
+                upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
+                if upload_id is None:
+                    raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
+                mix.append(Ingredient(weight=weight, upload_id=upload_id))
+            else:
+                mix.append(Ingredient(weight=weight, text=str(data[slot.text] or "")))
+        guidance_id = self._store_image(user, data[self.guidance_image], "Guidance image")
+        spec = JobSpec(
+            prompt=str(data[self.prompt] or ""), negative_prompt=str(data[self.negative] or ""),
+            seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(data[self.steps]),
+            guidance_scale=float(data[self.cfg]), width=width, height=height, num_images=int(data[self.count]),
+            scheduler=data[self.scheduler], guidance_upload_id=guidance_id,
+            image_guidance_scale=float(data[self.guidance_scale]) if guidance_id is not None else 0.0,
+            image_guidance_decay=data[self.guidance_decay] or "none", mix=tuple(mix),
+            interpolation=float(data[self.interp]) if data[self.interp_on] else None)
+        return self._with_lineage(spec, data[self.loaded])
+
+    @staticmethod
+    def _with_lineage(spec: JobSpec, loaded: dict[str, Any] | None) -> JobSpec:
+        """Reuse the loaded prompt when it is unchanged (a counted use); Remix records the new one as its child."""
+        if not loaded:
+            return spec
+        if loaded.get("remix"):
+            return replace(spec, parent_prompt_id=loaded["prompt_id"])
+        unchanged = (
+            not loaded.get("has_images") and spec.guidance_upload_id is None
+            and spec.prompt.strip() == loaded["text"] and spec.negative_prompt.strip() == loaded["negative"]
+            and [[i.weight, i.text] for i in spec.mix] == loaded["mix"]
+        )
+        return replace(spec, prompt_id=loaded["prompt_id"]) if unchanged else spec
+
+    def _generate(self, request: gr.Request, prompt: str, negative_prompt: str, seed: float, steps: float,
+                  guidance_scale: float, size: str, num_images: float, scheduler: str, guidance_image: str | None,
+                  image_guidance_scale: float, image_guidance_decay: str, mix_count: int, interpolate: bool,
+                  interpolation: float, loaded: dict[str, Any] | None,
+                  *mix_slots: Any) -> Iterator[dict[Any, Any]]:
+        """Submit, then stream the queue position and step i/N until the final status is stored.
+
+        `request` comes first because Gradio injects it by position and the mix slots are variadic;
+        `mix_slots` is (kind, text, image, weight) for each slot of the mixing panel, in order."""
+        user = guard(self.studio, request)
+        data = dict(zip(self.generate_inputs, [prompt, negative_prompt, seed, steps, guidance_scale, size, num_images,
+                                               scheduler, guidance_image, image_guidance_scale, image_guidance_decay,
+                                               mix_count, interpolate, interpolation, loaded, *mix_slots],
+                        strict=True))
+        try:
+            generation = self.studio.runner.submit(user, self._spec(user, data))
+        except (RequestError, StorageError, ApiError) as exc:
+            raise ui_error(exc) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # QueueFull, EngineClosed
+            raise gr.Error(str(exc) or type(exc).__name__) from None
+        yield {self.progress: "**Queued**", self.generation: generation.id, self.message: "",
+               self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded]}
+        shown = ""
+        while not self.studio.runner.wait(generation.id, POLL_S):
+            text = progress_text(self.studio.runner.progress(generation.id), GenerationStatus.RUNNING)
+            if text != shown:
+                shown = text
+                yield {self.progress: text}
+        final = self.studio.storage.generations.get(user.id, generation.id)
+        yield self._show_results(final)
+
+    def _show_results(self, generation: GenerationInfo) -> dict[Any, Any]:
+        images = sorted(generation.images, key=lambda i: i.index)
+        if generation.status != GenerationStatus.SUCCEEDED:
+            detail = f": {generation.error}" if generation.error else ""
+            return {self.progress: f"**{generation.status.value.capitalize()}**{detail}"}
+        paths = [self.files.image(image) for image in images]
+        results = [{"id": image.id, "generation_id": generation.id, "path": path}
+                   for image, path in zip(images, paths, strict=True)]
+        first = results[0]
+        return {
+            self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
+            self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
+                           for image, path in zip(images, paths, strict=True)],
+            self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
+            self.download_btn: gr.DownloadButton(value=first["path"]),
+        }
+
+    def _cancel(self, generation_id: int | None, request: gr.Request) -> str:
+        user = guard(self.studio, request)
+        if generation_id is None:
+            return "Nothing to cancel."
+        try:
+            self.studio.runner.cancel(user, int(generation_id))
+        except StorageError as exc:
+            raise ui_error(exc) from None
+        return f"Cancelled generation #{generation_id}."
+
+    def _select(self, results: list[dict[str, Any]], evt: gr.SelectData, request: gr.Request) -> list[Any]:
+        guard(self.studio, request)
+        if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
+            raise gr.Error("Select one of the results.")
+        chosen = results[int(evt.index)]
+        return [chosen["id"], png_parameters(chosen["path"]), gr.DownloadButton(value=chosen["path"])]
+
+    def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
+        chosen = next((r for r in results or [] if r["id"] == selected), None)
+        if chosen is None:
+            raise gr.Error("Generate an image first, then select it.")
+        return chosen
+
+    def _submit(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+        user = guard(self.studio, request)
+        chosen = self._chosen(selected, results)
+        try:
+            image = self.studio.storage.reviews.submit(user.id, chosen["id"])
+        except StorageError as exc:
+            raise ui_error(exc) from None
+        return [f"Image #{image.id} is submitted for review ({image.review_status.value}).", results]
+
+    def _reuse(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> dict[Any, Any]:
+        user = guard(self.studio, request)
+        chosen = self._chosen(selected, results)
+        try:
+            return self.recipe_values(user, chosen["generation_id"], remix=False)
+        except StorageError as exc:
+            raise ui_error(exc) from None

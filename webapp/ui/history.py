@@ -1,0 +1,193 @@
+"""The History tab (everyone): shared prompts and generations with search, filters and pages, a detail
+view with the review history, Reuse (fills Generate), Remix (the next prompt records its parent) and
+favourites."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from storage.errors import StorageError
+from storage.types import GenerationInfo, GenerationStatus, HistoryItem, HistoryQuery, ReviewStatus, UserInfo
+from webapp.context import Studio
+from webapp.ui.common import ImageFiles, escape_md, guard, parse_day, ui_error, when
+from webapp.ui.generate import GenerateTab
+
+PAGE_SIZE = 10
+ANY = "any"
+STATUS_CHOICES = [ANY] + [s.value for s in ReviewStatus] + [s.value for s in GenerationStatus]
+HEADERS = ["#", "Prompt", "Author", "Status", "Review", "Created", "Favourite"]
+
+
+def review_summary(generation: GenerationInfo) -> str:
+    counts = Counter(image.review_status.value for image in generation.images)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def row(item: HistoryItem) -> list[Any]:
+    generation = item.generation
+    return [generation.id, item.prompt.text or "(mix only)", generation.username, generation.status.value,
+            review_summary(generation), when(generation.created_at), "★" if item.favourite else ""]
+
+
+class HistoryTab:
+    def __init__(self, studio: Studio, files: ImageFiles, generate: GenerateTab, tabs: gr.Tabs) -> None:
+        self.studio = studio
+        self.files = files
+        self.generate = generate
+        self.tabs = tabs
+        with gr.Row():
+            self.text = gr.Textbox(label="Search prompts", elem_id="history-search", scale=3)
+            self.scope = gr.Radio(["everyone", "mine"], value="everyone", label="Whose", elem_id="history-scope")
+            self.status = gr.Dropdown(STATUS_CHOICES, value=ANY, label="Status", elem_id="history-status")
+            self.favourites = gr.Checkbox(label="Favourites only", elem_id="history-favourites")
+        with gr.Row():
+            self.date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="history-from")
+            self.date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="history-to")
+            self.search = gr.Button("Search", variant="primary", elem_id="history-search-btn")
+        self.table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True,
+                                  elem_id="history-table")
+        with gr.Row():
+            self.prev = gr.Button("Previous page", size="sm", elem_id="history-prev")
+            self.page_label = gr.Markdown("", elem_id="history-page")
+            self.next = gr.Button("Next page", size="sm", elem_id="history-next")
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.detail = gr.Markdown("Select a row to see its details.", elem_id="history-detail")
+                self.reviews = gr.Markdown("", elem_id="history-reviews")
+                with gr.Row():
+                    self.reuse = gr.Button("Reuse", elem_id="history-reuse-btn")
+                    self.remix = gr.Button("Remix", elem_id="history-remix-btn")
+                    self.favourite = gr.Button("Favourite ★ / unfavourite", elem_id="history-fav-btn")
+            with gr.Column(scale=2):
+                self.gallery = gr.Gallery(label="Images", columns=2, height=260, format="png",
+                                          elem_id="history-gallery", interactive=False)
+        self.ids = gr.State([])
+        self.page = gr.State(1)
+        self.current = gr.State(None)
+        self._wire()
+
+    @property
+    def filters(self) -> list[Any]:
+        return [self.text, self.scope, self.status, self.favourites, self.date_from, self.date_to]
+
+    def _wire(self) -> None:
+        listing = [self.table, self.ids, self.page, self.page_label]
+        self.search.click(self.first_page, inputs=self.filters, outputs=listing, api_name="history_search")
+        self.text.submit(self.first_page, inputs=self.filters, outputs=listing,
+                         api_name="history_search_enter", api_visibility="undocumented")
+        self.prev.click(self._turn_page(-1), inputs=[*self.filters, self.page], outputs=listing,
+                        api_name="history_prev")
+        self.next.click(self._turn_page(+1), inputs=[*self.filters, self.page], outputs=listing,
+                        api_name="history_next")
+        detail = [self.current, self.detail, self.reviews, self.gallery]
+        self.table.select(self._select, inputs=[self.ids], outputs=detail, api_name="history_select")
+        self.reuse.click(self._loader(remix=False), inputs=[self.current], outputs=[*self.generate.form, self.tabs],
+                         api_name="history_reuse")
+        self.remix.click(self._loader(remix=True), inputs=[self.current], outputs=[*self.generate.form, self.tabs],
+                         api_name="history_remix")
+        self.favourite.click(self._toggle_favourite, inputs=[self.current, *self.filters, self.page],
+                             outputs=[*listing, *detail], api_name="history_favourite")
+
+    def listing(self, user: UserInfo, text: str, scope: str, status: str, favourites: bool, date_from: str,
+                date_to: str, page: int) -> list[Any]:
+        review_status = ReviewStatus(status) if status in {s.value for s in ReviewStatus} else None
+        generation_status = GenerationStatus(status) if status in {s.value for s in GenerationStatus} else None
+        query = HistoryQuery(text=text or "", mine=scope == "mine", review_status=review_status,
+                             status=generation_status, favourites_only=bool(favourites),
+                             created_from=parse_day(date_from, "From"), created_to=parse_day(date_to, "To", end=True),
+                             page=max(1, int(page)), page_size=PAGE_SIZE)
+        found = self.studio.storage.history.search(user.id, query)
+        if found.page > found.pages and found.total:  # past the end (the list shrank): show the last page
+            return self.listing(user, text, scope, status, favourites, date_from, date_to, found.pages)
+        label = f"Page {found.page} of {found.pages} · {found.total} generation(s)"
+        return [[row(item) for item in found.items], [item.generation.id for item in found.items], found.page, label]
+
+    def first_page(self, text: str, scope: str, status: str, favourites: bool, date_from: str, date_to: str,
+                   request: gr.Request) -> list[Any]:
+        user = guard(self.studio, request)
+        try:
+            return self.listing(user, text, scope, status, favourites, date_from, date_to, 1)
+        except StorageError as exc:
+            raise ui_error(exc) from None
+
+    def _turn_page(self, step: int) -> Callable[..., list[Any]]:
+        def search(text: str, scope: str, status: str, favourites: bool, date_from: str, date_to: str, page: int,
+                   request: gr.Request) -> list[Any]:
+            user = guard(self.studio, request)
+            try:
+                return self.listing(user, text, scope, status, favourites, date_from, date_to,
+                                    max(1, int(page or 1) + step))
+            except StorageError as exc:
+                raise ui_error(exc) from None
+        return search
+
+    def details(self, user: UserInfo, generation_id: int) -> list[Any]:
+        storage = self.studio.storage
+        generation = storage.generations.get(user.id, generation_id)
+        prompt = storage.prompts.get(user.id, generation.prompt_id)
+        lineage = f" · remix of prompt #{prompt.parent_id}" if prompt.parent_id else ""
+        text = (f"**Generation #{generation.id}** by **{escape_md(generation.username)}**, "
+                f"{when(generation.created_at)} · {generation.status.value}{lineage}\n\n"
+                f"**Prompt:** {escape_md(prompt.text) or '(mix only)'}\n\n"
+                + (f"**Negative:** {escape_md(prompt.negative_prompt)}\n\n" if prompt.negative_prompt else "")
+                + f"**Seed:** {generation.seed} · **Steps:** {generation.params.get('steps')} · "
+                f"**CFG:** {generation.params.get('guidance_scale')} · "
+                f"**Size:** {generation.params.get('width')}x{generation.params.get('height')} · "
+                f"used {prompt.use_count} time(s)"
+                + (f"\n\n**Error:** {escape_md(generation.error)}" if generation.error else ""))
+        lines = []
+        images = sorted(generation.images, key=lambda i: i.index)
+        for image in images:
+            decisions = storage.reviews.history(user.id, image.id)
+            lines.append(f"- Image #{image.id}: **{image.review_status.value}**")
+            lines += [f"  - {when(r.created_at)} {escape_md(r.reviewer)}: {r.decision.value}"
+                      + (f", \u201c{escape_md(r.comment)}\u201d" if r.comment else "") for r in decisions]
+        gallery = [(self.files.image(image), f"#{image.id} · {image.review_status.value}")
+                   for image in images if not image.file_missing]
+        return [generation.id, text, "\n".join(lines) or "No images.", gallery]
+
+    def _select(self, ids: list[int], evt: gr.SelectData, request: gr.Request) -> list[Any]:
+        user = guard(self.studio, request)
+        index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if not ids or index is None or not 0 <= int(index) < len(ids):
+            raise gr.Error("Select a row of the table.")
+        try:
+            return self.details(user, ids[int(index)])
+        except StorageError as exc:
+            raise ui_error(exc) from None
+
+    def _loader(self, *, remix: bool) -> Callable[..., dict[Any, Any]]:
+        def load(generation_id: int | None, request: gr.Request) -> dict[Any, Any]:
+            user = guard(self.studio, request)
+            if generation_id is None:
+                raise gr.Error("Select a row of the table first.")
+            try:
+                values = self.generate.recipe_values(user, int(generation_id), remix=remix)
+            except StorageError as exc:
+                raise ui_error(exc) from None
+            values[self.tabs] = gr.Tabs(selected="generate")
+            gr.Info("Remix: your next generation records this prompt as its parent." if remix
+                    else "The recipe is in the Generate tab.")
+            return values
+        return load
+
+    def _toggle_favourite(self, generation_id: int | None, text: str, scope: str, status: str, favourites: bool,
+                          date_from: str, date_to: str, page: int, request: gr.Request) -> list[Any]:
+        user = guard(self.studio, request)
+        if generation_id is None:
+            raise gr.Error("Select a row of the table first.")
+        storage = self.studio.storage
+        try:
+            generation = storage.generations.get(user.id, int(generation_id))
+            starred = {p.id for p in storage.prompts.favourites(user.id)}
+            storage.prompts.set_favourite(user.id, generation.prompt_id, generation.prompt_id not in starred)
+            return [*self.listing(user, text, scope, status, favourites, date_from, date_to, page),
+                    *self.details(user, generation.id)]
+        except StorageError as exc:
+            raise ui_error(exc) from None
