@@ -12,63 +12,44 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
+from model.engine.engine_common import GenerationRequest
+from model.engine.validation import resolve_request
+from model.families import load_family
+from model.families.base import Row
+from model.families.kandinsky22 import Kandinsky22Family
 from model.train.images import grid
 from model.world import ATTRIBUTES, heldout_prompts, render_scenes, score
 from model.world.analyzer import analyze
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
-SCHEDULERS = {"ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler}
 
 
-@dataclass
-class Pipelines:
-    prior: KandinskyV22PriorPipeline
-    decoder: KandinskyV22Pipeline
-    defaults: dict
-
-
-def load_pipelines(model: Path, device: torch.device, scheduler: str = "ddim") -> Pipelines:
-    dtype = torch.float32
-    prior = KandinskyV22PriorPipeline.from_pretrained(model / "prior", dtype=dtype, use_safetensors=True)
-    decoder = KandinskyV22Pipeline.from_pretrained(model / "decoder", dtype=dtype, use_safetensors=True)
-    decoder.scheduler = SCHEDULERS[scheduler].from_config(decoder.scheduler.config)
-    for pipe in (prior, decoder):
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-    defaults = json.loads((model / "draftroom.json").read_text())
-    return Pipelines(prior, decoder, defaults)
+def generate(family: Kandinsky22Family, prompts: list[str], seed: int, steps: int | None, guidance: float | None,
+             scheduler: str | None) -> list:
+    """The product's own path: the request is resolved as the engine resolves it, then one batch of rows."""
+    rows = [Row(resolve_request(GenerationRequest(prompt=p, seed=seed + i, steps=steps, guidance_scale=guidance,
+                                                  scheduler=scheduler), family.info)) for i, p in enumerate(prompts)]
+    return family.generate(rows)
 
 
 @torch.no_grad()
-def generate(pipes: Pipelines, prompts: list[str], seed: int, steps: int, guidance: float):
-    generator = torch.Generator(device=pipes.decoder.device).manual_seed(seed)
-    embeds = pipes.prior(prompts, guidance_scale=pipes.defaults["prior_guidance"],
-                         num_inference_steps=pipes.defaults["prior_steps"], generator=generator)
-    return pipes.decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
-                         height=64, width=64, num_inference_steps=steps, guidance_scale=guidance,
-                         generator=generator).images
-
-
-@torch.no_grad()
-def clip_score(pipes: Pipelines, prompts: list[str], pixel_values: torch.Tensor) -> float:
-    tokenizer, prior = pipes.prior.tokenizer, pipes.prior
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids.to(prior.device)
+def clip_score(family: Kandinsky22Family, prompts: list[str], pixel_values: torch.Tensor) -> float:
+    prior = family.prior
+    ids = prior.tokenizer(prompts, padding="max_length", max_length=prior.tokenizer.model_max_length,
+                          truncation=True, return_tensors="pt").input_ids.to(prior.device)
     text = prior.text_encoder(ids).text_embeds
-    image = prior.image_encoder(pixel_values=pixel_values.to(prior.device)).image_embeds
-    return 100 * F.cosine_similarity(text, image).mean().item()
+    image = prior.image_encoder(pixel_values=pixel_values.to(prior.device, prior.image_encoder.dtype)).image_embeds
+    return 100 * F.cosine_similarity(text.float(), image.float()).mean().item()
 
 
-def evaluate(pipes: Pipelines, n: int, two: int, steps: int, guidance: float, batch: int = 32,
-             sheet: Path | None = None) -> dict:
+def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = None, guidance: float | None = None,
+             scheduler: str | None = None, batch: int = 32, sheet: Path | None = None) -> dict:
     report: dict = {}
     for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
         if count == 0:
@@ -78,7 +59,7 @@ def evaluate(pipes: Pipelines, n: int, two: int, steps: int, guidance: float, ba
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
             chunk = pairs[start:start + batch]
-            images += generate(pipes, [c.text for _, c in chunk], seed=start, steps=steps, guidance=guidance)
+            images += generate(family, [c.text for _, c in chunk], start, steps, guidance, scheduler)
         seconds = time.perf_counter() - started
         for (scene, caption), image in zip(pairs, images):
             for attribute, ok in score(scene, caption, analyze(image)).items():
@@ -89,8 +70,8 @@ def evaluate(pipes: Pipelines, n: int, two: int, steps: int, guidance: float, ba
         truth, _ = render_scenes([s for s, _ in pairs])
         report[label] = {
             **{a: round(hit / total, 3) for a, (hit, total) in tallies.items() if total},
-            "clip_score": round(clip_score(pipes, prompts, generated.float() / 127.5 - 1), 2),
-            "clip_score_true_pictures": round(clip_score(pipes, prompts, truth), 2),
+            "clip_score": round(clip_score(family, prompts, generated.float() / 127.5 - 1), 2),
+            "clip_score_true_pictures": round(clip_score(family, prompts, truth), 2),
             "prompts": count,
             "seconds_per_image": round(seconds / count, 4),
         }
@@ -113,17 +94,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--prompts", type=int, default=200, help="single-object prompts")
     parser.add_argument("--two-object-prompts", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=4.0)
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=None, help="decoder steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
+    parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets of the samples (PNG path stem)")
     args = parser.parse_args(argv)
-    pipes = load_pipelines(args.model, torch.device(args.device), args.scheduler)
-    report = evaluate(pipes, args.prompts, args.two_object_prompts, args.steps, args.guidance, sheet=args.sheet)
-    report["settings"] = {"steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
-                          "device": args.device, "model": pipes.defaults["name"]}
+    family = load_family(args.model, device=args.device)
+    report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
+                      sheet=args.sheet)
+    info = family.info
+    report["settings"] = {"steps": args.steps or info.default_steps, "guidance": args.guidance or info.default_guidance,
+                          "scheduler": args.scheduler or info.default_scheduler, "device": info.device,
+                          "model": info.name, "model_hash": info.hash}
     print_table({k: v for k, v in report.items() if k != "settings"})
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -117,10 +117,17 @@ class JobRunner:
     # Start-up and shutdown -------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Mark jobs a previous process left unfinished as `interrupted`; returns how many."""
+        """At start-up: mark jobs a previous process left unfinished as `interrupted` (returns how
+        many) and delete the files it wrote but never recorded, so `db check` is clean after a crash."""
+        count = self._mark_interrupted()
+        for leftover in self.storage.check.remove_interrupted_writes():
+            log.warning("removed %s %s/%s (%s)", leftover.kind, leftover.store, leftover.relpath, leftover.detail)
+        return count
+
+    def _mark_interrupted(self) -> int:
         count = self.storage.generations.mark_interrupted_on_startup()
         if count:
-            log.warning("marked %d unfinished generation(s) from a previous run as interrupted", count)
+            log.warning("marked %d unfinished generation(s) as interrupted", count)
         return count
 
     def shutdown(self) -> None:
@@ -133,7 +140,7 @@ class JobRunner:
             job.handle.cancel()
         self._events.put(None)
         self._finisher.join(timeout=30)
-        self.recover()
+        self._mark_interrupted()  # no file sweep here: a finisher that outlived the join may still be writing
 
     # Submitting ------------------------------------------------------------------------------
 

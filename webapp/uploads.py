@@ -68,12 +68,26 @@ def check_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
             raise ApiError(413, "image_too_large",
                            f"file: more than {max_pixels} pixels") from None
         except UnidentifiedImageError:
+            claimed = _claimed_format(data)
+            if claimed:  # damaged beyond Pillow's recognition: say so rather than "not a PNG"
+                raise ApiError(422, "invalid_image", f"file: a damaged {claimed} image that cannot be read") from None
             raise ApiError(415, "unsupported_media_type",
                            "file: not a PNG, JPEG or WebP image") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ApiError(422, "invalid_image", f"file: the image cannot be decoded ({exc})") from None
     return CheckedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), format=fmt or "",
                         width=width, height=height, image=image)
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The allowed format whose signature the file starts with, if any."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -17,7 +17,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from model.engine.engine_common import GenerationRequest, ModelInfo
-from model.guidance import ImageGuidance
+from model.guidance import ImageGuidance, RowGuidance
 
 # Schedulers whose only per-sample state is known here, so a batch can shrink between steps.
 _SHRINKABLE_SCHEDULERS = (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler)
@@ -64,6 +64,25 @@ class Family(ABC):
     @abstractmethod
     def generate(self, rows: Sequence[Row], control: BatchControl | None = None) -> list[PIL.Image.Image | None]:
         """One image per row, in order; None for rows that left the batch. Raises BatchCancelled if all left."""
+
+    @abstractmethod
+    def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:
+        """A guidance image in this family's latent space, at the latent size of width x height."""
+
+    def guidance_rows(self, rows: Sequence[Row]) -> list[RowGuidance | None]:
+        """Each row's image guidance (None without one); a job's reference is encoded once for all its rows."""
+        references: dict[int, torch.Tensor] = {}
+        out: list[RowGuidance | None] = []
+        for row in rows:
+            request = row.request
+            if request.guidance_image is None or request.image_guidance_scale <= 0:
+                out.append(None)
+                continue
+            if id(request) not in references:
+                references[id(request)] = self.encode_reference(request.guidance_image, request.width, request.height)
+            out.append(RowGuidance(references[id(request)], request.image_guidance_scale,
+                                   request.image_guidance_decay, request.image_guidance_noised, row.seed))
+        return out
 
 
 def row_generators(rows: Sequence[Row]) -> list[torch.Generator]:

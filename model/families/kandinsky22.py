@@ -21,7 +21,7 @@ from model.engine.engine_common import GenerationRequest, MixIngredient, ModelIn
 from model.families.base import BatchControl, Family, Row, StepHook, row_cfg_scale, row_generators
 from model.families.row_cfg import RowCFGKandinskyV22Pipeline
 from model.families.schedulers import SchedulerBank
-from model.guidance import ImageGuidance, RowGuidance
+from model.guidance import ImageGuidance
 from model.mixing import mix_embeddings
 
 FAMILY = "kandinsky22"
@@ -95,7 +95,7 @@ class Kandinsky22Family(Family):
         device, dtype = self.decoder.device, self.decoder.unet.dtype
         generators = row_generators(rows)
         guidance = ImageGuidance(
-            self._guidance_rows(rows),
+            self.guidance_rows(rows),
             torch.zeros(len(rows), self.decoder.unet.config.in_channels, *self._latent_size(first), device=device,
                         dtype=dtype),
         )
@@ -197,27 +197,6 @@ class Kandinsky22Family(Family):
     def _latent_size(self, request: GenerationRequest) -> tuple[int, int]:
         scale = self.decoder.movq_scale_factor
         return (-(-request.height // scale**2) * scale, -(-request.width // scale**2) * scale)
-
-    def _guidance_rows(self, rows: Sequence[Row]) -> list[RowGuidance | None]:
-        references: dict[int, torch.Tensor] = {}
-        out: list[RowGuidance | None] = []
-        for row in rows:
-            request = row.request
-            if request.guidance_image is None or request.image_guidance_scale <= 0:
-                out.append(None)
-                continue
-            if id(request) not in references:
-                references[id(request)] = self.encode_reference(request.guidance_image, request.width, request.height)
-            out.append(
-                RowGuidance(
-                    references[id(request)],
-                    request.image_guidance_scale,
-                    request.image_guidance_decay,
-                    request.image_guidance_noised,
-                    row.seed,
-                )
-            )
-        return out
 
 
 def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:

@@ -19,7 +19,7 @@ from model.families.base import BatchControl, Family, Row, StepHook, row_cfg_sca
 from model.families.loading import ModelLoadError
 from model.families.row_cfg import RowCFGStableDiffusionPipeline, RowCFGStableDiffusionXLPipeline
 from model.families.schedulers import SchedulerBank
-from model.guidance import ImageGuidance, RowGuidance
+from model.guidance import ImageGuidance
 from model.mixing import mix_embeddings
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class StableDiffusionFamily(Family):
         generators = row_generators(rows)
         scale = pipe.vae_scale_factor
         guidance = ImageGuidance(
-            self._guidance_rows(rows),
+            self.guidance_rows(rows),
             torch.zeros(len(rows), pipe.unet.config.in_channels, first.height // scale, first.width // scale,
                         device=device, dtype=dtype),
         )
@@ -217,20 +217,6 @@ class StableDiffusionFamily(Family):
         vae = self.pipe.vae
         image = vae.decode(latents / vae.config.scaling_factor).sample
         return (image * 0.5 + 0.5).clamp(0, 1)
-
-    def _guidance_rows(self, rows: Sequence[Row]) -> list[RowGuidance | None]:
-        references: dict[int, torch.Tensor] = {}
-        out: list[RowGuidance | None] = []
-        for row in rows:
-            request = row.request
-            if request.guidance_image is None or request.image_guidance_scale <= 0:
-                out.append(None)
-                continue
-            if id(request) not in references:
-                references[id(request)] = self.encode_reference(request.guidance_image, request.width, request.height)
-            out.append(RowGuidance(references[id(request)], request.image_guidance_scale,
-                                   request.image_guidance_decay, request.image_guidance_noised, row.seed))
-        return out
 
 
 def load_stable_diffusion(

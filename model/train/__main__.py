@@ -21,8 +21,9 @@ DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
 
 def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = PRESETS[args.preset]
-    if args.lr is not None:
-        preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, lr=args.lr)
+    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
+    if overrides:
+        preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, **overrides)
                                                     for name, plan in preset.plans.items()})
     device = pick_device(args.device)
     seed_everything(args.seed)
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="override the stage's time budget")
     parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="override the stage's horizon (0: fit the time budget, calibrated on the first steps)")
     parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT, help="where `export` writes the pipelines")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="continue from a shipped model folder: its parts seed --out, the decoder fine-tunes")

@@ -86,5 +86,5 @@ def train_autoencoder(out: Path, preset: Preset, device: torch.device, seed: int
     result = train_loop(stage_dir, plan, {"model": model}, optimizer, step, on_checkpoint=samples, minutes=minutes)
     model.eval()
     model.save_pretrained(stage_dir / "movq")
-    write_report(stage_dir, {**evaluate_autoencoder(model, device), **result.summary()})
+    write_report(stage_dir, {**evaluate_autoencoder(model, device, n=2 * preset.eval_samples), **result.summary()})
     assert math.isfinite(result.last_losses.get("loss", 0.0)), "autoencoder training diverged"

@@ -48,13 +48,14 @@ class Preset:
     unet_channels: tuple[int, ...] = (64, 128, 128)
     unet_heads: tuple[int, ...] = (2, 4, 4)
     unet_layers_per_block: int = 1
+    eval_samples: int = 64  # pictures each stage's closing report samples (the tiny preset keeps tests fast)
     plans: dict[str, StagePlan] = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny", text_layers=1, vision_layers=1, clip_hidden=EMBED_DIM, ae_channels=(8, 16, 32),
-        prior_layers=1, unet_channels=(32, 32, 64), unet_heads=(1, 1, 2),
+        prior_layers=1, unet_channels=(32, 32, 64), unet_heads=(1, 1, 2), eval_samples=8,
         plans={s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
                for s in ("clip", "autoencoder", "prior", "decoder")},
     ),

@@ -101,7 +101,8 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
 
     def samples(step_done: int) -> None:
         ema.eval()
-        metrics, images = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device, n=32)
+        metrics, images = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device,
+                                                n=min(32, preset.eval_samples))
         grid(images, 8).save(stage_dir / f"samples_{step_done:06d}.png")
         print(f"[decoder] step {step_done}: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 
@@ -109,5 +110,6 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
                         on_checkpoint=samples, checkpoint_every=2500, minutes=minutes)
     ema.eval()
     ema.save_pretrained(stage_dir / "unet")
-    metrics, _ = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device, n=64)
+    metrics, _ = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device,
+                                       n=preset.eval_samples)
     write_report(stage_dir, {**metrics, **result.summary()})

@@ -34,9 +34,11 @@ def seed_run_from_model(model: Path, out: Path) -> None:
     from model.train.tokenizer import load_tokenizer
 
     load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
-    for cls, name in ((CLIPTextModelWithProjection, "text_encoder"), (CLIPVisionModelWithProjection, "image_encoder")):
-        cls.from_pretrained(model / "prior" / name, dtype=torch.float32, use_safetensors=True).save_pretrained(
-            out / "clip" / name)
+    for cls, name, targets in ((CLIPTextModelWithProjection, "text_encoder", ("text_encoder",)),
+                               (CLIPVisionModelWithProjection, "image_encoder", ("image_encoder", "init_image_encoder"))):
+        part = cls.from_pretrained(model / "prior" / name, dtype=torch.float32, use_safetensors=True)
+        for target in targets:
+            part.save_pretrained(out / "clip" / target)
     # Each trained part goes where `export` reads it and, for the prior and decoder, also where their stages look
     # for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
     for cls, source, targets in ((PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),

@@ -98,8 +98,16 @@ def can_see_generation(user: User | None, generation: Generation) -> bool:
     return is_staff(user) or (user is not None and generation.user_id == user.id) or generation.prompt.shared
 
 
+MAX_ROW_ID = 2**63 - 1
+"""Ids are 64-bit signed in both databases; a bigger number is no row (and would overflow the driver)."""
+
+
+def is_row_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
+
+
 def get_or_404(session: Session, model: type[Any], ident: int, what: str) -> Any:
-    row = session.get(model, ident) if isinstance(ident, int) else None
+    row = session.get(model, ident) if is_row_id(ident) else None
     if row is None:
         raise NotFound(f"{what} {ident} does not exist.")
     return row

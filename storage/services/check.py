@@ -145,6 +145,29 @@ class CheckService(Service):
                 self._mark(model, sha256, True)
         return problems, len(rows), file_count
 
+    def remove_interrupted_writes(self) -> list[Problem]:
+        """Delete temp files and files no row refers to, whatever their age; returns what was deleted.
+
+        Files are written before their rows commit, so a process killed in between leaves a temp
+        file or an orphan that `run` spares for ORPHAN_GRACE_S (it cannot tell them from a write in
+        progress). Call this only at start-up, from the process that owns the stores, before it
+        accepts work (as `GenerationService.mark_interrupted_on_startup`): then no write is in
+        progress and every such file is a dead process's leftover. No file is hashed, so it is cheap.
+        """
+        removed: list[Problem] = []
+        for name, (store, model) in self.stores.items():
+            with self.db.read() as session:
+                referenced = set(session.scalars(select(model.sha256)))
+            for relpath, path in store.walk():
+                sha256 = store.sha256_of_relpath(relpath)
+                if path.name.startswith(TEMP_PREFIX):
+                    path.unlink(missing_ok=True)
+                    removed.append(Problem(ProblemKind.TEMP_FILE, name, relpath, "left by an interrupted write", True))
+                elif sha256 is not None and sha256 not in referenced:
+                    store.delete(sha256)
+                    removed.append(Problem(ProblemKind.ORPHAN_FILE, name, relpath, "written, never recorded", True))
+        return removed
+
     def _quarantine(self, store: str, relpath: str, path: Path) -> None:
         target = self.quarantine / store / f"{utcnow():%Y%m%dT%H%M%S}-{relpath.replace('/', '_')}"
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ..models import Favourite, Prompt, Upload, User
 from ..types import Actor, Guidance, GuidanceDecay, MixItem, PromptInfo, Role
-from ._common import Service, acting_person, can_see_prompt, get_or_404, prompt_info
+from ._common import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info
 
 MAX_TEXT = 2000
 MAX_MIX = 8
@@ -64,7 +64,7 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
 
 
 def _upload_exists(session: Session, upload_id: object, field: str) -> int:
-    if isinstance(upload_id, bool) or not isinstance(upload_id, int) or session.get(Upload, upload_id) is None:
+    if not is_row_id(upload_id) or session.get(Upload, upload_id) is None:
         raise ValidationFailed(field, f"Upload {upload_id} does not exist.")
     return upload_id
 

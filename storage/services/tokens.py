@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import ApiToken, User, utcnow
 from ..types import Actor, NewToken, Role, TokenInfo, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, token_info, user_info
+from ._common import Service, acting_user, audit, get_or_404, is_row_id, token_info, user_info
 
 TOKEN_PREFIX = "dr_"
 DISPLAY_PREFIX_LEN = 10  # "dr_" + 7 characters: enough to tell tokens apart, useless to an attacker
@@ -79,7 +79,7 @@ class TokenService(Service):
     @staticmethod
     def _find(session: Session, token_ref: int | str) -> ApiToken:
         if isinstance(token_ref, int) or str(token_ref).isdigit():
-            token = session.get(ApiToken, int(token_ref))
+            token = session.get(ApiToken, int(token_ref)) if is_row_id(int(token_ref)) else None
             if token is None:
                 raise NotFound(f"Token {token_ref} does not exist.")
             return token

@@ -1,0 +1,61 @@
+"""Seconds per image of the embedded model on this machine, per scheduler, with its accuracy beside it.
+
+    python bench/generate.py [--model PATH] [--accuracy N] [--repeats R]
+
+Times the product's own generation path (the model family the engine drives: prior, decoder with CFG, movq
+decode) at batch 1 and batch 8, for DDIM at 25 steps and DPM-Solver++ at fewer steps. With --accuracy N, each
+setting is also scored by `model.evaluate` on N held-out single-object prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.evaluate import DEFAULT_MODEL, evaluate, generate  # noqa: E402
+from model.families import load_family  # noqa: E402
+
+SETTINGS = (("ddim", 25), ("dpmpp", 15), ("dpmpp", 10))
+PROMPT = "a red circle on a white background"
+
+
+def seconds_per_image(family, scheduler: str, steps: int, batch: int, repeats: int) -> float:
+    generate(family, [PROMPT] * batch, 0, steps, None, scheduler)  # warm-up
+    started = time.perf_counter()
+    for r in range(repeats):
+        generate(family, [PROMPT] * batch, r, steps, None, scheduler)
+    return (time.perf_counter() - started) / (repeats * batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--accuracy", type=int, default=0, help="held-out prompts to score per setting")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    family = load_family(args.model)
+    print(f"{family.info.name} on {family.info.device} ({platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads), torch {torch.__version__}")
+    header = "| scheduler | steps | s/image, batch 1 | s/image, batch 8 |"
+    header += " colour | shape | background | all |" if args.accuracy else ""
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for scheduler, steps in SETTINGS:
+        one = seconds_per_image(family, scheduler, steps, 1, args.repeats)
+        eight = seconds_per_image(family, scheduler, steps, 8, max(1, args.repeats // 2))
+        row = f"| {scheduler} | {steps} | {one:.3f} | {eight:.3f} |"
+        if args.accuracy:
+            score = evaluate(family, args.accuracy, 0, steps, None, scheduler)["one object"]
+            row += f" {score['colour']:.2f} | {score['shape']:.2f} | {score['background']:.2f} | {score['all']:.2f} |"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
