@@ -375,7 +375,7 @@ class SimulatedUser:
                                 json={"decision": decision, "comment": "load test"}), 201)
         with self.record.lock:
             self.record.decisions[mine[0]] = decision
-        self.record.outcome(f"review: {decision}d")
+        self.record.outcome(f"review: {decision.replace('approve', 'approved').replace('reject', 'rejected')}")
 
     def do_search(self) -> None:
         params = {"q": self.rng.choice(COLOURS + SHAPES)}

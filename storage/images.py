@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ValidationFailed
 
@@ -41,6 +42,23 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], object], prefix: str = TEMP_PREFIX) -> None:
+    """Write through a temp file in the target's folder, fsync, rename, fsync the folder.
+
+    After a crash at any point the target is either whole or absent, never half-written.
+    """
+    fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
 
 
 class ImageStore:
@@ -73,17 +91,7 @@ class ImageStore:
         if target.is_file() and target.stat().st_size == len(data):
             return StoredFile(sha256, relpath, len(data), created=False)
         self._make_dirs(target.parent)
-        fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        write_atomically(target, lambda handle: handle.write(data))
         return StoredFile(sha256, relpath, len(data), created=True)
 
     def delete(self, sha256: str) -> bool:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -83,13 +85,23 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
+        """The recipe in a Draftroom chunk; a chunk from elsewhere may hold anything, so every field's type
+        is checked (a number where the prompt should be is refused, not passed on)."""
         try:
             data = json.loads(text)
-            data.pop("version", None)
-            data["mix"] = tuple(data.get("mix") or ())
-            return cls(**data)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise ValidationFailed("image", f"The image's Draftroom recipe is unreadable: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed("image", "The image's Draftroom recipe is not a JSON object.")
+        data.pop("version", None)
+        for key, value in data.items():
+            if key not in _JSON_FIELDS or not _JSON_FIELDS[key](value):
+                raise ValidationFailed("image", f"The image's Draftroom recipe has an invalid {key!r}.")
+        data["mix"] = tuple(data.get("mix") or ())
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required field is missing
+            raise ValidationFailed("image", f"The image's Draftroom recipe is incomplete: {exc}") from exc
 
     @classmethod
     def from_a1111(cls, text: str) -> Recipe:
@@ -111,13 +123,52 @@ class Recipe:
         )
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _finite(value: object) -> bool:
+    return _whole(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+_JSON_FIELDS: dict[str, Callable[[object], bool]] = {
+    "prompt": _text,
+    "negative_prompt": _text,
+    "steps": _optional(_whole),
+    "sampler": _optional(_text),
+    "cfg_scale": _optional(_finite),
+    "seed": _optional(_whole),
+    "width": _optional(_whole),
+    "height": _optional(_whole),
+    "model_hash": _optional(_text),
+    "model_name": _optional(_text),
+    "mix": lambda value: isinstance(value, list) and all(isinstance(item, dict) for item in value),
+    "guidance": _optional(lambda value: isinstance(value, dict)),
+    "generation_id": _optional(_whole),
+    "image_index": _optional(_whole),
+    "params": lambda value: isinstance(value, dict),
+    "extra": lambda value: isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
+}
+"""What each field of a Draftroom JSON chunk may hold."""
+
+
 def _number(value: str | None, kind: type[int] | type[float]) -> Any:
+    """A number from an A1111 setting, or None when it is not one (or not finite)."""
     if value is None:
         return None
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         return None
+    return None if isinstance(number, float) and not math.isfinite(number) else number
 
 
 def _quote(value: str) -> str:
@@ -185,7 +236,7 @@ def read_png_metadata(data: bytes) -> Recipe:
             if image.format != "PNG":
                 raise ValidationFailed("image", "This is not a PNG image.")
             info = dict(image.info)
-    except (OSError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # ValueError: a text chunk too large
         raise ValidationFailed("image", f"This file is not a readable image: {exc}") from exc
     if RECIPE_KEY in info:
         return Recipe.from_json(str(info[RECIPE_KEY]))

@@ -119,6 +119,25 @@ class PasswordChangeBody(StrictBody):
 
 # Responses -------------------------------------------------------------------------------------
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (webapp.errors): a stable kind, and why: a message, or one entry per bad field."""
+
+    error: str
+    detail: list[FieldError] | str | None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "invalid request: `detail` names each bad field"},
+    "default": {"model": ErrorOut, "description": "an error (401, 403, 404, 409, 413, 415, 429, 500, 503)"},
+}
+"""Documented on every API route, replacing FastAPI's default 422 schema, which is not what we send."""
+
+
 class UploadOut(BaseModel):
     id: int
     sha256: str

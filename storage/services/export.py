@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db import Database
 from ..errors import ValidationFailed
-from ..images import ImageStore
+from ..images import ImageStore, write_atomically
 from ..models import Generation, Image, Prompt, Review, User
 from ..types import Actor, ExportSummary, ReviewStatus
 from ._common import STAFF, Service, acting_user, audit
@@ -67,7 +64,8 @@ class ExportService(Service):
         gone = set(missing)
         rows = [row for row in rows if row["image_id"] not in gone]
         if isinstance(target, Path):
-            _write_atomically(target, lambda handle: self._zip(handle, rows))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, lambda handle: self._zip(handle, rows), prefix=f".{target.name}.")
         else:
             self._zip(target, rows)
         with self.write() as session:
@@ -135,17 +133,3 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow({**row, "parameters": json.dumps(row["parameters"], sort_keys=True)})
     return buffer.getvalue()
-
-
-def _write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

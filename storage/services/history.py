@@ -26,7 +26,7 @@ from ..types import (
     ReviewStatus,
 )
 from ._common import Service, acting_person, check_page, generation_info, is_staff, prompt_info
-from .users import username_key
+from .users import lookup_key
 
 _WORD = re.compile(r"[^\W_]+")
 MAX_QUERY_WORDS = 16
@@ -75,7 +75,8 @@ class HistoryService(Service):
             if query.mine:
                 conditions.append(Generation.user_id == user.id)
             if query.author:
-                author_id = session.scalar(select(User.id).where(User.username_key == username_key(query.author)))
+                key = lookup_key(query.author)
+                author_id = session.scalar(select(User.id).where(User.username_key == key)) if key else None
                 if author_id is None:
                     raise NotFound(f"There is no user {query.author!r}.")
                 conditions.append(Generation.user_id == author_id)

@@ -29,6 +29,7 @@ from ._common import (
     get_or_404,
     image_info,
     prompt_info,
+    refuse_nul,
     review_info,
 )
 
@@ -70,7 +71,7 @@ class ReviewService(Service):
             decision = Decision(decision)
         except ValueError:
             raise ValidationFailed("decision", "Use approve, reject or request_changes.") from None
-        comment = str(comment).strip()
+        comment = refuse_nul(str(comment).strip(), "comment")
         if len(comment) > MAX_COMMENT:
             raise ValidationFailed("comment", f"A comment has at most {MAX_COMMENT} characters.")
         if decision == Decision.REQUEST_CHANGES and not comment:

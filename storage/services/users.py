@@ -15,7 +15,7 @@ from ..db import Database
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import AuditEvent, User, utcnow
 from ..types import Actor, CreatedUser, Role, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, user_info
+from ._common import Service, acting_user, audit, get_or_404, refuse_nul, user_info
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_PASSWORD = 8
@@ -26,6 +26,13 @@ _LOGIN_FAILED = "Wrong username or password."
 
 def username_key(username: str) -> str:
     return username.casefold()
+
+
+def lookup_key(username: object) -> str | None:
+    """The key to look a typed name up by, or None when no account can have that name: such a name is
+    not looked up at all (a NUL byte in it would make PostgreSQL raise)."""
+    name = str(username)
+    return username_key(name) if USERNAME.fullmatch(name) else None
 
 
 def _check_password(password: str) -> None:
@@ -68,7 +75,7 @@ class UserService(Service):
         if password is None:
             password = generated = secrets.token_urlsafe(12)
         _check_password(password)
-        display_name = (display_name or username).strip()
+        display_name = refuse_nul((display_name or username).strip(), "display_name")
         if len(display_name) > 128:
             raise ValidationFailed("display_name", "A display name has at most 128 characters.")
         role = _role(role)
@@ -134,8 +141,9 @@ class UserService(Service):
 
     def find(self, username: str) -> UserInfo:
         """A user by name, any case."""
+        key = lookup_key(username)
         with self.db.read() as session:
-            user = session.scalar(select(User).where(User.username_key == username_key(str(username))))
+            user = session.scalar(select(User).where(User.username_key == key)) if key else None
             if user is None:
                 raise NotFound(f"There is no user {username!r}.")
             return user_info(user)
@@ -211,9 +219,10 @@ class UserService(Service):
 
         An unknown name costs the same hash check as a known one, so timing does not reveal names.
         """
-        key = username_key(str(username))
+        key = lookup_key(username)
         with self.db.read() as session:
-            found = session.execute(select(User.id, User.password_hash).where(User.username_key == key)).first()
+            found = (session.execute(select(User.id, User.password_hash).where(User.username_key == key)).first()
+                     if key else None)
         good = self._verify(found.password_hash if found else self._dummy_hash, str(password))
         rehash = None
         if found and good and self.hasher.check_needs_rehash(found.password_hash):
@@ -250,7 +259,7 @@ class UserService(Service):
         session.add(
             AuditEvent(
                 actor_id=user.id if user else None,
-                actor_name=name[:64],
+                actor_name=name.replace("\x00", "\ufffd")[:64],  # the name as typed, storable
                 action=action,
                 target_type="user",
                 target_id=str(user.id) if user else None,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import os
 import subprocess
 import sys
-import types
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,7 +117,7 @@ def test_export_writes_the_zip(cli: Runner, data_dir: Path, database_url: str | 
         assert {"manifest.csv", "manifest.json"} < set(archive.namelist()) and len(archive.namelist()) == 3
 
 
-def test_serve_is_the_default_command_once_the_web_package_provides_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_is_the_default_command(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[argparse.Namespace] = []
 
     def add_serve_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -127,18 +125,6 @@ def test_serve_is_the_default_command_once_the_web_package_provides_it(monkeypat
         serve.add_argument("--data-dir")
         serve.set_defaults(handler=lambda args: seen.append(args) or 0)
 
-    fake = types.ModuleType("webapp.cli")
-    fake.__spec__ = importlib.machinery.ModuleSpec("webapp.cli", None)
-    fake.add_serve_command = add_serve_command  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "webapp.cli", fake)
+    monkeypatch.setattr(app, "add_serve_command", add_serve_command)
     assert app.main([]) == 0 and app.main(["--data-dir", "/tmp/x"]) == 0
     assert [args.data_dir for args in seen] == [None, "/tmp/x"]
-
-
-def test_without_the_web_package_a_bare_start_explains_itself(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(app, "_has_module", lambda name: False)
-    with pytest.raises(SystemExit) as stop:
-        app.main([])
-    assert stop.value.code == 2 and "webapp.cli is missing" in capsys.readouterr().err

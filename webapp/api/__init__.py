@@ -7,12 +7,13 @@ from fastapi import APIRouter
 from webapp.api import exports, generations, health, images, me, prompts, uploads, users
 from webapp.context import Studio
 from webapp.errors import ApiError
+from webapp.schemas import ERROR_RESPONSES
 
 PREFIX = "/api/v1"
 
 
 def build_api_router(studio: Studio) -> APIRouter:
-    api = APIRouter(prefix=PREFIX)
+    api = APIRouter(prefix=PREFIX, responses=ERROR_RESPONSES)
     for module in (health, me, uploads, generations, images, prompts, exports, users):
         api.include_router(module.router(studio))
 

@@ -1,0 +1,84 @@
+"""Storage under hostile input and after a crash: ids no database column can hold, names with NUL
+bytes, and the files a killed process wrote but never recorded (both backends)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from storage import Storage
+from storage.errors import NotFound, PermissionDenied, ValidationFailed
+from storage.images import TEMP_PREFIX
+from storage.types import OPERATOR, HistoryQuery, MixItem, ProblemKind
+from tests.storage.conftest import PASSWORD, People
+from tests.storage.helpers import generate, plain_png, png
+
+
+@pytest.mark.parametrize("ident", [2**63, 10**30, 0, -1, -(2**63) - 1])
+def test_ids_out_of_any_column_range_are_simply_not_found(storage: Storage, people: People, ident: int) -> None:
+    with pytest.raises(NotFound):
+        storage.generations.get(people.alice, ident)
+    with pytest.raises(NotFound):
+        storage.generations.image(people.alice, ident)
+    with pytest.raises(NotFound):
+        storage.uploads.get(people.alice, ident)
+    with pytest.raises(NotFound):
+        storage.tokens.revoke(OPERATOR, ident)
+    with pytest.raises(ValidationFailed) as refused:
+        storage.prompts.create(people.alice, text="a red circle", mix=(MixItem(weight=1.0, upload_id=ident),))
+    assert refused.value.field.startswith("mix")
+
+
+@pytest.mark.parametrize("name", ["ada\x00", "\x00", "a" * 10_000, "../../etc/passwd"])
+def test_names_no_account_can_have_are_not_found(storage: Storage, people: People, name: str) -> None:
+    """A NUL byte would reach PostgreSQL as an error unless stopped first; no username can hold one."""
+    with pytest.raises(NotFound):
+        storage.users.find(name)
+    with pytest.raises(NotFound):
+        storage.history.search(people.alice, HistoryQuery(author=name))
+
+
+def test_start_up_removes_what_a_killed_process_wrote_but_never_recorded(storage: Storage, people: People) -> None:
+    recorded = generate(storage, people.alice, images=1).images[0]
+    orphan = storage.images.put(png(color=(1, 2, 3)))
+    upload_orphan = storage.upload_store.put(plain_png(color=(4, 5, 6)))
+    temp = storage.images.path_for(recorded.sha256).parent / f"{TEMP_PREFIX}half"
+    temp.write_bytes(b"\x89PNG half")
+    stray = storage.images.root / "notes.txt"
+    stray.write_text("not ours")
+    an_hour_ago = time.time() - 3600
+    os.utime(temp, (an_hour_ago, an_hour_ago))  # old or young: at start-up no write is in progress
+    removed = storage.check.remove_interrupted_writes()
+    assert sorted((p.kind, p.store) for p in removed) == [(ProblemKind.ORPHAN_FILE, "images"),
+                                                          (ProblemKind.ORPHAN_FILE, "uploads"),
+                                                          (ProblemKind.TEMP_FILE, "images")]
+    assert not storage.images.exists(orphan.sha256) and not storage.upload_store.exists(upload_orphan.sha256)
+    assert not temp.exists() and stray.exists() and storage.images.exists(recorded.sha256)
+    assert [p.kind for p in storage.check.run().problems] == [ProblemKind.STRAY_FILE]
+
+
+def test_a_sign_in_with_a_nul_in_the_name_fails_and_is_audited(storage: Storage, people: People) -> None:
+    with pytest.raises(PermissionDenied):
+        storage.users.authenticate("alice\x00", PASSWORD)
+    [event] = storage.audit.list_events(people.ada, page_size=1).items
+    assert (event.action, event.actor_name) == ("login.failed", "alice\ufffd")
+
+
+def test_stored_texts_refuse_nul_bytes_by_field(storage: Storage, people: People) -> None:
+    image = generate(storage, people.alice, images=1).images[0]
+    storage.reviews.submit(people.alice, image.id)
+    attempts = {
+        "text": lambda: storage.prompts.create(people.alice, text="a red\x00 circle"),
+        "negative_prompt": lambda: storage.prompts.create(people.alice, text="a", negative_prompt="\x00"),
+        "tags": lambda: storage.prompts.create(people.alice, text="a", tags=["ok", "b\x00d"]),
+        "comment": lambda: storage.reviews.decide(people.rita, image.id, "reject", "too\x00 dark"),
+        "label": lambda: storage.tokens.create(people.alice, people.alice, "ci\x00"),
+        "display_name": lambda: storage.users.create(OPERATOR, "nul-name", display_name="N\x00L"),
+    }
+    for field, attempt in attempts.items():
+        with pytest.raises(ValidationFailed) as refused:
+            attempt()
+        assert refused.value.field == field
+    assert storage.reviews.history(people.rita, image.id) == []
