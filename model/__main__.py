@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image-guidance-decay", choices=DECAYS, default="none")
     gen.add_argument("--image-guidance-noised", action="store_true",
                      help="pull toward the reference noised to each step's level")
-    gen.add_argument("--mix", action="append", default=[], metavar="SPEC=WEIGHT",
-                     help="a text or an image path, with a signed weight; repeatable")
+    gen.add_argument("--mix", action="extend", nargs="+", default=[], metavar="SPEC=WEIGHT",
+                     help="texts or image paths, each with a signed weight (--mix red=-1 blue=1); repeatable")
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
     gen.add_argument("--dynamic-thresholding", action="store_true")

@@ -15,11 +15,13 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from storage.services.uploads import FORMATS as ALLOWED_FORMATS
+from storage.services.uploads import MAX_PIXELS as MAX_UPLOAD_PIXELS
+from storage.services.uploads import MAX_UPLOAD_BYTES
 from webapp.errors import ApiError
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 4096 * 4096
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
+# The limits are the storage service's (which re-checks on store); this module only maps each failure to
+# the right HTTP status (413 too big, 415 not an allowed format, 422 damaged) before anything is kept.
 _READ_CHUNK = 1 << 16
 
 
