@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from model.families.base import BatchCancelled, BatchControl, Family, Row
 from model.families.kandinsky22 import Kandinsky22Family, load_kandinsky22
 from model.families.loading import (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from model.train.common import PRESETS, pick_device, seed_everything
+from model.families.loading import pick_device
+from model.train.common import PRESETS, seed_everything
 
 STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "export")
 DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", choices=STAGES + ("all",), required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, samples)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cuda, mps, cpu (default: the best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="override the stage's time budget")
     parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")
