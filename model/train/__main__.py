@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="override the stage's horizon (0: fit the time budget, calibrated on the first steps)")
     parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT, help="where `export` writes the pipelines")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="continue from a shipped model folder: its parts seed --out, the decoder fine-tunes")
+                        help="continue from a shipped model folder: its parts seed --out (parts already there "
+                             "are kept); clip then trains the text encoder only, prior and decoder fine-tune")
     args = parser.parse_args(argv)
     if args.init_from is not None:
         from model.train.export import seed_run_from_model

@@ -29,24 +29,28 @@ DEFAULTS = {
 
 
 def seed_run_from_model(model: Path, out: Path) -> None:
-    """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from it."""
+    """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from it.
+
+    Each trained part goes where `export` reads it and, for the text encoder, prior and decoder, also where their
+    stages look for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
+    Parts already in `out` are kept: re-running with --init-from must not overwrite what a stage has trained.
+    """
     from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
     from model.train.tokenizer import load_tokenizer
 
-    load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
-    for cls, name, targets in ((CLIPTextModelWithProjection, "text_encoder", ("text_encoder",)),
-                               (CLIPVisionModelWithProjection, "image_encoder", ("image_encoder", "init_image_encoder"))):
-        part = cls.from_pretrained(model / "prior" / name, dtype=torch.float32, use_safetensors=True)
-        for target in targets:
-            part.save_pretrained(out / "clip" / target)
-    # Each trained part goes where `export` reads it and, for the prior and decoder, also where their stages look
-    # for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
-    for cls, source, targets in ((PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
-                                 (VQModel, "decoder/movq", ("autoencoder/movq",)),
-                                 (UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet"))):
-        part = cls.from_pretrained(model / source, dtype=torch.float32, use_safetensors=True)
-        for target in targets:
-            part.save_pretrained(out / target)
+    if not (out / "tokenizer").exists():
+        load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
+    parts = ((CLIPTextModelWithProjection, "prior/text_encoder", ("clip/text_encoder", "clip/init_text_encoder")),
+             (CLIPVisionModelWithProjection, "prior/image_encoder", ("clip/image_encoder",)),
+             (PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
+             (VQModel, "decoder/movq", ("autoencoder/movq",)),
+             (UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet")))
+    for cls, source, targets in parts:
+        missing = [target for target in targets if not (out / target).exists()]
+        if missing:
+            part = cls.from_pretrained(model / source, dtype=torch.float32, use_safetensors=True)
+            for target in missing:
+                part.save_pretrained(out / target)
     print(f"[seed] laid out {model} as a run folder in {out}")
 
 

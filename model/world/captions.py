@@ -62,6 +62,18 @@ TEMPLATES: dict[tuple[str, int], tuple[str, ...]] = {
         "there is a {obj}",
         "a {obj}; the background is {bg}",
         "the {shape} is {colour}",
+        # the background first, and other clause orders: without them the text side learns "the first colour
+        # names the object" and swaps the two colours on held-out phrasings that put the background first
+        "a {bg} background with a {obj} {pos}",
+        "the background is {bg}; there is a {obj} {pos}",
+        "the background is {bg} and the {shape} is {colour}",
+        "the {shape} is {colour} and the background is {bg}",
+        "a {bg} background; the {shape} is {colour}",
+        "{pos} there is a {obj}, {bg} background",
+        "a {obj} {pos} and a {bg} background",
+        "an image of a {bg} background with a {obj}",
+        "{colour} {shape} {pos} on {bg}",
+        "a picture with a {obj} {pos} on a {bg} background",
     ),
     ("heldout", 1): (
         "there is a {obj} {pos} and the background is {bg}",
@@ -78,6 +90,9 @@ TEMPLATES: dict[tuple[str, int], tuple[str, ...]] = {
         "a picture of a {obj1} {rel} a {obj2}",
         "a {rev_obj} {rev} a {rev_ref} on a {bg} background",
         "a drawing of a {obj1} and a {obj2}",
+        "the background is {bg}; a {obj1} {rel} a {obj2}",
+        "a {bg} background with a {obj1} and a {obj2}",
+        "{bg} background; a {rev_obj} {rev} a {rev_ref}",
     ),
     ("heldout", 2): (
         "there is a {obj1} {rel} a {obj2} and the background is {bg}",
@@ -86,6 +101,8 @@ TEMPLATES: dict[tuple[str, int], tuple[str, ...]] = {
     ),
 }
 _POSITION_FIELDS = {"pos", "rel", "rev"}
+ARTICLE_DROP = 0.25
+SEPARATOR_SWAP = 0.25
 _SIZED_FIELDS = {"obj", "obj1", "obj2", "rev_obj", "rev_ref"}
 
 
@@ -108,6 +125,19 @@ def _noun_phrase(obj: SceneObject, with_size: bool, rng: np.random.Generator) ->
     return " ".join(words + [obj.colour, _pick(rng, SHAPE_WORDS[obj.shape])])
 
 
+def _augment(text: str, rng: np.random.Generator) -> str:
+    """Training-only noise a user's typing has too: articles dropped, the other clause separator.
+
+    It keeps the text side from keying on exact token positions: without it, the first colour of a short caption
+    was read as the object's, whatever word followed it.
+    """
+    if rng.random() < ARTICLE_DROP:
+        text = re.sub(r"\b(a|an) ", "", text)
+    if rng.random() < SEPARATOR_SWAP:
+        text = text.translate(str.maketrans({",": ";", ";": ","}))
+    return text
+
+
 def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Caption:
     """Describe a scene with a random template of the split ("train" or "heldout")."""
     if split not in SPLITS:
@@ -127,6 +157,8 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Cap
                    "rel": _pick(rng, forward), "rev": _pick(rng, backward)}
         values |= {"rev_obj": values["obj2"], "rev_ref": values["obj1"]}
     text = re.sub(r"\ba (?=[aeiou])", "an ", template.format(**values))
+    if split == "train":
+        text = _augment(text, rng)
     mentions = {"colour", "shape"}
     mentions |= {"background"} if "bg" in fields else set()
     mentions |= {"position"} if fields & _POSITION_FIELDS else set()

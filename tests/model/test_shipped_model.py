@@ -59,9 +59,10 @@ def test_draws_a_red_circle_on_white(family: Family) -> None:
     colours = Counter(o.colour for o in objects)
     shapes = Counter(o.shape for o in objects)
     report = f"backgrounds {dict(backgrounds)}, colours {dict(colours)}, shapes {dict(shapes)}"
-    # Measured on the shipped weights (seeds 0-15): white 16, red 10 (orange 6), circle 6 (square 9, triangle 1).
-    assert backgrounds["white"] >= 14, report
-    assert colours["red"] >= 8, report
-    assert shapes["circle"] >= 4, report  # chance would be about 3 of 16; the model's weak spot is shape
-    assert any(a.background == "white" and a.objects and (a.objects[0].colour, a.objects[0].shape) == ("red", "circle")
-               for a in seen), report
+    # Measured on the shipped weights (seeds 0-15): white 16, red 16, circle 14 (square 2); a red circle on white 14.
+    assert backgrounds["white"] >= 15, report
+    assert colours["red"] >= 14, report
+    assert shapes["circle"] >= 10, report  # chance would be about 3 of 16; shape is the model's weak spot
+    whole = sum(a.background == "white" and bool(a.objects) and (a.objects[0].colour, a.objects[0].shape)
+                == ("red", "circle") for a in seen)
+    assert whole >= 10, report

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+from safetensors.torch import load_file
 
 from model.train import networks
 from model.train.__main__ import main as train_main
@@ -107,3 +108,13 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
                     height=64, width=64, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 64, 64, 3)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
+
+    # Continuing the exported model retrains the text side only: the image encoder, whose embedding the decoder
+    # was trained on, must come out unchanged, or the shipped decoder would draw from a space it never saw.
+    again = tmp_path / "continued"
+    train_main(["--stage", "clip", "--out", str(again), "--preset", "tiny", "--init-from", str(export)])
+    for part, changed in (("image_encoder", False), ("text_encoder", True)):
+        before = load_file(next((export / "prior" / part).glob("*.safetensors")))
+        after = load_file(next((again / "clip" / part).glob("*.safetensors")))
+        differs = any(not torch.equal(before[k].float(), after[k].float()) for k in before)
+        assert differs is changed, part
