@@ -68,6 +68,7 @@ def export(out: Path, target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     prior_pipe.to(torch.float16).save_pretrained(staging / "prior", safe_serialization=True)
     decoder_pipe.to(torch.float16).save_pretrained(staging / "decoder", safe_serialization=True)
+    _pin_image_processor_class(staging / "prior" / "model_index.json")
     (staging / "draftroom.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
     card = target / "MODEL_CARD.md"
     if card.exists():
@@ -76,3 +77,14 @@ def export(out: Path, target: Path) -> None:
     staging.rename(target)
     size = sum(f.stat().st_size for f in target.rglob("*.safetensors")) / 1e6
     print(f"[export] wrote {target} ({size:.1f} MB of safetensors)")
+
+
+def _pin_image_processor_class(model_index: Path) -> None:
+    """Record the standard `CLIPImageProcessor`, whatever this machine instantiated.
+
+    Without torchvision, transformers hands out `CLIPImageProcessorPil` and the pipeline records that name, so the
+    folder's layout would depend on the machine that exported it. Both names load the same settings everywhere.
+    """
+    index = json.loads(model_index.read_text())
+    index["image_processor"] = ["transformers", "CLIPImageProcessor"]
+    model_index.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -108,6 +108,8 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
                     height=64, width=64, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 64, 64, 3)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
+    index = json.loads((export / "prior" / "model_index.json").read_text())
+    assert index["image_processor"] == ["transformers", "CLIPImageProcessor"]  # the standard layout, any machine
 
     # Continuing the exported model retrains the text side only: the image encoder, whose embedding the decoder
     # was trained on, must come out unchanged, or the shipped decoder would draw from a space it never saw.
