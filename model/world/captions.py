@@ -101,8 +101,6 @@ TEMPLATES: dict[tuple[str, int], tuple[str, ...]] = {
     ),
 }
 _POSITION_FIELDS = {"pos", "rel", "rev"}
-ARTICLE_DROP = 0.25
-SEPARATOR_SWAP = 0.25
 _SIZED_FIELDS = {"obj", "obj1", "obj2", "rev_obj", "rev_ref"}
 
 
@@ -123,6 +121,10 @@ def _fields_of(template: str) -> set[str]:
 def _noun_phrase(obj: SceneObject, with_size: bool, rng: np.random.Generator) -> str:
     words = [_pick(rng, SIZE_WORDS[obj.size])] if with_size else []
     return " ".join(words + [obj.colour, _pick(rng, SHAPE_WORDS[obj.shape])])
+
+
+ARTICLE_DROP = 0.25  # share of training captions written without "a" / "an"
+SEPARATOR_SWAP = 0.25  # share of training captions with "," and ";" swapped
 
 
 def _augment(text: str, rng: np.random.Generator) -> str:

@@ -56,6 +56,15 @@ def test_heldout_phrasings_never_appear_in_training_and_use_known_words():
     assert {w for t in heldout for w in re.findall(r"[a-z]+", t)} <= train_words  # no word unknown to the tokenizer
 
 
+def test_training_captions_carry_typing_noise_and_heldout_ones_never_do():
+    def noisy(text: str) -> bool:  # an article dropped, or the separator of a template swapped
+        return text.startswith(("picture of", "drawing of", "image of")) or ", the background is" in text
+
+    train = [cap.text for _, cap in _captioned(4, 2000, "train")]
+    assert 0 < sum(map(noisy, train)) < len(train) // 2
+    assert not any(noisy(cap.text) for _, cap in _captioned(4, 2000, "heldout"))
+
+
 def test_heldout_always_states_colour_shape_background_but_train_sometimes_omits():
     heldout = [cap.mentions for _, cap in _captioned(3, 500, "heldout")]
     assert all({"colour", "shape", "background"} <= m for m in heldout)
