@@ -3,6 +3,10 @@
 # results into OUTDIR (the weights as 15 MB parts, logs/reports/sample grids as one archive).
 # Usage: scripts/train_gpu.sh OUTDIR [preset] [python]
 # Stages that are independent run side by side on the one GPU (tiny models leave it mostly idle otherwise).
+# On a lent GPU machine whose Python lacks this project's diffusers/transformers (the device tool's image has
+# transformers 5.17 and no diffusers), carry wheels of the pinned versions (diffusers, transformers, regex, built
+# for its Python) in .whl/ and prefix the call with:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 set -u
 out=$1; preset=${2:-gpu}; py=${3:-python3}
 run=${RUN_DIR:-/tmp/draftroom-run}; export_dir=${EXPORT_DIR:-model/weights/embedded}; n=${EVAL_PROMPTS:-100}
