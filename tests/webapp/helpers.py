@@ -1,14 +1,18 @@
-"""Small builders the webapp tests share: images as upload bytes, unique words, a finished generation."""
+"""Small builders the webapp tests share: images as upload bytes, unique words, a finished generation, a real
+server process with one account."""
 
 from __future__ import annotations
 
 import io
 import uuid
+from pathlib import Path
 
 import httpx
 from PIL import Image
 
-from tests.webapp.conftest import TEST_STEPS, wait_final
+from bench.load import ServerProcess
+from storage.types import OPERATOR
+from tests.webapp.conftest import TEST_STEPS, open_test_storage, wait_final
 
 
 def png_bytes(color: str = "red", size: tuple[int, int] = (48, 48), fmt: str = "PNG") -> bytes:
@@ -47,3 +51,18 @@ def png_declaring(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     rows = zlib.compress(b"\x00" * 1024)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def start_server_with_account(tmp_path: Path, model_path: Path, name: str, role: str,
+                              password: str) -> tuple[ServerProcess, str]:
+    """A real `app.py serve` over a fresh data folder (`server.data_dir`) holding one account.
+
+    Returns the started server and that account's API token; the caller stops (or kills) the server.
+    """
+    data_dir = tmp_path / "data"
+    with open_test_storage(data_dir) as storage:
+        user = storage.users.create(OPERATOR, name, role=role, password=password).user
+        token = storage.tokens.create(OPERATOR, user.id, "setup").secret
+    server = ServerProcess(data_dir, model_path, tmp_path / "server.log")
+    server.start()
+    return server, token

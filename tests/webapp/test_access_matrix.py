@@ -18,10 +18,10 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from bench.load import ServerProcess, free_port
+from bench.load import free_port
 from storage.types import OPERATOR, Role
-from tests.webapp.conftest import PASSWORD, TEST_STEPS, Live, Person, open_test_storage
-from tests.webapp.helpers import generate, png_bytes, unique_word
+from tests.webapp.conftest import PASSWORD, TEST_STEPS, Live, Person
+from tests.webapp.helpers import generate, png_bytes, start_server_with_account, unique_word
 
 ROLES = ("anonymous", "member", "reviewer", "admin", "disabled", "revoked")
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,12 +245,8 @@ def test_an_open_bind_without_auth_refuses_to_start() -> None:
 def test_passwords_and_tokens_are_never_logged_stored_or_shown_again(tmp_path: Path, model_path: Path) -> None:
     """A real `app.py serve`: sign-ins (right and wrong), new accounts, tokens, a password change, a
     bad token; then no secret is in its log, in the database file, or in any later answer."""
-    data_dir = tmp_path / "data"
-    with open_test_storage(data_dir) as storage:
-        admin = storage.users.create(OPERATOR, "boss", role="admin", password="boss-password-1").user
-        admin_token = storage.tokens.create(OPERATOR, admin.id, "setup").secret
-    server = ServerProcess(data_dir, model_path, tmp_path / "server.log")
-    server.start()
+    server, admin_token = start_server_with_account(tmp_path, model_path, "boss", "admin", "boss-password-1")
+    data_dir = server.data_dir
     try:
         api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
         given = api.post("/api/v1/users", json={"name": "ada", "password": "ada-secret-pw-1"})

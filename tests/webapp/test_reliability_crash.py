@@ -20,11 +20,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from bench.load import ServerProcess
 from storage.images import TEMP_PREFIX
 from storage.types import OPERATOR, GenerationStatus
 from tests.webapp.conftest import Live, open_test_storage
-from tests.webapp.helpers import generate, png_bytes
+from tests.webapp.helpers import generate, png_bytes, start_server_with_account
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_JOB = {"prompt": "a red circle", "steps": 150, "num_images": 8}
@@ -70,12 +69,8 @@ def wait_running(client: httpx.Client, generation_id: int, timeout: float = 120)
 
 
 def test_kill_9_during_generation_then_restart(tmp_path: Path, model_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    with open_test_storage(data_dir) as storage:
-        user = storage.users.create(OPERATOR, "ada", role="member", password="correct-horse-1").user
-        token = storage.tokens.create(OPERATOR, user.id, "crash").secret
-    server = ServerProcess(data_dir, model_path, tmp_path / "server.log")
-    server.start()
+    server, token = start_server_with_account(tmp_path, model_path, "ada", "member", "correct-horse-1")
+    data_dir = server.data_dir
     try:
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         done = generate(client, "a blue square")
