@@ -76,7 +76,8 @@ def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = No
             "seconds_per_image": round(seconds / count, 4),
         }
         if sheet is not None:
-            grid(images[:64], 8).save(sheet.with_name(f"{sheet.stem}_{label.replace(' ', '_')}{sheet.suffix}"))
+            name = f"{sheet.stem}_{label.replace(' ', '_')}{sheet.suffix or '.png'}"
+            grid(images[:64], 8).save(sheet.with_name(name))
     return report
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
     parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
-    parser.add_argument("--sheet", type=Path, help="save contact sheets of the samples (PNG path stem)")
+    parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
     args = parser.parse_args(argv)
     family = load_family(args.model, device=args.device)
     report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,

@@ -15,6 +15,7 @@ import torch
 
 from model.families.loading import pick_device
 from model.train.common import PRESETS, seed_everything
+from model.train.export import SEEDABLE_PARTS, seed_run_from_model
 
 STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "export")
 DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
@@ -22,6 +23,8 @@ DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
 
 def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = PRESETS[args.preset]
+    encoder_size = {k: v for k, v in (("vision_patch", args.vision_patch), ("vision_width", args.vision_width)) if v}
+    preset = dataclasses.replace(preset, **encoder_size)
     overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
     if overrides:
         preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, **overrides)
@@ -53,7 +56,8 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=STAGES + ("all",), required=True)
+    parser.add_argument("--stage", choices=STAGES + ("all",),
+                        help="required, unless --init-from is given alone (then the run folder is only laid out)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, samples)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu (default: the best available)")
@@ -62,14 +66,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")
     parser.add_argument("--steps", type=int, default=None,
                         help="override the stage's horizon (0: fit the time budget, calibrated on the first steps)")
+    parser.add_argument("--vision-patch", type=int, choices=(4, 8, 16), default=None,
+                        help="patch size of a fresh image encoder (the preset's by default)")
+    parser.add_argument("--vision-width", type=int, default=None, help="hidden width of a fresh image encoder")
     parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT, help="where `export` writes the pipelines")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="continue from a shipped model folder: its parts seed --out (parts already there "
                              "are kept); clip then trains the text encoder only, prior and decoder fine-tune")
+    parser.add_argument("--init-parts", default=",".join(SEEDABLE_PARTS),
+                        help="with --init-from: the stages whose parts to take (comma-separated); the others "
+                             "start fresh, e.g. tokenizer,autoencoder,decoder retrains CLIP from scratch")
     args = parser.parse_args(argv)
+    if args.stage is None and args.init_from is None:
+        parser.error("--stage is required (or --init-from alone, to lay out a run folder)")
     if args.init_from is not None:
-        from model.train.export import seed_run_from_model
-        seed_run_from_model(args.init_from, args.out)
+        parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
+        try:
+            seed_run_from_model(args.init_from, args.out, parts)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.stage is None:
+        return
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -42,7 +42,9 @@ class Preset:
     name: str
     text_layers: int = 4
     vision_layers: int = 4
-    clip_hidden: int = EMBED_DIM
+    vision_width: int = 256  # 4x4 patches at width 256: the image embedding then encodes shape (see MODEL_CARD.md)
+    vision_patch: int = 4
+    text_width: int = EMBED_DIM
     ae_channels: tuple[int, ...] = (32, 64, 128)
     prior_layers: int = 6
     unet_channels: tuple[int, ...] = (64, 128, 128)
@@ -54,7 +56,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        name="tiny", text_layers=1, vision_layers=1, clip_hidden=EMBED_DIM, ae_channels=(8, 16, 32),
+        name="tiny", text_layers=1, vision_layers=1, vision_width=EMBED_DIM, vision_patch=8, ae_channels=(8, 16, 32),
         prior_layers=1, unet_channels=(32, 32, 64), unet_heads=(1, 1, 2), eval_samples=8,
         plans={s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
                for s in ("clip", "autoencoder", "prior", "decoder")},
@@ -71,10 +73,10 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         name="gpu",
         plans={
-            "clip": StagePlan(batch_size=256, steps=0, minutes=1.8, lr=1e-3),
+            "clip": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=1e-3),
             "autoencoder": StagePlan(batch_size=128, steps=0, minutes=2.0, lr=1e-3),
-            "prior": StagePlan(batch_size=256, steps=0, minutes=1.2, lr=5e-4),
-            "decoder": StagePlan(batch_size=256, steps=0, minutes=3.8, lr=5e-4),
+            "prior": StagePlan(batch_size=256, steps=0, minutes=2.5, lr=5e-4),
+            "decoder": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=5e-4),
         },
     ),
 }

@@ -28,30 +28,39 @@ DEFAULTS = {
 }
 
 
-def seed_run_from_model(model: Path, out: Path) -> None:
+SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder")
+
+
+def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABLE_PARTS) -> None:
     """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from it.
 
     Each trained part goes where `export` reads it and, for the text encoder, prior and decoder, also where their
     stages look for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
-    Parts already in `out` are kept: re-running with --init-from must not overwrite what a stage has trained.
+    `parts` (stage names) picks what to take: a stage left out starts fresh, e.g. a new image encoder with the
+    shipped tokenizer and autoencoder. Parts already in `out` are kept: re-running with --init-from must not
+    overwrite what a stage has trained.
     """
     from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
     from model.train.tokenizer import load_tokenizer
 
-    if not (out / "tokenizer").exists():
+    unknown = set(parts) - set(SEEDABLE_PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {', '.join(SEEDABLE_PARTS)}")
+    if "tokenizer" in parts and not (out / "tokenizer").exists():
         load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
-    parts = ((CLIPTextModelWithProjection, "prior/text_encoder", ("clip/text_encoder", "clip/init_text_encoder")),
-             (CLIPVisionModelWithProjection, "prior/image_encoder", ("clip/image_encoder",)),
-             (PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
-             (VQModel, "decoder/movq", ("autoencoder/movq",)),
-             (UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet")))
-    for cls, source, targets in parts:
+    layout = (("clip", CLIPTextModelWithProjection, "prior/text_encoder",
+               ("clip/text_encoder", "clip/init_text_encoder")),
+              ("clip", CLIPVisionModelWithProjection, "prior/image_encoder", ("clip/image_encoder",)),
+              ("prior", PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
+              ("autoencoder", VQModel, "decoder/movq", ("autoencoder/movq",)),
+              ("decoder", UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet")))
+    for stage, cls, source, targets in layout:
         missing = [target for target in targets if not (out / target).exists()]
-        if missing:
+        if stage in parts and missing:
             part = cls.from_pretrained(model / source, dtype=torch.float32, use_safetensors=True)
             for target in missing:
                 part.save_pretrained(out / target)
-    print(f"[seed] laid out {model} as a run folder in {out}")
+    print(f"[seed] laid out {', '.join(parts)} of {model} as a run folder in {out}")
 
 
 def export(out: Path, target: Path) -> None:

@@ -22,7 +22,7 @@ LATENT_CHANNELS = 4
 
 def text_encoder(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> CLIPTextModelWithProjection:
     config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=preset.clip_hidden, intermediate_size=4 * preset.clip_hidden,
+        vocab_size=len(tokenizer), hidden_size=preset.text_width, intermediate_size=4 * preset.text_width,
         num_hidden_layers=preset.text_layers, num_attention_heads=4, max_position_embeddings=MAX_TEXT_TOKENS,
         projection_dim=EMBED_DIM, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id)
@@ -31,8 +31,9 @@ def text_encoder(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> CLIPText
 
 def image_encoder(preset: Preset) -> CLIPVisionModelWithProjection:
     config = CLIPVisionConfig(
-        hidden_size=preset.clip_hidden, intermediate_size=4 * preset.clip_hidden,
-        num_hidden_layers=preset.vision_layers, num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=8,
+        hidden_size=preset.vision_width, intermediate_size=4 * preset.vision_width,
+        num_hidden_layers=preset.vision_layers, num_attention_heads=4, image_size=IMAGE_SIZE,
+        patch_size=preset.vision_patch,
         projection_dim=EMBED_DIM)
     return CLIPVisionModelWithProjection(config)
 

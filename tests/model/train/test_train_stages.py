@@ -120,3 +120,27 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
         after = load_file(next((again / "clip" / part).glob("*.safetensors")))
         differs = any(not torch.equal(before[k].float(), after[k].float()) for k in before)
         assert differs is changed, part
+
+    # Taking only some parts of a model starts the others fresh: here a new CLIP (both towers, with an image
+    # encoder of another shape) over the model's tokenizer and autoencoder, as the GPU recipe does.
+    fresh = tmp_path / "fresh"
+    train_main(["--out", str(fresh), "--init-from", str(export), "--init-parts", "tokenizer,autoencoder"])
+    assert (fresh / "tokenizer").is_dir() and (fresh / "autoencoder" / "movq").is_dir()
+    assert not any((fresh / stage).exists() for stage in ("clip", "prior", "decoder"))
+    train_main(["--stage", "clip", "--out", str(fresh), "--preset", "tiny", "--vision-patch", "4",
+                "--vision-width", "64"])
+    config = json.loads((fresh / "clip" / "image_encoder" / "config.json").read_text())
+    assert (config["patch_size"], config["hidden_size"]) == (4, 64)
+    report = json.loads((fresh / "clip" / "report.json").read_text())
+    assert report["steps_done"] == TINY.plans["clip"].steps and "probe_shape" in report
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--stage is required"),
+    (["--init-from", "somewhere", "--init-parts", "tokenizer,unet"], "unknown parts ['unet']"),
+])
+def test_train_cli_rejects_a_missing_stage_and_unknown_parts(tmp_path: Path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--out", str(tmp_path / "run"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
