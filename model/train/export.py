@@ -78,6 +78,7 @@ def export(out: Path, target: Path) -> None:
     prior_pipe.to(torch.float16).save_pretrained(staging / "prior", safe_serialization=True)
     decoder_pipe.to(torch.float16).save_pretrained(staging / "decoder", safe_serialization=True)
     _pin_image_processor_class(staging / "prior" / "model_index.json")
+    _drop_run_paths(staging)
     (staging / "draftroom.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
     card = target / "MODEL_CARD.md"
     if card.exists():
@@ -97,3 +98,12 @@ def _pin_image_processor_class(model_index: Path) -> None:
     index = json.loads(model_index.read_text())
     index["image_processor"] = ["transformers", "CLIPImageProcessor"]
     model_index.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def _drop_run_paths(folder: Path) -> None:
+    """Remove `_name_or_path` (the run folder a part was loaded from) so the shipped configs name no machine path."""
+    for config in folder.rglob("config.json"):
+        values = json.loads(config.read_text())
+        if values.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+

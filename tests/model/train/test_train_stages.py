@@ -110,6 +110,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
     index = json.loads((export / "prior" / "model_index.json").read_text())
     assert index["image_processor"] == ["transformers", "CLIPImageProcessor"]  # the standard layout, any machine
+    assert not [c for c in export.rglob("config.json") if "_name_or_path" in json.loads(c.read_text())]
 
     # Continuing the exported model retrains the text side only: the image encoder, whose embedding the decoder
     # was trained on, must come out unchanged, or the shipped decoder would draw from a space it never saw.
