@@ -87,14 +87,25 @@ def test_generate_refuses_a_bad_request_with_a_readable_message(live: Live, tab:
 
 def test_removing_an_ingredient_shifts_the_ones_below(live: Live, tab: GenerateTab) -> None:
     person = live.person()
-    slots = [("text", "red", None, 0.5), ("text", "green", None, -1.0), ("text", "blue", None, 1.5),
-             ("text", "", None, 1.0)]
+    slots = [("text", "red", None, 0.5), ("text", "green", None, -1.0), ("text", "blue", None, 1.5)]
+    slots += [("text", "", None, 1.0)] * (len(tab.slots) - len(slots))
     remove_first = tab._remove_slot(0)
     count, *shown = remove_first(gr.Request(username=person.name), 3, *(v for slot in slots for v in slot))
     assert count == 2
     rows = [shown[n * 5:(n + 1) * 5] for n in range(len(tab.slots))]
     assert [(row[0].visible, row[2], row[4]) for row in rows] == [
-        (True, "green", -1.0), (True, "blue", 1.5), (False, "", 1.0), (False, "", 1.0)]
+        (True, "green", -1.0), (True, "blue", 1.5)] + [(False, "", 1.0)] * (len(tab.slots) - 2)
+
+
+def test_the_form_reuses_a_mix_as_large_as_the_api_accepts(live: Live, tab: GenerateTab) -> None:
+    author, colleague = live.person(), live.person()
+    mix = [{"text": colour, "weight": 0.25 * (n + 1)}
+           for n, colour in enumerate(("red", "orange", "yellow", "green", "blue", "purple", "white", "black"))]
+    done = generate(live.client(author), f"a circle {unique_word()}", mix=mix)
+    values = tab.recipe_values(colleague.user, done["id"], remix=True)
+    assert values[tab.mix_count] == len(mix) == len(tab.slots)
+    assert [(values[slot.text], values[slot.weight]) for slot in tab.slots] == [
+        (item["text"], item["weight"]) for item in mix]
 
 
 def test_history_search_pages_and_favourites(live: Live) -> None:

@@ -17,6 +17,7 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import Progress, RequestError
+from model.engine.validation import MAX_INGREDIENTS
 from model.engine.validation import MAX_SEED
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
@@ -28,7 +29,7 @@ from webapp.schemas import reject_control_characters
 from webapp.ui.common import ImageFiles, guard, ui_error
 from webapp.uploads import check_image
 
-MIX_SLOTS = 4
+MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
 RANDOM_SEED = -1
 POLL_S = 0.25
 MIX_WEIGHT_RANGE = (-2.0, 2.0)
@@ -195,9 +196,7 @@ class GenerateTab:
             values[self.guidance_image] = self.files.upload(upload.sha256)
             values[self.guidance_scale] = prompt.guidance.scale
             values[self.guidance_decay] = prompt.guidance.decay.value
-        mix = list(prompt.mix)[:MIX_SLOTS]
-        if len(prompt.mix) > MIX_SLOTS:
-            gr.Warning(f"Only the first {MIX_SLOTS} of {len(prompt.mix)} mix ingredients fit the form.")
+        mix = list(prompt.mix)
         values[self.mix_count] = len(mix)
         for n, slot in enumerate(self.slots):
             item = mix[n] if n < len(mix) else None
