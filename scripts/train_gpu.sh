@@ -18,7 +18,9 @@ run=${RUN_DIR:-/tmp/draftroom-run}; export_dir=${EXPORT_DIR:-model/weights/embed
 mkdir -p "$run" "$out"
 export OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 pack() {
-  for f in "$run".*/clip/report.json "$run"/*/report.json "$run"/eval_*.json; do [[ -f $f ]] && { echo "== $f"; cat "$f"; }; done
+  for f in "$run".*/clip/report.json "$run"/*/report.json "$run"/eval_*.json; do
+    [[ -f $f ]] && { echo "== $f"; cat "$f"; }
+  done
   tar czf "$out/run.tgz" -C "$(dirname "$run")" --exclude='checkpoint*' --exclude='*.safetensors' \
     $(cd "$(dirname "$run")" && ls -d "$(basename "$run")"*) 2>/dev/null
   if [[ -f $export_dir/draftroom.json ]]; then
@@ -49,14 +51,20 @@ print(max(scores, key=scores.get) if scores else "")' "$run" $CLIP_CANDIDATES)
   echo "[clip] candidates trained; kept ${best:-none}"
   [[ -n $best ]] && cp -r "$run.$best/clip" "$run/clip" && cp "$run.$best/clip.log" "$run/clip.log"
 }
-if [[ -n ${INIT_FROM:-} ]]; then
-  $py -m model.train --out "$run" --init-from "$INIT_FROM" --init-parts "${INIT_PARTS:-tokenizer,autoencoder,decoder}"
-fi
-have() { [[ -e $run/$1 ]]; }
-have tokenizer || stage tokenizer
 train_clip() { if [[ -n ${CLIP_CANDIDATES:-} ]]; then clip_candidates; else stage clip; fi; }
-{ have clip/image_encoder || train_clip; } & { have autoencoder/movq || stage autoencoder; } & wait
-{ have prior/prior || stage prior; } & stage decoder & wait
+have() { [[ -e $run/$1 ]]; }
+if [[ -n ${CONTINUE:-} ]]; then
+  $py -m model.train --out "$run" --init-from "$CONTINUE"
+  { stage clip "$run" --minutes "${MINUTES_CLIP:-3}"; stage prior "$run" --minutes "${MINUTES_PRIOR:-3}"; } &
+  stage decoder "$run" --minutes "${MINUTES_DECODER:-6.5}" & wait
+else
+  if [[ -n ${INIT_FROM:-} ]]; then
+    $py -m model.train --out "$run" --init-from "$INIT_FROM" --init-parts "${INIT_PARTS:-tokenizer,autoencoder,decoder}"
+  fi
+  have tokenizer || stage tokenizer
+  { have clip/image_encoder || train_clip; } & { have autoencoder/movq || stage autoencoder; } & wait
+  { have prior/prior || stage prior; } & stage decoder & wait
+fi
 $py -m model.train --stage export --out "$run" --export "$export_dir" 2>&1 | tail -n 2
 ev() { $py -m model.evaluate --model "$export_dir" --prompts "$n" --two-object-prompts $((n / 2)) "$@" 2>&1 | grep "^|"; }
 ev --json "$run/eval_ddim25.json" --sheet "$run/eval.png"

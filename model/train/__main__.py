@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.stage is None and args.init_from is None:
         parser.error("--stage is required (or --init-from alone, to lay out a run folder)")
+    if args.vision_width is not None and (args.vision_width < 16 or args.vision_width % 4):
+        parser.error("--vision-width must be a multiple of 4 (the encoder's attention heads), at least 16")
     if args.init_from is not None:
         parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:

@@ -42,7 +42,7 @@ class Preset:
     name: str
     text_layers: int = 4
     vision_layers: int = 4
-    vision_width: int = 256  # 4x4 patches at width 256: the image embedding then encodes shape (see MODEL_CARD.md)
+    vision_width: int = 256  # with 4x4 patches, the best of four shapes at encoding shape (see MODEL_CARD.md)
     vision_patch: int = 4
     text_width: int = EMBED_DIM
     ae_channels: tuple[int, ...] = (32, 64, 128)

@@ -106,4 +106,3 @@ def _drop_run_paths(folder: Path) -> None:
         values = json.loads(config.read_text())
         if values.pop("_name_or_path", None) is not None:
             config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-

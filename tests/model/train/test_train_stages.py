@@ -139,8 +139,9 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
 @pytest.mark.parametrize("argv, message", [
     ([], "--stage is required"),
     (["--init-from", "somewhere", "--init-parts", "tokenizer,unet"], "unknown parts ['unet']"),
+    (["--stage", "clip", "--vision-width", "130"], "--vision-width must be a multiple of 4"),
 ])
-def test_train_cli_rejects_a_missing_stage_and_unknown_parts(tmp_path: Path, capsys, argv, message):
+def test_train_cli_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         train_main(["--out", str(tmp_path / "run"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
