@@ -17,8 +17,7 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import Progress, RequestError
-from model.engine.validation import MAX_INGREDIENTS
-from model.engine.validation import MAX_SEED
+from model.engine.validation import MAX_INGREDIENTS, MAX_SEED
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
 from storage.types import GenerationInfo, GenerationStatus, UserInfo
