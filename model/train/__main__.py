@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from model.families.loading import pick_device
-from model.train.common import PRESETS, seed_everything
+from model.train.common import PRECISIONS, PRESETS, seed_everything
 from model.train.export import SEEDABLE_PARTS, seed_run_from_model
 
 STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "export")
@@ -24,7 +24,7 @@ DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
 def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = PRESETS[args.preset]
     encoder_size = {k: v for k, v in (("vision_patch", args.vision_patch), ("vision_width", args.vision_width)) if v}
-    preset = dataclasses.replace(preset, **encoder_size)
+    preset = dataclasses.replace(preset, precision=args.precision, **encoder_size)
     overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
     if overrides:
         preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, **overrides)
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, samples)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on CUDA, fp32 on a CPU; bf16 also pays on CPUs with AVX512-BF16/AMX")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="override the stage's time budget")
     parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")

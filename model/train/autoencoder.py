@@ -64,7 +64,7 @@ def train_autoencoder(out: Path, preset: Preset, device: torch.device, seed: int
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed + 1, i, plan.batch_size, device=device)
-        with autocast(device):
+        with autocast(device, preset.precision):
             z = model.encode(batch.pixels).latents
             noisy = z + LATENT_NOISE * torch.randn_like(z)
             recon = model.decode(noisy, force_not_quantize=True).sample

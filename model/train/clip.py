@@ -122,7 +122,7 @@ def train_clip(out: Path, preset: Preset, device: torch.device, seed: int, minut
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed, i, plan.batch_size, device=device)
-        with autocast(device):
+        with autocast(device, preset.precision):
             text = text_encoder(tokenize(tokenizer, batch.captions, device)).text_embeds
             with torch.set_grad_enabled(not continuing):
                 image = image_encoder(pixel_values=batch.pixels).image_embeds

@@ -51,6 +51,7 @@ class Preset:
     unet_heads: tuple[int, ...] = (2, 4, 4)
     unet_layers_per_block: int = 1
     eval_samples: int = 64  # pictures each stage's closing report samples (the tiny preset keeps tests fast)
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" or "fp32" force it
     plans: dict[str, StagePlan] = field(default_factory=dict)
 
 
@@ -88,9 +89,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (speed), a no-op elsewhere (fp32 on CPU is both faster and exact here)."""
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where it pays: always on CUDA; on a CPU only when asked ("bf16").
+
+    CPUs with AVX512-BF16 or AMX run the training steps about 1.6x faster in bf16; older ones run them slower,
+    so "auto" keeps a CPU in fp32.
+    """
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 # ---------------------------------------------------------------- checkpoints (safetensors only)

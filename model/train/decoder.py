@@ -80,7 +80,7 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed + 3, i, plan.batch_size, device=device)
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, preset.precision):
             latents = movq.encode(batch.pixels).latents.float()
             embeds = image_encoder(pixel_values=batch.pixels).image_embeds.float()
         drop = torch.rand(len(embeds), device=device, generator=rng) < CONDITION_DROPOUT
@@ -88,7 +88,7 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         noise = torch.randn(latents.shape, device=device, generator=rng)
         t = torch.randint(0, 1000, (len(latents),), device=device, generator=rng)
         noisy = scheduler.add_noise(latents, noise, t)
-        with autocast(device):
+        with autocast(device, preset.precision):
             predicted = model(noisy, t, encoder_hidden_states=None,
                               added_cond_kwargs={"image_embeds": embeds}).sample[:, : latents.shape[1]]
         per_sample = F.mse_loss(predicted.float(), noise, reduction="none").mean(dim=(1, 2, 3))

@@ -108,7 +108,7 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
         t = torch.randint(0, 1000, (len(captions),), device=device)
         a = alphas[t].unsqueeze(1)
         noisy = a.sqrt() * target + (1 - a).sqrt() * torch.randn_like(target)
-        with autocast(device):
+        with autocast(device, preset.precision):
             predicted = model(noisy, timestep=t, proj_embedding=text_embeds, encoder_hidden_states=hidden,
                               attention_mask=mask).predicted_image_embedding
         loss = F.mse_loss(predicted.float(), target)

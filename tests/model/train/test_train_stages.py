@@ -14,7 +14,7 @@ from model.train import networks
 from model.train.__main__ import main as train_main
 from model.train.autoencoder import reconstruction_loss
 from model.train.clip import contrastive_loss, tokenize
-from model.train.common import PRESETS, seed_everything
+from model.train.common import PRESETS, autocast, seed_everything
 from model.train.tokenizer import train_tokenizer
 from model.world import world_batch
 
@@ -63,7 +63,9 @@ def test_clip_loss_falls_on_a_fixed_batch(tmp_path: Path):
     assert last < 0.7 * first
 
 
-def test_decoder_loss_falls_on_a_fixed_batch():
+@pytest.mark.parametrize("precision, computed_in", [("auto", torch.float32), ("bf16", torch.bfloat16)])
+def test_decoder_loss_falls_on_a_fixed_batch(precision: str, computed_in: torch.dtype):
+    """Also under `--precision bf16` on a CPU, which really computes in bf16 (and "auto" keeps a CPU in fp32)."""
     seed_everything(0)
     unet, scheduler = networks.unet(TINY), networks.decoder_scheduler()
     latents, embeds = torch.randn(4, 4, 16, 16), torch.randn(4, 128)
@@ -71,8 +73,10 @@ def test_decoder_loss_falls_on_a_fixed_batch():
     noisy = scheduler.add_noise(latents, noise, t)
 
     def loss():
-        predicted = unet(noisy, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": embeds}).sample
-        return torch.nn.functional.mse_loss(predicted[:, :4], noise)
+        with autocast(torch.device("cpu"), precision):
+            predicted = unet(noisy, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": embeds}).sample
+        assert predicted.dtype == computed_in
+        return torch.nn.functional.mse_loss(predicted[:, :4].float(), noise)
 
     first, last = _fit(unet, loss)
     assert last < 0.7 * first
@@ -140,6 +144,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     ([], "--stage is required"),
     (["--init-from", "somewhere", "--init-parts", "tokenizer,unet"], "unknown parts ['unet']"),
     (["--stage", "clip", "--vision-width", "130"], "--vision-width must be a multiple of 4"),
+    (["--stage", "clip", "--precision", "fp16"], "invalid choice: 'fp16'"),
 ])
 def test_train_cli_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
