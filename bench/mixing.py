@@ -5,7 +5,8 @@
 Each text, "red" and "blue" included, is embedded exactly like a prompt: tokenized alone, encoded by the
 CLIP text encoder, and mapped by the prior to a CLIP *image* embedding (what a picture described by that
 text would embed to). The mix is the signed sum of those image embeddings, renormalised to their average
-norm, then decoded. Prints how often the analyzer sees a blue circle, against two plain prompts.
+norm, then decoded. Prints how often the analyzer sees a blue circle (and, apart, a blue object and a circle),
+against two plain prompts.
 
 Run: .venv/bin/python bench/mixing.py [--model model/weights/embedded] [--samples 64]
 """
@@ -26,14 +27,18 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "emb
 BASE = "a red circle on a white background"
 
 
-def blue_circle_rate(engine: LocalEngine, request: GenerationRequest, samples: int) -> float:
+def rates(engine: LocalEngine, request: GenerationRequest, samples: int) -> tuple[float, float, float]:
+    """How often the analyzer sees a blue circle, a blue object, and a circle: which of colour and shape moved."""
     handles = [engine.submit(GenerationRequest(**{**request.__dict__, "seed": seed, "user": f"s{seed % 8}"}))
                for seed in range(samples)]
-    hits = 0
+    blue_circle = blue = circle = 0
     for handle in handles:
-        analysis = analyze(handle.result().images[0])
-        hits += bool(analysis.objects) and (analysis.objects[0].shape, analysis.objects[0].colour) == ("circle", "blue")
-    return hits / samples
+        objects = analyze(handle.result().images[0]).objects
+        colour, shape = (objects[0].colour, objects[0].shape) if objects else (None, None)
+        blue_circle += (colour, shape) == ("blue", "circle")
+        blue += colour == "blue"
+        circle += shape == "circle"
+    return blue_circle / samples, blue / samples, circle / samples
 
 
 def main() -> int:
@@ -56,9 +61,9 @@ def main() -> int:
                 prompt="a blue circle on a white background"),
             f'"{BASE}" (plain prompt)': GenerationRequest(prompt=BASE),
         }
-        print(f"| request | blue circle rate ({args.samples} seeds) |\n|---|---|")
+        print(f"| request ({args.samples} seeds) | blue circle | blue | circle |\n|---|---|---|---|")
         for label, request in cases.items():
-            print(f"| {label} | {blue_circle_rate(engine, request, args.samples):.0%} |")
+            print(f"| {label} | " + " | ".join(f"{rate:.0%}" for rate in rates(engine, request, args.samples)) + " |")
     return 0
 
 
