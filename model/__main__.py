@@ -146,15 +146,16 @@ def _png(image: PIL.Image.Image, record: dict[str, Any], params: dict[str, Any])
 
 def generate(args: argparse.Namespace) -> int:
     from model.engine.engine_local import LocalEngine
-    from model.families import ModelLoadError, load_family
+    from model.families import ModelLoadError
 
     try:
         request, inputs = _request(args)
-        family = load_family(args.model, device=args.device, dtype=args.dtype)
+        engine = LocalEngine.from_path(args.model, device=args.device, dtype=args.dtype,
+                                       max_batch=max(1, args.num_images))
     except (_InputError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with LocalEngine(family, max_batch=max(1, args.num_images)) as engine:
+    with engine:
         try:
             handle = engine.submit(request)
         except RequestError as error:

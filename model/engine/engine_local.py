@@ -20,6 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import PIL.Image
 
@@ -42,6 +43,7 @@ from model.families.base import BatchCancelled, Family, Row
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[Progress], None]
+T = TypeVar("T")
 
 
 class _Job(JobHandle):
@@ -137,8 +139,36 @@ def _call(callback: Subscriber, progress: Progress) -> None:
         log.exception("progress subscriber failed")
 
 
+def call_on_fresh_thread(work: Callable[[], T]) -> T:
+    """Run ``work`` on a new thread, wait for it, and return its result or raise its error.
+
+    Why: torch's CPU build runs its kernels on libgomp, which gives every thread that runs them a pool of
+    helper threads for as long as that thread lives. Once the pools hold more threads than there are cores,
+    libgomp stops spin-waiting between kernels and sleeps instead, and a diffusion step is thousands of small
+    kernels: on a 2-core CPU a model loaded on the main thread made the engine's worker about 2x slower
+    (bench/engine.py). A pool dies with its thread, so torch work done here leaves no pool behind.
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as error:  # re-raised on the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=run, name="draftroom-oneoff")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 class LocalEngine(Engine):
-    """The in-process engine: one worker thread owning one loaded model family."""
+    """The in-process engine: one worker thread owning one loaded model family.
+
+    On a CPU, load ``family`` on a thread that does no other torch work while the engine runs (``from_path``
+    does; see ``call_on_fresh_thread``)."""
 
     def __init__(
         self,
@@ -170,10 +200,14 @@ class LocalEngine(Engine):
     @classmethod
     def from_path(cls, source: str | Path, *, device: str | None = None, dtype: str | None = None,
                   **options: int | float) -> LocalEngine:
-        """Load the model at ``source`` (see model.families.load_family) and start its worker."""
+        """Load the model at ``source`` (see model.families.load_family) and start its worker.
+
+        The model loads on a short-lived thread (see ``call_on_fresh_thread``), so the worker is the only
+        live thread that has run torch's CPU kernels."""
         from model.families import load_family
 
-        return cls(load_family(source, device=device, dtype=dtype), **options)  # type: ignore[arg-type]
+        family = call_on_fresh_thread(lambda: load_family(source, device=device, dtype=dtype))
+        return cls(family, **options)  # type: ignore[arg-type]
 
     def __enter__(self) -> LocalEngine:
         return self

@@ -263,3 +263,33 @@ def test_a_broken_subscriber_does_not_stop_the_worker(kandinsky: Family, engine_
     handle.subscribe(lambda progress: 1 / 0)
     assert handle.result(60).images
     assert engine.submit(ask("y", 2)).result(60).images
+
+
+def test_call_on_fresh_thread_returns_the_result_or_raises_the_error() -> None:
+    from model.engine.engine_local import call_on_fresh_thread
+
+    caller = threading.current_thread()
+    ran_on: list[threading.Thread] = []
+    assert call_on_fresh_thread(lambda: ran_on.append(threading.current_thread()) or 42) == 42
+    assert ran_on[0] is not caller and not ran_on[0].is_alive()
+    with pytest.raises(ZeroDivisionError):
+        call_on_fresh_thread(lambda: 1 / 0)
+
+
+def test_from_path_loads_the_model_off_the_calling_thread(kandinsky_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Torch work on the caller's long-lived thread would slow the worker about 2x on a small CPU."""
+    import model.families
+    from model.engine import LocalEngine
+
+    loaded_on: list[threading.Thread] = []
+    real_load = model.families.load_family
+
+    def recording_load(*args, **kwargs):
+        loaded_on.append(threading.current_thread())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(model.families, "load_family", recording_load)
+    with LocalEngine.from_path(kandinsky_path, device="cpu") as engine:
+        assert engine.submit(ask("a red circle", 1)).result(60).images
+    assert loaded_on and loaded_on[0] is not threading.current_thread() and not loaded_on[0].is_alive()
+    assert loaded_on[0] is not engine._thread
