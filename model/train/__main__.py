@@ -25,7 +25,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = PRESETS[args.preset]
     encoder_size = {k: v for k, v in (("vision_patch", args.vision_patch), ("vision_width", args.vision_width)) if v}
     preset = dataclasses.replace(preset, precision=args.precision, **encoder_size)
-    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
+    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps), ("echo", args.echo)) if v is not None}
     if overrides:
         preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, **overrides)
                                                     for name, plan in preset.plans.items()})
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override the stage's peak learning rate")
     parser.add_argument("--steps", type=int, default=None,
                         help="override the stage's horizon (0: fit the time budget, calibrated on the first steps)")
+    parser.add_argument("--echo", type=int, default=None,
+                        help="decoder: train on each picture in this many consecutive steps, encoding only "
+                             "batch/echo fresh pictures per step (default 1: every picture once)")
     parser.add_argument("--vision-patch", type=int, choices=(4, 8, 16), default=None,
                         help="patch size of a fresh image encoder (the preset's by default)")
     parser.add_argument("--vision-width", type=int, default=None, help="hidden width of a fresh image encoder")
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--stage is required (or --init-from alone, to lay out a run folder)")
     if args.vision_width is not None and (args.vision_width < 16 or args.vision_width % 4):
         parser.error("--vision-width must be a multiple of 4 (the encoder's attention heads), at least 16")
+    if args.echo is not None and args.echo < 1:
+        parser.error("--echo must be at least 1")
     if args.init_from is not None:
         parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:

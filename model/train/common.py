@@ -27,12 +27,18 @@ IMAGE_SIZE = 64
 
 @dataclass(frozen=True)
 class StagePlan:
-    """How long one stage trains: `steps` fixes the learning-rate horizon; 0 means "fill `minutes`"."""
+    """How long one stage trains: `steps` fixes the learning-rate horizon; 0 means "fill `minutes`".
+
+    `echo` (the decoder only): each picture is trained on in `echo` consecutive steps, so each step encodes only
+    batch_size / echo fresh pictures through the frozen autoencoder and image encoder, which cost the CPU about
+    as much as the UNet's own step.
+    """
 
     batch_size: int
     steps: int
     minutes: float
     lr: float
+    echo: int = 1
 
 
 @dataclass(frozen=True)

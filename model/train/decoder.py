@@ -10,6 +10,7 @@ Reported: the analyzer's accuracy on samples decoded from held-out pictures' tru
 from __future__ import annotations
 
 import copy
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -77,12 +78,23 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     loss_weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=0.01)
     rng = torch.Generator(device=device).manual_seed(seed)
+    if plan.batch_size % plan.echo:
+        raise ValueError(f"the decoder's batch ({plan.batch_size}) must be a multiple of --echo ({plan.echo})")
+    chunk = plan.batch_size // plan.echo
+    window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=plan.echo)  # the last `echo` chunks, encoded
+
+    @torch.no_grad()
+    def encoded_chunk(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = world_batch(seed + 3, index, chunk, device=device)
+        with autocast(device, preset.precision):
+            return (movq.encode(batch.pixels).latents.float(),
+                    image_encoder(pixel_values=batch.pixels).image_embeds.float())
 
     def step(i: int) -> dict[str, float]:
-        batch = world_batch(seed + 3, i, plan.batch_size, device=device)
-        with torch.no_grad(), autocast(device, preset.precision):
-            latents = movq.encode(batch.pixels).latents.float()
-            embeds = image_encoder(pixel_values=batch.pixels).image_embeds.float()
+        for index in range(max(0, i - plan.echo + 1) if not window else i, i + 1):  # a resumed run refills it
+            window.append(encoded_chunk(index))
+        latents = torch.cat([latents for latents, _ in window])
+        embeds = torch.cat([embeds for _, embeds in window])
         drop = torch.rand(len(embeds), device=device, generator=rng) < CONDITION_DROPOUT
         embeds = torch.where(drop.unsqueeze(1), zero_embed.expand_as(embeds), embeds)
         noise = torch.randn(latents.shape, device=device, generator=rng)
@@ -91,13 +103,16 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         with autocast(device, preset.precision):
             predicted = model(noisy, t, encoder_hidden_states=None,
                               added_cond_kwargs={"image_embeds": embeds}).sample[:, : latents.shape[1]]
-        per_sample = F.mse_loss(predicted.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (loss_weight[t] * per_sample).mean()
+        per_sample = loss_weight[t] * F.mse_loss(predicted.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = per_sample.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return {"loss": loss.item()}
+        if plan.echo == 1:
+            return {"loss": loss.item()}
+        # The newest chunk is seen for the first time: if echoing made the UNet memorise, its loss would run higher.
+        return {"loss": loss.item(), "loss_fresh": per_sample[-chunk:].mean().item()}
 
     def samples(step_done: int) -> None:
         ema.eval()
@@ -112,4 +127,4 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     ema.save_pretrained(stage_dir / "unet")
     metrics, _ = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device,
                                        n=preset.eval_samples)
-    write_report(stage_dir, {**metrics, **result.summary()})
+    write_report(stage_dir, {**metrics, **result.summary(), "echo": plan.echo})

@@ -151,3 +151,31 @@ def test_train_cli_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, ca
         train_main(["--out", str(tmp_path / "run"), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
+
+
+@pytest.mark.slow
+def test_decoder_echo_trains_each_picture_in_consecutive_steps_and_resumes(tmp_path: Path, monkeypatch):
+    """`--echo 2`: each step encodes half a batch of fresh pictures; a resumed run re-encodes the one it still needs."""
+    run = tmp_path / "run"
+    train_main(["--stage", "tokenizer", "--out", str(run), "--preset", "tiny"])
+    for stage in ("clip", "autoencoder"):
+        train_main(["--stage", stage, "--out", str(run), "--preset", "tiny", "--steps", "1"])
+    drawn: list[tuple[int, int]] = []
+
+    def recording_world_batch(seed: int, index: int, batch_size: int, split: str = "train", **kwargs):
+        if split == "train":
+            drawn.append((index, batch_size))
+        return world_batch(seed, index, batch_size, split=split, **kwargs)
+
+    monkeypatch.setattr("model.train.decoder.world_batch", recording_world_batch)
+    decoder = ["--stage", "decoder", "--out", str(run), "--preset", "tiny", "--steps", "4", "--echo", "2"]
+    train_main([*decoder, "--minutes", "0"])  # stops after its first step
+    train_main(decoder)
+    half = TINY.plans["decoder"].batch_size // 2
+    assert drawn == [(0, half), (0, half), (1, half), (2, half), (3, half)]
+    report = json.loads((run / "decoder" / "report.json").read_text())
+    assert report["steps_done"] == 4 and report["echo"] == 2
+    assert all("loss_fresh" in json.loads(line) for line in (run / "decoder" / "log.jsonl").read_text().splitlines())
+
+    with pytest.raises(ValueError, match="multiple of --echo"):
+        train_main([*decoder, "--echo", "3", "--steps", "5"])
