@@ -29,9 +29,9 @@ IMAGE_SIZE = 64
 class StagePlan:
     """How long one stage trains: `steps` fixes the learning-rate horizon; 0 means "fill `minutes`".
 
-    `echo` (the decoder only): each picture is trained on in `echo` consecutive steps, so each step encodes only
-    batch_size / echo fresh pictures through the frozen autoencoder and image encoder, which cost the CPU about
-    as much as the UNet's own step.
+    `echo` (the decoder only): each picture is trained on in `echo` consecutive steps, with fresh noise and
+    timesteps, so each step encodes only batch_size / echo new pictures through the frozen autoencoder and image
+    encoder. On a CPU they are a large share of the step: echo 4 gave run 10 1.7x the steps a minute (MODEL_CARD).
     """
 
     batch_size: int

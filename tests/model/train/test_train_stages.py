@@ -179,3 +179,5 @@ def test_decoder_echo_trains_each_picture_in_consecutive_steps_and_resumes(tmp_p
 
     with pytest.raises(ValueError, match="multiple of --echo"):
         train_main([*decoder, "--echo", "3", "--steps", "5"])
+    with pytest.raises(SystemExit):
+        train_main([*decoder, "--echo", "0"])
