@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--stage is required (or --init-from alone, to lay out a run folder)")
     if args.vision_width is not None and (args.vision_width < 16 or args.vision_width % 4):
         parser.error("--vision-width must be a multiple of 4 (the encoder's attention heads), at least 16")
-    if args.echo is not None and args.echo < 1:
-        parser.error("--echo must be at least 1")
+    decoder_batch = PRESETS[args.preset].plans["decoder"].batch_size
+    if args.echo is not None and (args.echo < 1 or decoder_batch % args.echo):
+        parser.error(f"--echo must be at least 1 and divide the decoder's batch ({decoder_batch})")
     if args.init_from is not None:
         parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:
