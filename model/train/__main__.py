@@ -25,10 +25,11 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = PRESETS[args.preset]
     encoder_size = {k: v for k, v in (("vision_patch", args.vision_patch), ("vision_width", args.vision_width)) if v}
     preset = dataclasses.replace(preset, precision=args.precision, **encoder_size)
-    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps), ("echo", args.echo)) if v is not None}
-    if overrides:
-        preset = dataclasses.replace(preset, plans={name: dataclasses.replace(plan, **overrides)
-                                                    for name, plan in preset.plans.items()})
+    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
+    echo = {"echo": args.echo} if args.echo is not None else {}  # only the decoder echoes
+    preset = dataclasses.replace(preset, plans={
+        name: dataclasses.replace(plan, **overrides, **(echo if name == "decoder" else {}))
+        for name, plan in preset.plans.items()})
     device = pick_device(args.device)
     seed_everything(args.seed)
     started = time.perf_counter()
@@ -86,9 +87,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--stage is required (or --init-from alone, to lay out a run folder)")
     if args.vision_width is not None and (args.vision_width < 16 or args.vision_width % 4):
         parser.error("--vision-width must be a multiple of 4 (the encoder's attention heads), at least 16")
-    decoder_batch = PRESETS[args.preset].plans["decoder"].batch_size
-    if args.echo is not None and (args.echo < 1 or decoder_batch % args.echo):
-        parser.error(f"--echo must be at least 1 and divide the decoder's batch ({decoder_batch})")
+    if args.echo is not None:
+        decoder_plan = PRESETS[args.preset].plans["decoder"]
+        try:
+            dataclasses.replace(decoder_plan, echo=args.echo)
+        except ValueError:
+            parser.error(f"--echo must be at least 1 and divide the decoder's batch ({decoder_plan.batch_size})")
     if args.init_from is not None:
         parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:

@@ -40,6 +40,10 @@ class StagePlan:
     lr: float
     echo: int = 1
 
+    def __post_init__(self) -> None:
+        if self.echo < 1 or self.batch_size % self.echo:
+            raise ValueError(f"echo must be at least 1 and divide the batch ({self.batch_size}), got {self.echo}")
+
 
 @dataclass(frozen=True)
 class Preset:

@@ -78,8 +78,6 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     loss_weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=0.01)
     rng = torch.Generator(device=device).manual_seed(seed)
-    if plan.batch_size % plan.echo:
-        raise ValueError(f"the decoder's batch ({plan.batch_size}) must be a multiple of --echo ({plan.echo})")
     chunk = plan.batch_size // plan.echo
     window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=plan.echo)  # the last `echo` chunks, encoded
 
