@@ -4,7 +4,10 @@ Prompts use phrasings never seen in training (the world's held-out templates). E
 world's analyzer against the scene the prompt was written from: object colour, shape, background, position and
 size, for each attribute the prompt states. Also reported: the CLIP score from our own encoder (100 x cosine of
 the prompt's text embedding and the picture's image embedding), with the same score on the true pictures as a
-reference ceiling.
+reference ceiling. For single-object prompts it also breaks shape down: which shape was drawn for each shape
+asked (a confusion table), and shape accuracy by the object's size, which is where a shape gap can be read.
+
+Only Kandinsky 2.2 folders (a prior and a decoder) can be evaluated: the CLIP score needs the prior's encoders.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+import PIL.Image
 import torch
 import torch.nn.functional as F
 
 from model.engine.engine_common import GenerationRequest
 from model.engine.validation import resolve_request
-from model.families import load_family
+from model.families import ModelLoadError, load_family
 from model.families.base import Row
 from model.families.kandinsky22 import Kandinsky22Family
 from model.train.images import grid
-from model.world import ATTRIBUTES, heldout_prompts, render_scenes, score
-from model.world.analyzer import analyze
+from model.world import ATTRIBUTES, SHAPES, SIZES, Scene, heldout_prompts, render_image, score
+from model.world.analyzer import Analysis, analyze
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
@@ -39,13 +42,29 @@ def generate(family: Kandinsky22Family, prompts: list[str], seed: int, steps: in
 
 
 @torch.no_grad()
-def clip_score(family: Kandinsky22Family, prompts: list[str], pixel_values: torch.Tensor) -> float:
+def clip_score(family: Kandinsky22Family, prompts: list[str], images: list[PIL.Image.Image]) -> float:
+    """Mean 100 x cosine of text and image embeddings, through the prior's own tokenizer, processor and encoders."""
     prior = family.prior
     ids = prior.tokenizer(prompts, padding="max_length", max_length=prior.tokenizer.model_max_length,
                           truncation=True, return_tensors="pt").input_ids.to(prior.device)
     text = prior.text_encoder(ids).text_embeds
-    image = prior.image_encoder(pixel_values=pixel_values.to(prior.device, prior.image_encoder.dtype)).image_embeds
+    pixels = prior.image_processor([i.convert("RGB") for i in images], return_tensors="pt").pixel_values
+    image = prior.image_encoder(pixel_values=pixels.to(prior.device, prior.image_encoder.dtype)).image_embeds
     return 100 * F.cosine_similarity(text.float(), image.float()).mean().item()
+
+
+def shape_breakdown(scenes: list[Scene], analyses: list[Analysis]) -> dict:
+    """Single-object scenes: the shape drawn (largest object, or "none") per shape asked, and shape accuracy by size."""
+    confusion = {asked: dict.fromkeys((*SHAPES, "none"), 0) for asked in SHAPES}
+    by_size = {size: [0, 0] for size in SIZES}
+    for scene, analysis in zip(scenes, analyses, strict=True):
+        asked = scene.objects[0]
+        drawn = analysis.objects[0].shape if analysis.objects else "none"
+        confusion[asked.shape][drawn] += 1
+        by_size[asked.size][0] += drawn == asked.shape
+        by_size[asked.size][1] += 1
+    return {"shape_confusion": {asked: row for asked, row in confusion.items() if any(row.values())},
+            "shape_by_size": {size: round(hit / total, 3) for size, (hit, total) in by_size.items() if total}}
 
 
 def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = None, guidance: float | None = None,
@@ -61,19 +80,20 @@ def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = No
             chunk = pairs[start:start + batch]
             images += generate(family, [c.text for _, c in chunk], start, steps, guidance, scheduler)
         seconds = time.perf_counter() - started
-        for (scene, caption), image in zip(pairs, images):
-            for attribute, ok in score(scene, caption, analyze(image)).items():
+        analyses = [analyze(image) for image in images]
+        for (scene, caption), analysis in zip(pairs, analyses):
+            for attribute, ok in score(scene, caption, analysis).items():
                 tallies[attribute][0] += ok
                 tallies[attribute][1] += 1
         prompts = [c.text for _, c in pairs]
-        generated = torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images])
-        truth, _ = render_scenes([s for s, _ in pairs])
+        scenes = [scene for scene, _ in pairs]
         report[label] = {
             **{a: round(hit / total, 3) for a, (hit, total) in tallies.items() if total},
-            "clip_score": round(clip_score(family, prompts, generated.float() / 127.5 - 1), 2),
-            "clip_score_true_pictures": round(clip_score(family, prompts, truth), 2),
+            "clip_score": round(clip_score(family, prompts, images), 2),
+            "clip_score_true_pictures": round(clip_score(family, prompts, [render_image(s) for s in scenes]), 2),
             "prompts": count,
             "seconds_per_image": round(seconds / count, 4),
+            **({} if two_objects else shape_breakdown(scenes, analyses)),
         }
         if sheet is not None:
             name = f"{sheet.stem}_{label.replace(' ', '_')}{sheet.suffix or '.png'}"
@@ -87,6 +107,18 @@ def print_table(report: dict) -> None:
     print("|---" * (len(columns) + 1) + "|")
     for label, row in report.items():
         print(f"| {label} | " + " | ".join(str(row.get(c, "-")) for c in columns) + " |")
+    for label, row in report.items():
+        if "shape_confusion" not in row:
+            continue
+        drawn = [*SHAPES, "none"]
+        print(f"\n{label}: shape asked (rows) against shape drawn (columns)\n")
+        print("| asked | " + " | ".join(drawn) + " | right |")
+        print("|---" * (len(drawn) + 2) + "|")
+        for asked, counts in row["shape_confusion"].items():
+            right = counts[asked] / sum(counts.values())
+            print(f"| {asked} | " + " | ".join(str(counts[d]) for d in drawn) + f" | {right:.2f} |")
+        print(f"\n{label}: shape right by size: "
+              + ", ".join(f"{size} {share}" for size, share in row["shape_by_size"].items()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,7 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
     args = parser.parse_args(argv)
-    family = load_family(args.model, device=args.device)
+    try:
+        family = load_family(args.model, device=args.device)
+    except ModelLoadError as error:
+        parser.error(str(error))
+    if not isinstance(family, Kandinsky22Family):
+        parser.error(f"{args.model} is a {family.info.family} folder; only Kandinsky 2.2 folders (a prior and a "
+                     "decoder) can be evaluated, because the CLIP score needs the prior's encoders")
     report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
                       sheet=args.sheet)
     info = family.info
