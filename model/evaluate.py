@@ -44,12 +44,7 @@ def generate(family: Kandinsky22Family, prompts: list[str], seed: int, steps: in
 @torch.no_grad()
 def clip_score(family: Kandinsky22Family, prompts: list[str], images: list[PIL.Image.Image]) -> float:
     """Mean 100 x cosine of text and image embeddings, through the prior's own tokenizer, processor and encoders."""
-    prior = family.prior
-    ids = prior.tokenizer(prompts, padding="max_length", max_length=prior.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids.to(prior.device)
-    text = prior.text_encoder(ids).text_embeds
-    pixels = prior.image_processor([i.convert("RGB") for i in images], return_tensors="pt").pixel_values
-    image = prior.image_encoder(pixel_values=pixels.to(prior.device, prior.image_encoder.dtype)).image_embeds
+    text, image = family.embed_texts(prompts), family.embed_images(images)
     return 100 * F.cosine_similarity(text.float(), image.float()).mean().item()
 
 
@@ -130,10 +125,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="decoder steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
+    parser.add_argument("--prior-candidates", type=int, default=None,
+                        help="prior samples per prompt, the one nearest the prompt kept (default: the model's)")
     parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
     args = parser.parse_args(argv)
+    if args.prior_candidates is not None and args.prior_candidates < 1:
+        parser.error("--prior-candidates must be at least 1")
     try:
         family = load_family(args.model, device=args.device)
     except ModelLoadError as error:
@@ -141,11 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(family, Kandinsky22Family):
         parser.error(f"{args.model} is a {family.info.family} folder; only Kandinsky 2.2 folders (a prior and a "
                      "decoder) can be evaluated, because the CLIP score needs the prior's encoders")
+    if args.prior_candidates is not None:
+        family.prior_candidates = args.prior_candidates
     report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
                       sheet=args.sheet)
     info = family.info
     report["settings"] = {"steps": args.steps or info.default_steps, "guidance": args.guidance or info.default_guidance,
-                          "scheduler": args.scheduler or info.default_scheduler, "device": info.device,
+                          "scheduler": args.scheduler or info.default_scheduler,
+                          "prior_candidates": family.prior_candidates, "device": info.device,
                           "model": info.name, "model_hash": info.hash}
     print_table({k: v for k, v in report.items() if k != "settings"})
     if args.json:

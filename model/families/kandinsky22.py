@@ -2,7 +2,9 @@
 
 Text reaches the decoder as a CLIP image embedding made by the prior; mixing happens on those embeddings
 (texts through the prior, images through the prior pipeline's own CLIP image encoder), as in the prior
-pipeline's ``interpolate``, extended to signed weights and slerp.
+pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_candidates`` > 1 in the model's
+settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
+section 2.1, which draws two).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from model.guidance import ImageGuidance
 from model.mixing import mix_embeddings
 
 FAMILY = "kandinsky22"
-DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0}
+DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0,
+            "prior_candidates": 1}
+CANDIDATE_SEED_STRIDE = 1_000_003  # candidate k of a text is drawn with seed + k * stride; candidate 0 uses the seed
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Kandinsky22Family(Family):
         self._schedulers = SchedulerBank(decoder.scheduler, float(settings.get("latent_range", 1.0)))
         self._prior_steps = int(settings.get("prior_steps", DEFAULTS["prior_steps"]))
         self._prior_guidance = float(settings.get("prior_guidance", DEFAULTS["prior_guidance"]))
+        self.prior_candidates = int(settings.get("prior_candidates", DEFAULTS["prior_candidates"]))
         scale = decoder.movq_scale_factor
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
@@ -137,16 +142,8 @@ class Kandinsky22Family(Family):
             group = [run for run in runs if bool(run.negative) == with_negative]
             if not group:
                 continue
-            # the prior appends the negatives as extra rows, which need their own generators
-            generators = [torch.Generator().manual_seed(run.seed) for run in group * (2 if with_negative else 1)]
-            output = self.prior(
-                prompt=[run.text for run in group],
-                negative_prompt=[run.negative for run in group] if with_negative else None,
-                generator=generators,
-                num_inference_steps=self._prior_steps,
-                guidance_scale=self._prior_guidance,
-            )
-            for run, embed, negative in zip(group, output.image_embeds, output.negative_image_embeds, strict=True):
+            embeds, negatives = self._prior_samples(group, with_negative)
+            for run, embed, negative in zip(group, embeds, negatives, strict=True):
                 if run.ingredient is not None:
                     text_embeds[(run.row, run.ingredient)] = embed
                 if with_negative:
@@ -177,11 +174,46 @@ class Kandinsky22Family(Family):
         negatives = [negative_embeds.get(index, self._zero_embed[0]) for index in range(len(rows))]
         return torch.stack(positives), torch.stack(negatives)
 
-    def embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
-        """An image's CLIP image embedding [D], through the prior pipeline's own processor and encoder."""
-        pixels = self.prior.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values
+    def _prior_samples(self, group: list[_PriorRun], with_negative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched prior call for ``group``: each run's image embedding and negative embedding, [B, D] each.
+
+        The batch holds ``prior_candidates`` copies of the group, candidate-major; each run keeps the candidate
+        whose embedding is nearest (cosine) its text's CLIP embedding. Candidate 0 is seeded with the run's seed,
+        so one candidate gives exactly the plain prior pipeline's result, and the negative always comes from it.
+        """
+        count = self.prior_candidates
+        seeds = [run.seed + k * CANDIDATE_SEED_STRIDE for k in range(count) for run in group]
+        texts = [run.text for run in group] * count
+        negatives = [run.negative for run in group] * count if with_negative else None
+        # the prior appends the negatives as extra rows, which need their own generators
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds * (2 if with_negative else 1)]
+        output = self.prior(prompt=texts, negative_prompt=negatives, generator=generators,
+                            num_inference_steps=self._prior_steps, guidance_scale=self._prior_guidance)
+        candidates = output.image_embeds.unflatten(0, (count, len(group)))  # [K, B, D]
+        if count > 1:
+            text = self.embed_texts([run.text for run in group]).to(candidates)
+            best = torch.nn.functional.cosine_similarity(candidates, text.unsqueeze(0), dim=-1).argmax(dim=0)
+            chosen = candidates[best, torch.arange(len(group))]
+        else:
+            chosen = candidates[0]
+        return chosen, output.negative_image_embeds[: len(group)]
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """The texts' CLIP text embeddings [B, D] (the projected embeddings the prior is conditioned on)."""
+        tokenizer, encoder = self.prior.tokenizer, self.prior.text_encoder
+        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+        return encoder(ids.to(encoder.device)).text_embeds
+
+    def embed_images(self, images: Sequence[PIL.Image.Image]) -> torch.Tensor:
+        """The images' CLIP image embeddings [B, D], through the prior pipeline's own processor and encoder."""
+        pixels = self.prior.image_processor([i.convert("RGB") for i in images], return_tensors="pt").pixel_values
         encoder = self.prior.image_encoder
-        return encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds[0]
+        return encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
+
+    def embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
+        """An image's CLIP image embedding [D]."""
+        return self.embed_images([image])[0]
 
     def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:
         """The guidance image in the decoder's latent space [C, h, w] (movq encoder, before quantisation)."""

@@ -82,10 +82,13 @@ _SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "sizes": (list,),
     "prior_steps": (int,),
     "prior_guidance": (int, float),
+    "prior_candidates": (int,),
     "latent_range": (int, float),
     "max_images": (int,),
     "max_size": (int,),
 }
+
+_COUNTS = ("default_steps", "prior_steps", "prior_candidates", "max_images", "max_size")
 
 
 def read_settings(root: Path) -> dict[str, Any]:
@@ -103,6 +106,8 @@ def read_settings(root: Path) -> dict[str, Any]:
         types = _SETTINGS_TYPES.get(key)
         if types and (isinstance(value, bool) or not isinstance(value, types)):
             raise ModelLoadError(f"{file}: {key} must be {' or '.join(t.__name__ for t in types)}")
+        if key in _COUNTS and value < 1:
+            raise ModelLoadError(f"{file}: {key} must be at least 1")
     sizes = settings.get("sizes", [])
     if not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes):
         raise ModelLoadError(f"{file}: sizes must be a list of [width, height] pairs")

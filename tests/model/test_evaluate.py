@@ -64,10 +64,11 @@ def test_a_model_that_only_draws_circles_is_caught(kandinsky: Kandinsky22Family,
 
 def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22Family, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    evaluate.main(["--model", str(kandinsky_path), "--prompts", "3", "--two-object-prompts", "2",
-                   "--json", str(tmp_path / "report.json"), "--sheet", str(tmp_path / "sheet.png")])
+    evaluate.main(["--model", str(kandinsky_path), "--prompts", "3", "--two-object-prompts", "2", "--prior-candidates",
+                   "2", "--json", str(tmp_path / "report.json"), "--sheet", str(tmp_path / "sheet.png")])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["settings"]["model_hash"] == kandinsky.info.hash
+    assert report["settings"]["prior_candidates"] == 2
     assert report["one object"]["prompts"] == 3 and report["two objects"]["prompts"] == 2
     assert sum(sum(row.values()) for row in report["one object"]["shape_confusion"].values()) == 3
     assert set(report["one object"]["shape_confusion"]) <= set(SHAPES)
@@ -76,13 +77,16 @@ def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22F
     assert "| one object |" in out and "shape asked (rows) against shape drawn (columns)" in out
 
 
-@pytest.mark.parametrize("which", ["sd", "missing"])
-def test_command_refuses_what_it_cannot_evaluate(which: str, sd_path: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    folder = sd_path if which == "sd" else tmp_path / "no-such-model"
+@pytest.mark.parametrize(("which", "message"), [("sd", "only Kandinsky 2.2 folders"),
+                                                ("missing", "model folder not found"),
+                                                ("no candidates", "--prior-candidates must be at least 1")])
+def test_command_refuses_what_it_cannot_evaluate(which: str, message: str, sd_path: Path, kandinsky_path: Path,
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = {"sd": sd_path, "missing": tmp_path / "no-such-model"}.get(which, kandinsky_path)
+    candidates = ["--prior-candidates", "0"] if which == "no candidates" else []
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", str(folder), "--prompts", "1", "--two-object-prompts", "0"])
+        evaluate.main(["--model", str(folder), "--prompts", "1", "--two-object-prompts", "0", *candidates])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
-    assert ("only Kandinsky 2.2 folders" if which == "sd" else "model folder not found") in error
+    assert message in error
     assert "Traceback" not in error

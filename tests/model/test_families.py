@@ -9,11 +9,13 @@ from pathlib import Path
 import PIL.Image
 import pytest
 import tiny_models
+import torch
 from image_checks import max_pixel_diff, mean_pixel_diff
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, RequestError
 from model.engine.validation import resolve_request
-from model.families import Family, ModelLoadError, Row, load_family
+from model.families import Family, Kandinsky22Family, ModelLoadError, Row, load_family
+from model.families.kandinsky22 import CANDIDATE_SEED_STRIDE
 from model.families.loading import model_hash, pick_device, pick_dtype
 
 BLUE = PIL.Image.new("RGB", (40, 40), (20, 40, 220))
@@ -91,6 +93,40 @@ def test_kandinsky_signed_mix_is_the_renormalised_signed_sum(kandinsky: Family) 
     renormed = kandinsky.embed_rows(rows_for(kandinsky, prompt="a red circle on a white background", mix=mix))[0][0]
     average = (circle.norm() + red.norm() + blue.norm()) / 3
     assert renormed.norm().item() == pytest.approx(average.item(), rel=1e-4)
+
+
+def test_kandinsky_prior_candidates_keep_the_draw_nearest_the_text(kandinsky: Kandinsky22Family,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """DALL-E 2's two-sample prior: of the seeded draws, each text keeps the one its text embedding is nearest."""
+    prompts = ["a red circle on a white background", "a blue square", "a green star"]
+    rows = [Row(resolve_request(GenerationRequest(prompt=p, seed=7 + i, steps=2), kandinsky.info)) for i, p in
+            enumerate(prompts)]
+    single = kandinsky.embed_rows(rows)[0]
+    monkeypatch.setattr(kandinsky, "prior_candidates", 4)
+    chosen = kandinsky.embed_rows(rows)[0]
+    draws = torch.stack([
+        kandinsky.prior(prompts, num_inference_steps=2, generator=[
+            torch.Generator().manual_seed(7 + i + k * CANDIDATE_SEED_STRIDE) for i in range(3)]).image_embeds
+        for k in range(4)
+    ])  # [K, B, D]
+    assert draws[0].allclose(single, atol=1e-5), "the first draw is the one-candidate result"
+    nearness = torch.nn.functional.cosine_similarity(draws, kandinsky.embed_texts(prompts).unsqueeze(0), dim=-1)
+    assert len({tuple(d.flatten().tolist()) for d in draws[:, 0]}) == 4, "the draws differ"
+    for b in range(3):
+        assert chosen[b].allclose(draws[nearness[:, b].argmax(), b], atol=1e-5)
+    assert (nearness.max(dim=0).values >= nearness[0]).all()
+    negative_rows = [Row(resolve_request(GenerationRequest(prompt="a red circle", negative_prompt="blue", seed=1,
+                                                           steps=2), kandinsky.info))]
+    with_negative = kandinsky.embed_rows(negative_rows)
+    monkeypatch.setattr(kandinsky, "prior_candidates", 1)
+    assert with_negative[1].allclose(kandinsky.embed_rows(negative_rows)[1], atol=1e-5), \
+        "the negative embedding does not depend on the candidates"
+
+
+def test_model_settings_counts_must_be_at_least_one(tmp_path: Path) -> None:
+    root = tiny_models.build_kandinsky22(tmp_path / "k22", draftroom_json={"prior_candidates": 0})
+    with pytest.raises(ModelLoadError, match="prior_candidates must be at least 1"):
+        load_family(root, device="cpu")
 
 
 def test_kandinsky_image_ingredient_and_interpolation(kandinsky: Family) -> None:
