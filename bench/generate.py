@@ -1,10 +1,11 @@
 """Seconds per image of the embedded model on this machine, per scheduler, with its accuracy beside it.
 
-    python bench/generate.py [--model PATH] [--accuracy N] [--repeats R]
+    python bench/generate.py [--model PATH] [--accuracy N] [--repeats R] [--decoder-candidates 1,4]
 
-Times the product's own generation path (the model family the engine drives: prior, decoder with CFG, movq
-decode) at batch 1 and batch 8, for DDIM at 25 steps and DPM-Solver++ at fewer steps. With --accuracy N, each
-setting is also scored by `model.evaluate` on N held-out single-object prompts.
+Times the product's own generation path (the model family the engine drives: prior, decoder with CFG, the
+verifier's pick among decoder candidates, movq decode) at batch 1 and batch 8, for DDIM at 25 steps and
+DPM-Solver++ at fewer steps, with the model's own number of decoder candidates and with one (or the counts
+given). With --accuracy N, each setting is also scored by `model.evaluate` on N held-out single-object prompts.
 """
 
 from __future__ import annotations
@@ -39,18 +40,26 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--accuracy", type=int, default=0, help="held-out prompts to score per setting")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--decoder-candidates", default=None,
+                        help="comma-separated counts to time (default: the model's own, and 1)")
     args = parser.parse_args()
     family = load_family(args.model)
+    own = family.decoder_candidates if family.verifier is not None else 1
+    counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \
+        list(dict.fromkeys([own, 1]))
+    if any(c < 1 or (c > 1 and family.verifier is None) for c in counts):
+        parser.error("decoder candidates must be at least 1, and above 1 only for a model with a verifier/")
     print(f"{family.info.name} on {family.info.device} ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads), torch {torch.__version__}")
-    header = "| scheduler | steps | s/image, batch 1 | s/image, batch 8 |"
+    header = "| decoder candidates | scheduler | steps | s/image, batch 1 | s/image, batch 8 |"
     header += " colour | shape | background | all |" if args.accuracy else ""
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    for scheduler, steps in SETTINGS:
+    for count, (scheduler, steps) in ((c, s) for c in counts for s in SETTINGS):
+        family.decoder_candidates = count
         one = seconds_per_image(family, scheduler, steps, 1, args.repeats)
         eight = seconds_per_image(family, scheduler, steps, 8, max(1, args.repeats // 2))
-        row = f"| {scheduler} | {steps} | {one:.3f} | {eight:.3f} |"
+        row = f"| {count} | {scheduler} | {steps} | {one:.3f} | {eight:.3f} |"
         if args.accuracy:
             score = evaluate(family, args.accuracy, 0, steps, None, scheduler)["one object"]
             row += f" {score['colour']:.2f} | {score['shape']:.2f} | {score['background']:.2f} | {score['all']:.2f} |"

@@ -127,12 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
     parser.add_argument("--prior-candidates", type=int, default=None,
                         help="prior samples per prompt, the one nearest the prompt kept (default: the model's)")
+    parser.add_argument("--decoder-candidates", type=int, default=None,
+                        help="starting noises per picture, the one the model's verifier judges best finished "
+                             "(default: the model's; above 1 needs a verifier)")
     parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
     args = parser.parse_args(argv)
-    if args.prior_candidates is not None and args.prior_candidates < 1:
-        parser.error("--prior-candidates must be at least 1")
+    for flag in ("prior_candidates", "decoder_candidates"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     try:
         family = load_family(args.model, device=args.device)
     except ModelLoadError as error:
@@ -142,12 +146,18 @@ def main(argv: list[str] | None = None) -> None:
                      "decoder) can be evaluated, because the CLIP score needs the prior's encoders")
     if args.prior_candidates is not None:
         family.prior_candidates = args.prior_candidates
+    if args.decoder_candidates is not None:
+        if args.decoder_candidates > 1 and family.verifier is None:
+            parser.error(f"{args.model} has no verifier/ to judge decoder candidates")
+        family.decoder_candidates = args.decoder_candidates
     report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
                       sheet=args.sheet)
     info = family.info
     report["settings"] = {"steps": args.steps or info.default_steps, "guidance": args.guidance or info.default_guidance,
                           "scheduler": args.scheduler or info.default_scheduler,
-                          "prior_candidates": family.prior_candidates, "device": info.device,
+                          "prior_candidates": family.prior_candidates,
+                          "decoder_candidates": family.decoder_candidates if family.verifier else 1,
+                          "device": info.device,
                           "model": info.name, "model_hash": info.hash}
     print_table({k: v for k, v in report.items() if k != "settings"})
     if args.json:

@@ -8,6 +8,7 @@
 # and the rest train fresh. A rerun with the same RUN_DIR likewise skips the stages that finished.
 # CLIP_CANDIDATES="8x128 4x128 ..." trains one fresh CLIP per image-encoder shape (patch x width) side by side and
 # keeps the one whose embedding best encodes shape on held-out pictures (clip/report.json's probe_shape).
+# The verifier (which judges decoder candidates) reads the text encoder's embedding: it trains after CLIP.
 # On a lent GPU machine whose Python lacks this project's diffusers/transformers (the device tool's image has
 # transformers 5.17 and no diffusers), carry wheels of the pinned versions (diffusers, transformers, regex, built
 # for its Python) in .whl/ and prefix the call with:
@@ -55,7 +56,8 @@ train_clip() { if [[ -n ${CLIP_CANDIDATES:-} ]]; then clip_candidates; else stag
 have() { [[ -e $run/$1 ]]; }
 if [[ -n ${CONTINUE:-} ]]; then
   $py -m model.train --out "$run" --init-from "$CONTINUE"
-  { stage clip "$run" --minutes "${MINUTES_CLIP:-3}"; stage prior "$run" --minutes "${MINUTES_PRIOR:-3}"; } &
+  { stage clip "$run" --minutes "${MINUTES_CLIP:-3}"; stage prior "$run" --minutes "${MINUTES_PRIOR:-3}"
+    stage verifier "$run"; } &  # the verifier reads the retrained text encoder, so it is retrained too
   stage decoder "$run" --minutes "${MINUTES_DECODER:-6.5}" & wait
 else
   if [[ -n ${INIT_FROM:-} ]]; then
@@ -63,7 +65,7 @@ else
   fi
   have tokenizer || stage tokenizer
   { have clip/image_encoder || train_clip; } & { have autoencoder/movq || stage autoencoder; } & wait
-  { have prior/prior || stage prior; } & stage decoder & wait
+  { have prior/prior || stage prior; have verifier/model || stage verifier; } & stage decoder & wait
 fi
 $py -m model.train --stage export --out "$run" --export "$export_dir" 2>&1 | tail -n 2
 ev() { $py -m model.evaluate --model "$export_dir" --prompts "$n" --two-object-prompts $((n / 2)) "$@" 2>&1 | grep "^|"; }

@@ -2,7 +2,7 @@
 
 Layouts:
 - a folder holding ``prior/`` and ``decoder/`` (Kandinsky 2.2; the embedded model), with an optional
-  ``draftroom.json`` of defaults;
+  ``draftroom.json`` of defaults and an optional ``verifier/`` (which judges decoder candidates);
 - a Stable Diffusion folder whose model_index.json names StableDiffusionPipeline or
   StableDiffusionXLPipeline, with optional ``ip_adapter/``;
 - a Kandinsky 2.2 decoder from the cache whose model card names its prior (as the Hub's decoder does).
@@ -41,15 +41,17 @@ def load_family(source: str | Path, *, device: str | None = None, dtype: str | N
     common = {"name": name, "path": str(root), "settings": settings, "device": torch_device, "dtype": torch_dtype}
     try:
         if (root / "prior").is_dir() and (root / "decoder").is_dir():
-            folders = [root / "prior", root / "decoder"]
-            return load_kandinsky22(*folders, model_hash=model_hash(folders), **common)
+            verifier = root / "verifier" if (root / "verifier").is_dir() else None
+            folders = [root / "prior", root / "decoder", *([verifier] if verifier else [])]
+            return load_kandinsky22(root / "prior", root / "decoder", verifier_dir=verifier,
+                                    model_hash=model_hash(folders, settings), **common)
         kind = model_index_class(root)
         if kind in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
             return load_stable_diffusion(root, xl=kind == "StableDiffusionXLPipeline",
-                                         model_hash=model_hash([root]), **common)
+                                         model_hash=model_hash([root], settings), **common)
         if kind == "KandinskyV22Pipeline":
             prior = _prior_of(root)
-            return load_kandinsky22(prior, root, model_hash=model_hash([prior, root]), **common)
+            return load_kandinsky22(prior, root, model_hash=model_hash([prior, root], settings), **common)
     except (OSError, ValueError) as error:  # diffusers' errors for missing files / non-safetensors weights
         raise ModelLoadError(f"cannot load {source}: {error}") from error
     raise ModelLoadError(

@@ -75,7 +75,7 @@ class Family(ABC):
         out: list[RowGuidance | None] = []
         for row in rows:
             request = row.request
-            if request.guidance_image is None or request.image_guidance_scale <= 0:
+            if not is_guided(request):
                 out.append(None)
                 continue
             if id(request) not in references:
@@ -83,6 +83,16 @@ class Family(ABC):
             out.append(RowGuidance(references[id(request)], request.image_guidance_scale,
                                    request.image_guidance_decay, request.image_guidance_noised, row.seed))
         return out
+
+
+def is_guided(request: GenerationRequest) -> bool:
+    """Whether a guidance image steers the request's denoising."""
+    return request.guidance_image is not None and request.image_guidance_scale > 0
+
+
+def can_shrink(scheduler: Any) -> bool:
+    """Whether the scheduler's per-sample state is known here, so rows can leave a batch between steps."""
+    return isinstance(scheduler, _SHRINKABLE_SCHEDULERS)
 
 
 def row_generators(rows: Sequence[Row]) -> list[torch.Generator]:
@@ -101,14 +111,22 @@ def row_cfg_scale(rows: Sequence[Row], like: torch.Tensor | torch.dtype, device:
     return torch.tensor(scales, dtype=dtype, device=device).view(-1, 1, 1, 1)
 
 
+class Picker(Protocol):
+    """Chooses, at some step, the batch positions that go on (e.g. the best of several decoder candidates)."""
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any],
+                 positions: Sequence[int]) -> list[int] | None: ...
+
+
 class StepHook:
-    """The ``callback_on_step_end`` of one batch: image guidance, progress, and cancelled rows leaving.
+    """The ``callback_on_step_end`` of one batch: image guidance, progress, cancelled rows leaving, and a picker.
 
     A cancelled row leaves at the next step. Where the scheduler's per-sample state is known (DDPM, DDIM,
     DPM-Solver++, Euler) the batch shrinks: the hook returns latents and conditioning without the row and
     shrinks, in place, the generator list, the per-row CFG scale, extra per-row tensors (IP-Adapter image
     embeddings) and the scheduler's history. Otherwise (e.g. PNDM keeps a private history) the row stays in
-    the computation, is masked: no more progress, and its image is discarded.
+    the computation, is masked: no more progress, and its image is discarded. A ``picker`` (only with a
+    shrinkable scheduler) may drop rows the same way, keeping the positions it returns.
     """
 
     def __init__(
@@ -120,6 +138,7 @@ class StepHook:
         *,
         shrinkable: bool = True,
         row_tensor_lists: Sequence[list[torch.Tensor]] = (),
+        picker: Picker | None = None,
     ) -> None:
         self.rows = list(rows)
         self.positions = list(range(len(rows)))  # original row index of each current batch row
@@ -129,6 +148,7 @@ class StepHook:
         self._generators = generators
         self._shrinkable = shrinkable
         self._row_tensor_lists = row_tensor_lists
+        self._picker = picker
 
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         total = pipe.num_timesteps
@@ -136,20 +156,31 @@ class StepHook:
             timesteps = pipe.scheduler.timesteps
             upcoming = timesteps[step + 1] if step + 1 < len(timesteps) else None
             kwargs["latents"] = self._guidance.apply(kwargs["latents"], step, total, pipe.scheduler, upcoming)
-        if self._control is None:
-            return kwargs
+        if self._control is not None:
+            self._drop_cancelled(pipe, step, total, kwargs)
+        if self._picker is not None:
+            keep = self._picker(pipe, step, timestep, kwargs, self.positions)
+            if keep is not None:
+                self._shrink(pipe, kwargs, keep)
+        return kwargs
+
+    def _drop_cancelled(self, pipe: Any, step: int, total: int, kwargs: dict[str, Any]) -> None:
+        assert self._control is not None
         live = [p for p in self.positions if p not in self.masked]
         self._control.on_step(step + 1, total, [self.rows[p] for p in live])
         leaving = {p for p in live if not self._control.wanted(self.rows[p])}
         if not leaving:
-            return kwargs
+            return
         if leaving == set(live):
             raise BatchCancelled()
-        if self._shrinkable and isinstance(pipe.scheduler, _SHRINKABLE_SCHEDULERS):
+        if self.shrinks(pipe.scheduler):
             self._shrink(pipe, kwargs, [i for i, p in enumerate(self.positions) if p not in leaving])
         else:
             self.masked |= leaving
-        return kwargs
+
+    def shrinks(self, scheduler: Any) -> bool:
+        """Whether rows can leave the batch between steps (else a cancelled row is only masked)."""
+        return self._shrinkable and can_shrink(scheduler)
 
     def images_by_row(self, images: Sequence[PIL.Image.Image]) -> list[PIL.Image.Image | None]:
         """Map the pipeline's output (current rows) back to the original rows; None for rows that left."""

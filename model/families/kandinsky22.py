@@ -4,7 +4,8 @@ Text reaches the decoder as a CLIP image embedding made by the prior; mixing hap
 (texts through the prior, images through the prior pipeline's own CLIP image encoder), as in the prior
 pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_candidates`` > 1 in the model's
 settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
-section 2.1, which draws two).
+section 2.1, which draws two). With ``decoder_candidates`` > 1 and a ``verifier/`` folder, each plain-text
+picture starts from that many noises and finishes only the one the verifier judges best (candidates.py).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from diffusers import KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo
-from model.families.base import BatchControl, Family, Row, StepHook, row_cfg_scale, row_generators
+from model.families.base import (
+    BatchControl, Family, Row, StepHook, can_shrink, is_guided, row_cfg_scale, row_generators,
+)
+from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
+from model.families.loading import ModelLoadError
 from model.families.row_cfg import RowCFGKandinskyV22Pipeline
 from model.families.schedulers import SchedulerBank
+from model.families.verifier import AttributeVerifier
 from model.guidance import ImageGuidance
 from model.mixing import mix_embeddings
 
 FAMILY = "kandinsky22"
 DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0,
-            "prior_candidates": 1}
-CANDIDATE_SEED_STRIDE = 1_000_003  # candidate k of a text is drawn with seed + k * stride; candidate 0 uses the seed
+            "prior_candidates": 1, "decoder_candidates": 1}
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,20 @@ class Kandinsky22Family(Family):
         path: str,
         model_hash: str,
         settings: dict[str, Any],
+        verifier: AttributeVerifier | None = None,
     ) -> None:
         self.prior = prior
         self.decoder = decoder
+        self.verifier = verifier
         for pipe in (prior, decoder):
             pipe.set_progress_bar_config(disable=True)
         self._schedulers = SchedulerBank(decoder.scheduler, float(settings.get("latent_range", 1.0)))
         self._prior_steps = int(settings.get("prior_steps", DEFAULTS["prior_steps"]))
         self._prior_guidance = float(settings.get("prior_guidance", DEFAULTS["prior_guidance"]))
         self.prior_candidates = int(settings.get("prior_candidates", DEFAULTS["prior_candidates"]))
+        self.decoder_candidates = int(settings.get("decoder_candidates", DEFAULTS["decoder_candidates"]))
+        if self.decoder_candidates > 1 and verifier is None:
+            raise ModelLoadError(f"{path}: decoder_candidates needs a verifier/ folder to judge them")
         scale = decoder.movq_scale_factor
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
@@ -98,27 +108,49 @@ class Kandinsky22Family(Family):
         first = rows[0].request
         embeds, negatives = self.embed_rows(rows)
         device, dtype = self.decoder.device, self.decoder.unet.dtype
-        generators = row_generators(rows)
-        guidance = ImageGuidance(
-            self.guidance_rows(rows),
-            torch.zeros(len(rows), self.decoder.unet.config.in_channels, *self._latent_size(first), device=device,
-                        dtype=dtype),
-        )
-        hook = StepHook(rows, control, guidance, generators)
         self.decoder.scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
+        decoder_rows, owner, picker = self._candidates(rows)
+        embeds, negatives = embeds[owner], negatives[owner]
+        generators = row_generators(decoder_rows)
+        guidance = ImageGuidance(
+            self.guidance_rows(decoder_rows),
+            torch.zeros(len(decoder_rows), self.decoder.unet.config.in_channels, *self._latent_size(first),
+                        device=device, dtype=dtype),
+        )
+        hook = StepHook(decoder_rows, control, guidance, generators, picker=picker)
         output = self.decoder(
             image_embeds=embeds.to(device, dtype),
             negative_image_embeds=negatives.to(device, dtype),
             height=first.height,
             width=first.width,
             num_inference_steps=first.steps,
-            guidance_scale=row_cfg_scale(rows, dtype, device),
+            guidance_scale=row_cfg_scale(decoder_rows, dtype, device),
             generator=generators,
             callback_on_step_end=hook,
-            callback_on_step_end_tensor_inputs=["latents", "image_embeds", "negative_image_embeds"],
+            callback_on_step_end_tensor_inputs=["latents", "image_embeds", "negative_image_embeds",
+                                                *(["latent_model_input", "noise_pred"] if picker else [])],
             output_type="pil",
         )
-        return hook.images_by_row(output.images)
+        return collapse(hook.images_by_row(output.images), owner, len(rows))
+
+    def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
+        """The decoder's rows (candidates of plain-text rows, when the model has them), their owners, the picker.
+
+        Mixes and rows steered by a guidance image keep one candidate: the verifier reads only a text.
+        """
+        count = self.decoder_candidates if self.verifier is not None else 1
+        if count > 1 and not can_shrink(self.decoder.scheduler):
+            count = 1  # the batch could not drop the losing candidates between steps
+        eligible = [count > 1 and not row.request.ingredients() and not is_guided(row.request) for row in rows]
+        decoder_rows, owner = expand_rows(rows, count, eligible)
+        if len(decoder_rows) == len(rows):
+            return decoder_rows, owner, None
+        assert self.verifier is not None
+        judged = [index for index, many in enumerate(eligible) if many]
+        texts = self.embed_texts([rows[index].request.prompt for index in judged])
+        picker = CandidatePicker(owner, dict(zip(judged, texts, strict=True)), self.verifier, self.decode_latents,
+                                 rows[0].request.steps)
+        return decoder_rows, owner, picker
 
     @torch.no_grad()
     def embed_rows(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,9 +269,11 @@ def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:
 
 def load_kandinsky22(
     prior_dir: Path, decoder_dir: Path, *, name: str, path: str, model_hash: str, settings: dict[str, Any],
-    device: torch.device, dtype: torch.dtype,
+    device: torch.device, dtype: torch.dtype, verifier_dir: Path | None = None,
 ) -> Kandinsky22Family:
     common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
     prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common).to(device)
     decoder = RowCFGKandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
-    return Kandinsky22Family(prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings)
+    verifier = AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
+    return Kandinsky22Family(prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings,
+                             verifier=verifier)

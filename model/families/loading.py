@@ -59,8 +59,13 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def model_hash(folders: Sequence[Path]) -> str:
-    """sha256 over the bytes of every .safetensors file in ``folders``, in order, each in sorted path order."""
+# draftroom.json settings that change what a request draws (the others are defaults a request records itself)
+OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "decoder_candidates", "latent_range")
+
+
+def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:
+    """sha256 over the bytes of every .safetensors file in ``folders``, in order, each in sorted path order,
+    then over the OUTPUT_SETTINGS present in ``settings``: equal hashes draw equal pictures from equal requests."""
     digest = hashlib.sha256()
     found = False
     for folder in folders:
@@ -71,6 +76,9 @@ def model_hash(folders: Sequence[Path]) -> str:
                     digest.update(chunk)
     if not found:
         raise ModelLoadError(f"no .safetensors weights under {', '.join(map(str, folders))}")
+    drawn = {key: settings[key] for key in OUTPUT_SETTINGS if key in (settings or {})}
+    if drawn:
+        digest.update(json.dumps(drawn, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -83,12 +91,13 @@ _SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "prior_steps": (int,),
     "prior_guidance": (int, float),
     "prior_candidates": (int,),
+    "decoder_candidates": (int,),
     "latent_range": (int, float),
     "max_images": (int,),
     "max_size": (int,),
 }
 
-_COUNTS = ("default_steps", "prior_steps", "prior_candidates", "max_images", "max_size")
+_COUNTS = ("default_steps", "prior_steps", "prior_candidates", "decoder_candidates", "max_images", "max_size")
 
 
 def read_settings(root: Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The stock pipelines read one ``guidance_scale`` for the batch; their CFG step is
 ``uncond + self.guidance_scale * (cond - uncond)``, which broadcasts a [B, 1, 1, 1] tensor unchanged. Only
 ``do_classifier_free_guidance`` (``scale > 1``) needs to accept a tensor. The SD pipelines also take
-IP-Adapter image embeddings per row (stock: one embedding repeated over the batch).
+IP-Adapter image embeddings per row (stock: one embedding repeated over the batch). The Kandinsky decoder
+also hands its step-end callback the step's input latents and guided output (decoder candidates read them).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class _RowIPAdapter:
 
 
 class RowCFGKandinskyV22Pipeline(_RowCFG, KandinskyV22Pipeline):
-    pass
+    # the step's starting latents and guided model output, so a callback can estimate the clean latents
+    _callback_tensor_inputs = [*KandinskyV22Pipeline._callback_tensor_inputs, "latent_model_input", "noise_pred"]
 
 
 class RowCFGStableDiffusionPipeline(_RowCFG, _RowIPAdapter, StableDiffusionPipeline):

@@ -1,4 +1,4 @@
-"""python -m model.train --stage {tokenizer,clip,autoencoder,prior,decoder,export,all} --out DIR
+"""python -m model.train --stage {tokenizer,clip,autoencoder,prior,decoder,verifier,export,all} --out DIR
 
 Each stage resumes from DIR/<stage>/checkpoint when one exists. `all` runs every stage in order and then exports
 the pipelines to --export (default model/weights/embedded). Presets: tiny (tests), cpu (2 cores), gpu.
@@ -17,7 +17,7 @@ from model.families.loading import pick_device
 from model.train.common import PRECISIONS, PRESETS, seed_everything
 from model.train.export import SEEDABLE_PARTS, seed_run_from_model
 
-STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "export")
+STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "verifier", "export")
 DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
 
 
@@ -48,6 +48,9 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     elif stage == "decoder":
         from model.train.decoder import train_decoder
         train_decoder(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "verifier":
+        from model.train.verifier import train_verifier
+        train_verifier(args.out, preset, device, args.seed, args.minutes)
     elif stage == "export":
         from model.train.export import export
         export(args.out, args.export)

@@ -70,7 +70,7 @@ PRESETS: dict[str, Preset] = {
         name="tiny", text_layers=1, vision_layers=1, vision_width=EMBED_DIM, vision_patch=8, ae_channels=(8, 16, 32),
         prior_layers=1, unet_channels=(32, 32, 64), unet_heads=(1, 1, 2), eval_samples=8,
         plans={s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
-               for s in ("clip", "autoencoder", "prior", "decoder")},
+               for s in ("clip", "autoencoder", "prior", "decoder", "verifier")},
     ),
     "cpu": Preset(
         name="cpu",
@@ -79,6 +79,7 @@ PRESETS: dict[str, Preset] = {
             "autoencoder": StagePlan(batch_size=32, steps=0, minutes=35, lr=1e-3),
             "prior": StagePlan(batch_size=64, steps=0, minutes=15, lr=4e-4),
             "decoder": StagePlan(batch_size=32, steps=0, minutes=100, lr=4e-4),
+            "verifier": StagePlan(batch_size=64, steps=0, minutes=8, lr=2e-3),
         },
     ),
     "gpu": Preset(
@@ -88,6 +89,7 @@ PRESETS: dict[str, Preset] = {
             "autoencoder": StagePlan(batch_size=128, steps=0, minutes=2.0, lr=1e-3),
             "prior": StagePlan(batch_size=256, steps=0, minutes=2.5, lr=5e-4),
             "decoder": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=5e-4),
+            "verifier": StagePlan(batch_size=256, steps=0, minutes=1.0, lr=2e-3),
         },
     ),
 }

@@ -1,7 +1,8 @@
 """Assemble the trained stages into the shipped Kandinsky 2.2 pipeline folders.
 
 Weights are stored as fp16 safetensors (half the bytes in git; loaders upcast to fp32 on CPU), beside a
-`draftroom.json` with the model's defaults that the engine reads.
+`draftroom.json` with the model's defaults that the engine reads. A trained verifier (stage `verifier`) goes to
+`verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, PriorTransformer, UNet2DConditionModel, VQModel
 
+from model.families.verifier import AttributeVerifier
 from model.train import networks
 from model.train.prior import load_encoders
 
@@ -20,16 +22,17 @@ DEFAULTS = {
     "name": "draftroom-shapes-64",
     "family": "kandinsky22",
     "sizes": [[64, 64]],
-    "default_steps": 25,
+    "default_steps": 15,
     "default_guidance": 4.0,
     "prior_steps": 25,
     "prior_guidance": 4.0,
     "prior_candidates": 2,  # DALL-E 2's two prior samples, the one nearest the text kept: +5 points of shape
-    "default_scheduler": "ddim",
+    "default_scheduler": "dpmpp",  # DPM-Solver++ 15 steps: as accurate as DDIM 25 (MODEL_CARD.md), 1.5x faster
 }
+DECODER_CANDIDATES = 8  # written only beside a verifier, which judges them: shape 0.645 -> 0.93 (MODEL_CARD.md)
 
 
-SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder")
+SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier")
 
 
 def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABLE_PARTS) -> None:
@@ -47,6 +50,9 @@ def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABL
     unknown = set(parts) - set(SEEDABLE_PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {', '.join(SEEDABLE_PARTS)}")
+    verifier = model / "verifier"
+    if "verifier" in parts and verifier.is_dir() and not (out / "verifier" / "model").exists():
+        AttributeVerifier.from_pretrained(verifier).save_pretrained(out / "verifier" / "model")
     if "tokenizer" in parts and not (out / "tokenizer").exists():
         load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
     layout = (("clip", CLIPTextModelWithProjection, "prior/text_encoder",
@@ -78,9 +84,14 @@ def export(out: Path, target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     prior_pipe.to(torch.float16).save_pretrained(staging / "prior", safe_serialization=True)
     decoder_pipe.to(torch.float16).save_pretrained(staging / "decoder", safe_serialization=True)
+    settings = dict(DEFAULTS)
+    if (out / "verifier" / "model").is_dir():
+        verifier = AttributeVerifier.from_pretrained(out / "verifier" / "model")
+        verifier.to(torch.float16).save_pretrained(staging / "verifier")
+        settings["decoder_candidates"] = DECODER_CANDIDATES
     _pin_image_processor_class(staging / "prior" / "model_index.json")
     _drop_run_paths(staging)
-    (staging / "draftroom.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
+    (staging / "draftroom.json").write_text(json.dumps(settings, indent=2) + "\n")
     card = target / "MODEL_CARD.md"
     if card.exists():
         shutil.copy(card, staging / "MODEL_CARD.md")

@@ -68,7 +68,7 @@ def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22F
                    "2", "--json", str(tmp_path / "report.json"), "--sheet", str(tmp_path / "sheet.png")])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["settings"]["model_hash"] == kandinsky.info.hash
-    assert report["settings"]["prior_candidates"] == 2
+    assert report["settings"]["prior_candidates"] == 2 and report["settings"]["decoder_candidates"] == 1
     assert report["one object"]["prompts"] == 3 and report["two objects"]["prompts"] == 2
     assert sum(sum(row.values()) for row in report["one object"]["shape_confusion"].values()) == 3
     assert set(report["one object"]["shape_confusion"]) <= set(SHAPES)
@@ -77,13 +77,18 @@ def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22F
     assert "| one object |" in out and "shape asked (rows) against shape drawn (columns)" in out
 
 
-@pytest.mark.parametrize(("which", "message"), [("sd", "only Kandinsky 2.2 folders"),
-                                                ("missing", "model folder not found"),
-                                                ("no candidates", "--prior-candidates must be at least 1")])
+@pytest.mark.parametrize(("which", "message"), [
+    ("sd", "only Kandinsky 2.2 folders"),
+    ("missing", "model folder not found"),
+    ("no candidates", "--prior-candidates must be at least 1"),
+    ("no decoder candidates", "--decoder-candidates must be at least 1"),
+    ("no verifier", "has no verifier/ to judge decoder candidates"),
+])
 def test_command_refuses_what_it_cannot_evaluate(which: str, message: str, sd_path: Path, kandinsky_path: Path,
                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = {"sd": sd_path, "missing": tmp_path / "no-such-model"}.get(which, kandinsky_path)
-    candidates = ["--prior-candidates", "0"] if which == "no candidates" else []
+    candidates = {"no candidates": ["--prior-candidates", "0"], "no decoder candidates": ["--decoder-candidates", "0"],
+                  "no verifier": ["--decoder-candidates", "2"]}.get(which, [])
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--model", str(folder), "--prompts", "1", "--two-object-prompts", "0", *candidates])
     assert exit_info.value.code == 2

@@ -305,3 +305,13 @@ def add_ip_adapter(root: Path, *, seed: int = 0) -> Path:
     save_file(tensors, folder / "ip-adapter.safetensors")
     _image_encoder().save_pretrained(folder / "image_encoder", safe_serialization=True)
     return root
+
+
+def add_verifier(root: Path, *, seed: int = 0) -> Path:
+    """Add a tiny random verifier (``root/verifier``) that reads the prior's text embedding."""
+    from model.families.verifier import ANY_OF, ONE_OF, AttributeVerifier, LabelGroup
+
+    torch.manual_seed(seed)
+    groups = (LabelGroup("shape", ANY_OF, ("circle", "square")), LabelGroup("background", ONE_OF, ("white", "blue")))
+    AttributeVerifier(groups, EMBED_DIM, hidden=8).save_pretrained(root / "verifier")
+    return root

@@ -10,12 +10,18 @@ import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from safetensors.torch import load_file
 
+from model.engine.engine_common import GenerationRequest
+from model.engine.validation import resolve_request
+from model.families import Row, load_family
+from model.families.verifier import AttributeVerifier
 from model.train import networks
 from model.train.__main__ import main as train_main
 from model.train.autoencoder import reconstruction_loss
 from model.train.clip import contrastive_loss, tokenize
 from model.train.common import PRESETS, autocast, seed_everything
+from model.train.export import DECODER_CANDIDATES
 from model.train.tokenizer import train_tokenizer
+from model.train.verifier import GROUPS, label_targets
 from model.world import world_batch
 
 TINY = PRESETS["tiny"]
@@ -63,6 +69,27 @@ def test_clip_loss_falls_on_a_fixed_batch(tmp_path: Path):
     assert last < 0.7 * first
 
 
+def test_verifier_loss_falls_on_a_fixed_batch_and_its_targets_match_the_scenes():
+    seed_everything(0)
+    batch = world_batch(0, 0, 16, two_object_prob=0.5)
+    targets = label_targets(batch.scenes, torch.device("cpu"))
+    for scene, row in zip(batch.scenes, targets, strict=True):
+        shapes, colours, background = row.split([len(g.labels) for g in GROUPS])
+        assert {GROUPS[0].labels[i] for i in shapes.nonzero().flatten()} == {o.shape for o in scene.objects}
+        assert {GROUPS[1].labels[i] for i in colours.nonzero().flatten()} == {o.colour for o in scene.objects}
+        assert GROUPS[2].labels[int(background.argmax())] == scene.background and background.sum() == 1
+    verifier = AttributeVerifier(GROUPS, 8)
+    text_embeds = torch.randn(16, 8)
+    pixels = batch.pixels * 0.5 + 0.5
+
+    def loss():
+        return verifier.loss(verifier.image_logits(pixels), targets) + \
+            verifier.loss(verifier.text_logits(text_embeds), targets)
+
+    first, last = _fit(verifier, loss)
+    assert last < 0.7 * first
+
+
 @pytest.mark.parametrize("precision, computed_in", [("auto", torch.float32), ("bf16", torch.bfloat16)])
 def test_decoder_loss_falls_on_a_fixed_batch(precision: str, computed_in: torch.dtype):
     """Also under `--precision bf16` on a CPU, which really computes in bf16 (and "auto" keeps a CPU in fp32)."""
@@ -102,8 +129,10 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     logged = [json.loads(line)["step"] for line in (run / "autoencoder" / "log.jsonl").read_text().splitlines()]
     assert logged == sorted(logged) and logged[-1] == TINY.plans["autoencoder"].steps  # continued, not restarted
     assert any((run / "autoencoder").glob("samples_*.png"))
-    for stage in ("clip", "autoencoder", "prior", "decoder"):
+    for stage in ("clip", "autoencoder", "prior", "decoder", "verifier"):
         assert json.loads((run / stage / "report.json").read_text())["steps_done"] == TINY.plans[stage].steps
+    verifier_report = json.loads((run / "verifier" / "report.json").read_text())
+    assert {"image_shape", "text_shape", "image_background"} <= set(verifier_report)
 
     prior = KandinskyV22PriorPipeline.from_pretrained(export / "prior", dtype=torch.float32, use_safetensors=True)
     decoder = KandinskyV22Pipeline.from_pretrained(export / "decoder", dtype=torch.float32, use_safetensors=True)
@@ -111,6 +140,13 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     image = decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
                     height=64, width=64, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 64, 64, 3)
+    # the verifier ships beside the pipelines and the defaults then ask for decoder candidates, which it judges
+    settings = json.loads((export / "draftroom.json").read_text())
+    assert settings["decoder_candidates"] == DECODER_CANDIDATES and (export / "verifier" / "verifier.json").is_file()
+    family = load_family(export, device="cpu")
+    assert family.verifier is not None and family.decoder_candidates == DECODER_CANDIDATES
+    request = resolve_request(GenerationRequest(prompt="a red circle", seed=1, steps=2), family.info)
+    assert family.generate([Row(request)])[0].size == (64, 64)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
     index = json.loads((export / "prior" / "model_index.json").read_text())
     assert index["image_processor"] == ["transformers", "CLIPImageProcessor"]  # the standard layout, any machine

@@ -1,0 +1,206 @@
+"""Decoder candidates: each plain-text picture starts from several noises and finishes the one the verifier picks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import PIL.Image
+import pytest
+import tiny_models
+import torch
+from conftest import TINY_SETTINGS
+from diffusers import DDIMScheduler
+from image_checks import max_pixel_diff
+
+from model.engine.engine_common import GenerationRequest, MixIngredient
+from model.engine.validation import resolve_request
+from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
+from model.families.candidates import CANDIDATE_SEED_STRIDE, predicted_clean, select_step
+from model.families.verifier import ANY_OF, ONE_OF, AttributeVerifier, LabelGroup
+
+RED = PIL.Image.new("RGB", (32, 32), (200, 30, 30))
+CANDIDATES = 3
+STEPS = 4  # candidates are judged after step select_step(4) + 1 = 2
+
+
+@pytest.fixture(scope="module")
+def judged(tiny_root: Path, kandinsky_path: Path) -> Kandinsky22Family:
+    root = tiny_root / "judged"
+    if not root.exists():
+        shutil.copytree(kandinsky_path, root)
+        tiny_models.add_verifier(root)
+        (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": CANDIDATES}))
+    family = load_family(root, device="cpu")
+    assert isinstance(family, Kandinsky22Family)
+    return family
+
+
+def rows(family: Kandinsky22Family, prompts: list[str], seed: int = 5, **fields: object) -> list[Row]:
+    return [Row(resolve_request(GenerationRequest(prompt=p, seed=seed + i, steps=STEPS, **fields),  # type: ignore[arg-type]
+                                family.info)) for i, p in enumerate(prompts)]
+
+
+def finished_alone(family: Kandinsky22Family, row: Row, seed: int):
+    """The picture the decoder finishes from ``seed``'s noise on ``row``'s prior embedding, with no candidates."""
+    embeds, negatives = family.embed_rows([row])
+    return family.decoder(image_embeds=embeds, negative_image_embeds=negatives, height=32, width=32,
+                          num_inference_steps=STEPS, guidance_scale=row.request.guidance_scale,
+                          generator=torch.Generator().manual_seed(seed), output_type="pil").images[0]
+
+
+class ScriptedScores:
+    """Stands in for the verifier's score: hands out fixed scores, recording when and on how many it was asked."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.calls = scores, []
+
+    def __call__(self, text_embeds: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        self.calls.append((text_embeds.shape[0], tuple(pixels.shape[1:])))
+        return torch.tensor(self.scores[: len(pixels)])
+
+
+def test_each_picture_is_the_candidate_the_verifier_scores_highest(judged: Kandinsky22Family,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = ["a red circle on a white background", "a blue square"]
+    scripted = ScriptedScores([0.0, 0.0, 5.0, 0.0, 5.0, 0.0])  # row 0 keeps candidate 2, row 1 candidate 1
+    monkeypatch.setattr(judged.verifier, "score", scripted)
+    batch = rows(judged, prompts)
+    images = judged.generate(batch)
+    assert scripted.calls == [(6, (3, 32, 32))], "judged once, on every candidate's predicted clean picture"
+    for image, row, kept in zip(images, batch, (2, 1), strict=True):
+        assert max_pixel_diff(image, finished_alone(judged, row, row.seed + kept * CANDIDATE_SEED_STRIDE)) <= 2, \
+            "the kept candidate finishes as it would alone"
+        assert max_pixel_diff(image, finished_alone(judged, row, row.seed)) > 10, "not as candidate 0 would"
+
+
+def test_candidates_are_judged_against_their_own_text(judged: Kandinsky22Family,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.Tensor] = []
+    original = judged.verifier.score
+
+    def spy(text_embeds: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        seen.append(text_embeds)
+        return original(text_embeds, pixels)
+
+    monkeypatch.setattr(judged.verifier, "score", spy)
+    prompts = ["a red circle", "a blue square"]
+    judged.generate(rows(judged, prompts))
+    texts = judged.embed_texts(prompts)
+    assert torch.allclose(seen[0], texts.repeat_interleave(CANDIDATES, 0), atol=1e-6)
+
+
+def test_a_seed_reproduces_its_picture_with_candidates(judged: Kandinsky22Family) -> None:
+    first = judged.generate(rows(judged, ["a green star"], seed=11))[0]
+    again = judged.generate(rows(judged, ["a green star", "a red circle"], seed=11))[0]
+    assert max_pixel_diff(first, again) <= 2, "the same seed keeps the same candidate, in any batch"
+
+
+def test_mixes_and_guided_rows_keep_one_candidate(judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted = ScriptedScores([0.0, 9.0, 0.0])
+    monkeypatch.setattr(judged.verifier, "score", scripted)
+    mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),))
+    guided = rows(judged, ["a red circle"], guidance_image=RED, image_guidance_scale=0.5)
+    plain = rows(judged, ["a red circle"])
+    judged.generate([mixed[0], guided[0], plain[0]])
+    assert scripted.calls == [(3, (3, 32, 32))], "only the plain-text row has candidates"
+
+
+class CancelFirstRow:
+    """A BatchControl whose first job is cancelled at the first step, before the candidates are judged."""
+
+    def __init__(self, cancelled: object) -> None:
+        self.cancelled = cancelled
+
+    def on_step(self, step: int, total: int, rows) -> None:
+        pass
+
+    def wanted(self, row: Row) -> bool:
+        return row.tag is not self.cancelled
+
+
+def test_a_cancelled_row_takes_its_candidates_with_it(judged: Kandinsky22Family,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted = ScriptedScores([0.0, 0.0, 1.0])
+    monkeypatch.setattr(judged.verifier, "score", scripted)
+    doomed, kept = object(), object()
+    batch = [Row(row.request, 0, tag) for row, tag in zip(rows(judged, ["a red circle", "a blue square"]),
+                                                       (doomed, kept), strict=True)]
+    images = judged.generate(batch, CancelFirstRow(doomed))
+    assert images[0] is None and images[1] is not None
+    assert scripted.calls == [(3, (3, 32, 32))], "only the live row's candidates are judged"
+    expected = finished_alone(judged, batch[1], batch[1].seed + 2 * CANDIDATE_SEED_STRIDE)
+    assert max_pixel_diff(images[1], expected) <= 2
+    with pytest.raises(BatchCancelled):
+        judged.generate(rows(judged, ["a red circle"]), CancelFirstRow(None))  # rows made here have tag None
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_predicted_clean_inverts_the_forward_process(prediction_type: str) -> None:
+    scheduler = DDIMScheduler(prediction_type=prediction_type)
+    clean, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    t = torch.tensor(600)
+    noisy = scheduler.add_noise(clean, noise, t)
+    output = {"epsilon": noise, "v_prediction": scheduler.get_velocity(clean, noise, t), "sample": clean}
+    kwargs = {"latent_model_input": torch.cat([noisy, noisy]),  # under CFG: [unconditional; conditional]
+              "noise_pred": torch.cat([output[prediction_type], torch.zeros_like(noise)], dim=1)}  # + variance
+    pipe = type("Pipe", (), {"scheduler": scheduler})()
+    assert torch.allclose(predicted_clean(pipe, t, kwargs), clean, atol=1e-4)
+
+
+def test_select_step_is_a_share_of_the_schedule() -> None:
+    assert [select_step(n) for n in (1, 2, 10, 25, 50)] == [0, 0, 2, 7, 14]
+
+
+def test_verifier_scores_a_picture_showing_the_asked_labels_highest() -> None:
+    groups = (LabelGroup("shape", ANY_OF, ("circle", "square", "star")), LabelGroup("bg", ONE_OF, ("white", "blue")))
+    verifier = AttributeVerifier(groups, 4)
+    asked = torch.tensor([[9.0, -9.0, -9.0, 9.0, -9.0]])  # a circle on white
+
+    def scored(seen: list[float]) -> float:
+        verifier.text_logits = lambda _: asked  # type: ignore[method-assign]
+        verifier.image_logits = lambda _: torch.tensor([seen])  # type: ignore[method-assign]
+        return verifier.score(torch.zeros(1, 4), torch.zeros(1, 3, 8, 8)).item()
+
+    right = scored([6.0, -6.0, -6.0, 6.0, -6.0])
+    assert right > scored([-6.0, 6.0, -6.0, 6.0, -6.0]), "a square scores lower"
+    assert right > scored([6.0, -6.0, -6.0, -6.0, 6.0]), "a blue background scores lower"
+    assert right > scored([6.0, 6.0, -6.0, 6.0, -6.0]), "an extra square scores lower"
+
+
+def test_verifier_round_trips_through_safetensors(tmp_path: Path) -> None:
+    groups = (LabelGroup("shape", ANY_OF, ("circle", "square")), LabelGroup("bg", ONE_OF, ("white", "blue")))
+    torch.manual_seed(0)
+    verifier = AttributeVerifier(groups, 6, hidden=8).eval()
+    verifier.save_pretrained(tmp_path / "v")
+    assert not [p for p in (tmp_path / "v").rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
+    loaded = AttributeVerifier.from_pretrained(tmp_path / "v")
+    text, pixels = torch.randn(3, 6), torch.rand(3, 3, 16, 16)
+    assert loaded.groups == groups
+    assert torch.allclose(loaded.score(text, pixels), verifier.score(text, pixels), atol=1e-5)
+    (tmp_path / "v" / "verifier.json").write_text(json.dumps({"groups": []}))
+    with pytest.raises(ValueError, match="verifier.json"):
+        AttributeVerifier.from_pretrained(tmp_path / "v")
+
+
+def test_loading_rules_for_candidates(tmp_path: Path, kandinsky_path: Path) -> None:
+    root = tmp_path / "k"
+    shutil.copytree(kandinsky_path, root)
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2}))
+    with pytest.raises(ModelLoadError, match="decoder_candidates needs a verifier"):
+        load_family(root, device="cpu")
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 0}))
+    with pytest.raises(ModelLoadError, match="decoder_candidates must be at least 1"):
+        load_family(root, device="cpu")
+    (root / "draftroom.json").write_text(json.dumps(TINY_SETTINGS))
+    without = load_family(root, device="cpu").info.hash
+    tiny_models.add_verifier(root)
+    one = load_family(root, device="cpu").info.hash
+    assert one != without, "the verifier's weights are part of the model's hash"
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2}))
+    two = load_family(root, device="cpu")
+    assert two.decoder_candidates == 2 and two.info.hash != one, "so is a setting that changes what is drawn"
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2, "name": "renamed",
+                                                     "default_steps": 7}))
+    assert load_family(root, device="cpu").info.hash == two.info.hash, "defaults a request records are not"
