@@ -27,11 +27,11 @@ SETTINGS = (("ddim", 25), ("dpmpp", 15), ("dpmpp", 10))
 PROMPT = "a red circle on a white background"
 
 
-def seconds_per_image(family, scheduler: str, steps: int, batch: int, repeats: int) -> float:
-    generate(family, [PROMPT] * batch, 0, steps, None, scheduler)  # warm-up
+def seconds_per_image(family, scheduler: str, steps: int, candidates: int, batch: int, repeats: int) -> float:
+    generate(family, [PROMPT] * batch, 0, steps, None, scheduler, candidates)  # warm-up
     started = time.perf_counter()
     for r in range(repeats):
-        generate(family, [PROMPT] * batch, r, steps, None, scheduler)
+        generate(family, [PROMPT] * batch, r, steps, None, scheduler, candidates)
     return (time.perf_counter() - started) / (repeats * batch)
 
 
@@ -44,11 +44,14 @@ def main() -> None:
                         help="comma-separated counts to time (default: the model's own, and 1)")
     args = parser.parse_args()
     family = load_family(args.model)
-    own = family.decoder_candidates if family.verifier is not None else 1
-    counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \
-        list(dict.fromkeys([own, 1]))
-    if any(c < 1 or (c > 1 and family.verifier is None) for c in counts):
-        parser.error("decoder candidates must be at least 1, and above 1 only for a model with a verifier/")
+    info = family.info
+    try:
+        counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \
+            list(dict.fromkeys([info.default_candidates, 1]))
+    except ValueError:
+        parser.error("--decoder-candidates takes comma-separated whole numbers, e.g. 8,1")
+    if any(not 1 <= c <= info.max_candidates for c in counts):
+        parser.error(f"--decoder-candidates must be between 1 and {info.max_candidates} for this model")
     print(f"{family.info.name} on {family.info.device} ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads), torch {torch.__version__}")
     header = "| decoder candidates | scheduler | steps | s/image, batch 1 | s/image, batch 8 |"
@@ -56,12 +59,11 @@ def main() -> None:
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for count, (scheduler, steps) in ((c, s) for c in counts for s in SETTINGS):
-        family.decoder_candidates = count
-        one = seconds_per_image(family, scheduler, steps, 1, args.repeats)
-        eight = seconds_per_image(family, scheduler, steps, 8, max(1, args.repeats // 2))
+        one = seconds_per_image(family, scheduler, steps, count, 1, args.repeats)
+        eight = seconds_per_image(family, scheduler, steps, count, 8, max(1, args.repeats // 2))
         row = f"| {count} | {scheduler} | {steps} | {one:.3f} | {eight:.3f} |"
         if args.accuracy:
-            score = evaluate(family, args.accuracy, 0, steps, None, scheduler)["one object"]
+            score = evaluate(family, args.accuracy, 0, steps, None, scheduler, candidates=count)["one object"]
             row += f" {score['colour']:.2f} | {score['shape']:.2f} | {score['background']:.2f} | {score['all']:.2f} |"
         print(row, flush=True)
 

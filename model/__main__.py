@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
     gen.add_argument("--scheduler", help="ddpm, ddim, dpmpp, or the model's own")
+    gen.add_argument("--candidates", type=int,
+                     help="starting noises per image, the verifier's pick finished (model default if absent; "
+                          "1 is fastest; above 1 needs a model with a verifier)")
     gen.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.add_argument("--guidance-image", type=Path, help="reference image that steers every step")
@@ -104,7 +107,7 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
         scheduler=args.scheduler, guidance_image=guidance_image, image_guidance_scale=scale,
         image_guidance_decay=args.image_guidance_decay, image_guidance_noised=args.image_guidance_noised,
         mix=mix, interpolation=args.interpolation, renormalize_mix=not args.no_renormalize,
-        dynamic_thresholding=args.dynamic_thresholding, user="cli",
+        dynamic_thresholding=args.dynamic_thresholding, candidates=args.candidates, user="cli",
     )
     inputs: dict[str, Any] = {"mix": described}
     if args.guidance_image:
@@ -178,7 +181,8 @@ _OPTIONS = {"negative_prompt": "--negative", "guidance_scale": "--guidance", "pr
             "steps": "--steps", "seed": "--seed", "width": "--width", "height": "--height",
             "num_images": "--num-images", "scheduler": "--scheduler", "guidance_image": "--guidance-image",
             "image_guidance_scale": "--image-guidance-scale", "image_guidance_decay": "--image-guidance-decay",
-            "interpolation": "--interpolation", "dynamic_thresholding": "--dynamic-thresholding"}
+            "interpolation": "--interpolation", "dynamic_thresholding": "--dynamic-thresholding",
+            "candidates": "--candidates"}
 
 
 def _option(field: str) -> str:

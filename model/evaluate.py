@@ -34,10 +34,11 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
 
 def generate(family: Kandinsky22Family, prompts: list[str], seed: int, steps: int | None, guidance: float | None,
-             scheduler: str | None) -> list:
+             scheduler: str | None, candidates: int | None = None) -> list:
     """The product's own path: the request is resolved as the engine resolves it, then one batch of rows."""
     rows = [Row(resolve_request(GenerationRequest(prompt=p, seed=seed + i, steps=steps, guidance_scale=guidance,
-                                                  scheduler=scheduler), family.info)) for i, p in enumerate(prompts)]
+                                                  scheduler=scheduler, candidates=candidates), family.info))
+            for i, p in enumerate(prompts)]
     return family.generate(rows)
 
 
@@ -63,7 +64,8 @@ def shape_breakdown(scenes: list[Scene], analyses: list[Analysis]) -> dict:
 
 
 def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = None, guidance: float | None = None,
-             scheduler: str | None = None, batch: int = 32, sheet: Path | None = None) -> dict:
+             scheduler: str | None = None, batch: int = 32, sheet: Path | None = None,
+             candidates: int | None = None) -> dict:
     report: dict = {}
     for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
         if count == 0:
@@ -73,7 +75,7 @@ def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = No
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
             chunk = pairs[start:start + batch]
-            images += generate(family, [c.text for _, c in chunk], start, steps, guidance, scheduler)
+            images += generate(family, [c.text for _, c in chunk], start, steps, guidance, scheduler, candidates)
         seconds = time.perf_counter() - started
         analyses = [analyze(image) for image in images]
         for (scene, caption), analysis in zip(pairs, analyses):
@@ -146,17 +148,17 @@ def main(argv: list[str] | None = None) -> None:
                      "decoder) can be evaluated, because the CLIP score needs the prior's encoders")
     if args.prior_candidates is not None:
         family.prior_candidates = args.prior_candidates
-    if args.decoder_candidates is not None:
-        if args.decoder_candidates > 1 and family.verifier is None:
-            parser.error(f"{args.model} has no verifier/ to judge decoder candidates")
-        family.decoder_candidates = args.decoder_candidates
-    report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
-                      sheet=args.sheet)
     info = family.info
+    candidates = info.default_candidates if args.decoder_candidates is None else args.decoder_candidates
+    if candidates > info.max_candidates:
+        parser.error(f"{args.model} has no verifier/ to judge decoder candidates" if info.max_candidates == 1
+                     else f"--decoder-candidates must be at most {info.max_candidates}")
+    report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
+                      sheet=args.sheet, candidates=candidates)
     report["settings"] = {"steps": args.steps or info.default_steps, "guidance": args.guidance or info.default_guidance,
                           "scheduler": args.scheduler or info.default_scheduler,
                           "prior_candidates": family.prior_candidates,
-                          "decoder_candidates": family.decoder_candidates if family.verifier else 1,
+                          "decoder_candidates": candidates,
                           "device": info.device,
                           "model": info.name, "model_hash": info.hash}
     print_table({k: v for k, v in report.items() if k != "settings"})

@@ -79,6 +79,7 @@ class JobSpec:
     height: int | None = None
     num_images: int = 1
     scheduler: str | None = None
+    candidates: int | None = None
     guidance_upload_id: int | None = None
     image_guidance_scale: float = 0.0
     image_guidance_decay: str = "none"
@@ -197,7 +198,7 @@ class JobRunner:
         return GenerationRequest(
             prompt=spec.prompt, negative_prompt=spec.negative_prompt, seed=spec.seed, steps=spec.steps,
             guidance_scale=spec.guidance_scale, width=spec.width, height=spec.height,
-            num_images=spec.num_images, scheduler=spec.scheduler,
+            num_images=spec.num_images, scheduler=spec.scheduler, candidates=spec.candidates,
             guidance_image=images.get(spec.guidance_upload_id) if spec.guidance_upload_id is not None else None,
             image_guidance_scale=spec.image_guidance_scale, image_guidance_decay=spec.image_guidance_decay,
             mix=mix, interpolation=spec.interpolation, user=user.username,

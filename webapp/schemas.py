@@ -65,6 +65,9 @@ class GenerationBody(StrictBody):
     height: int | None = Field(default=None, ge=16, le=2048)
     num_images: int = Field(default=1, ge=1, le=16)
     scheduler: str | None = Field(default=None, max_length=32)
+    candidates: int | None = Field(default=None, ge=1, le=64,
+                                   description="starting noises per image; the model's verifier keeps the best "
+                                               "(1 is fastest; absent: the model's default)")
     guidance_image: UploadRef | None = Field(default=None, description="an upload id")
     image_guidance_scale: float = Field(default=0.0, ge=0.0, le=1.0)
     image_guidance_decay: Literal["none", "linear", "cosine"] = "none"

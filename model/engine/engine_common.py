@@ -73,6 +73,7 @@ class GenerationRequest:
     dynamic_thresholding: bool = False
     user: str = "anonymous"  # fairness key
     image_guidance_noised: bool = False  # pull toward the reference noised to the current step (docs/GUIDANCE.md)
+    candidates: int | None = None  # starting noises per image, the verifier's pick finished (None -> model default)
 
     def ingredients(self) -> tuple[MixIngredient, ...]:
         """The mix as the model sees it: a non-empty prompt is the first ingredient, at weight 1."""
@@ -143,6 +144,8 @@ class ModelInfo:
     device: str = "cpu"
     dtype: str = "float32"
     prior_steps: int | None = None
+    default_candidates: int = 1  # decoder candidates per image (model/families/candidates.py)
+    max_candidates: int = 1  # 1: the model has no verifier to pick among candidates
 
     @property
     def short_hash(self) -> str:
@@ -197,4 +200,5 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         "interpolation": request.interpolation,
         "renormalize_mix": request.renormalize_mix,
         "dynamic_thresholding": request.dynamic_thresholding,
+        "candidates": request.candidates,
     }

@@ -48,6 +48,10 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
     if request.dynamic_thresholding is True and scheduler.lower() not in SCHEDULERS:
         raise RequestError("dynamic_thresholding", f"needs one of {', '.join(SCHEDULERS)} as the scheduler")
     seed = secrets.randbelow(MAX_SEED + 1) if request.seed is None else _integer(request.seed, "seed", 0, MAX_SEED)
+    candidates = info.default_candidates if request.candidates is None else request.candidates
+    if info.max_candidates == 1 and candidates != 1:
+        raise RequestError("candidates", "must be 1: this model has no verifier to pick among candidates")
+    candidates = _integer(candidates, "candidates", 1, info.max_candidates)
     image_scale = _number(request.image_guidance_scale, "image_guidance_scale", 0.0, 1.0)
     if request.image_guidance_decay not in DECAYS:
         raise RequestError("image_guidance_decay", f"must be one of {', '.join(DECAYS)}")
@@ -55,6 +59,8 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         _image(request.guidance_image, "guidance_image")
     elif image_scale > 0:
         raise RequestError("guidance_image", "is required when image_guidance_scale is above 0")
+    if mix or (request.guidance_image is not None and image_scale > 0):
+        candidates = 1  # the verifier reads only a text: mixes and guided pictures start from one noise
     interpolation = None
     if request.interpolation is not None:
         interpolation = _number(request.interpolation, "interpolation", 0.0, 1.0)
@@ -83,6 +89,7 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         image_guidance_scale=image_scale,
         mix=mix,
         interpolation=interpolation,
+        candidates=candidates,
     )
 
 

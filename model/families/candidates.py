@@ -1,7 +1,7 @@
 """Decoder candidates: several starting noises per picture, judged early, one finished.
 
-A row that may use candidates becomes ``count`` decoder rows, candidate k seeded with the row's seed +
-k * CANDIDATE_SEED_STRIDE (candidate 0 is the row's own noise). They denoise side by side until
+A row becomes as many decoder rows as its request's ``candidates``, candidate k seeded with the row's
+seed + k * CANDIDATE_SEED_STRIDE (candidate 0 is the row's own noise). They denoise side by side until
 ``SELECT_AT`` of the schedule; then each one's predicted clean picture is decoded and scored by the verifier
 against the row's text, and only the best candidate of each row goes on (StepHook shrinks the batch, as it
 does for a cancelled row). On the embedded model the shape is settled by then: the shape of the predicted
@@ -27,14 +27,14 @@ CANDIDATE_SEED_STRIDE = 1_000_003  # candidate k of a row is drawn with seed + k
 SELECT_AT = 0.3  # share of the decoder's steps after which the candidates are judged
 
 
-def expand_rows(rows: Sequence[Row], count: int, eligible: Sequence[bool]) -> tuple[list[Row], list[int]]:
-    """``count`` decoder rows for each eligible row (one for the others), and each decoder row's original index."""
+def expand_rows(rows: Sequence[Row], counts: Sequence[int]) -> tuple[list[Row], list[int]]:
+    """``counts[i]`` decoder rows for row i, and each decoder row's original index."""
     expanded: list[Row] = []
     owner: list[int] = []
-    for index, (row, many) in enumerate(zip(rows, eligible, strict=True)):
+    for index, (row, count) in enumerate(zip(rows, counts, strict=True)):
         expanded.append(row)  # candidate 0: the row itself
         owner.append(index)
-        for k in range(1, count if many else 1):
+        for k in range(1, count):
             request = dataclasses.replace(row.request, seed=row.request.seed + k * CANDIDATE_SEED_STRIDE)
             expanded.append(Row(request, row.index, row.tag))
             owner.append(index)

@@ -4,8 +4,9 @@ Text reaches the decoder as a CLIP image embedding made by the prior; mixing hap
 (texts through the prior, images through the prior pipeline's own CLIP image encoder), as in the prior
 pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_candidates`` > 1 in the model's
 settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
-section 2.1, which draws two). With ``decoder_candidates`` > 1 and a ``verifier/`` folder, each plain-text
-picture starts from that many noises and finishes only the one the verifier judges best (candidates.py).
+section 2.1, which draws two). With a ``verifier/`` folder, each plain-text picture may start from several
+noises and finish only the one the verifier judges best (candidates.py): ``decoder_candidates`` in the
+settings is the default count, and a request may ask for 1 to MAX_CANDIDATES.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from model.mixing import mix_embeddings
 FAMILY = "kandinsky22"
 DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0,
             "prior_candidates": 1, "decoder_candidates": 1}
+MAX_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ class Kandinsky22Family(Family):
         self._prior_steps = int(settings.get("prior_steps", DEFAULTS["prior_steps"]))
         self._prior_guidance = float(settings.get("prior_guidance", DEFAULTS["prior_guidance"]))
         self.prior_candidates = int(settings.get("prior_candidates", DEFAULTS["prior_candidates"]))
-        self.decoder_candidates = int(settings.get("decoder_candidates", DEFAULTS["decoder_candidates"]))
-        if self.decoder_candidates > 1 and verifier is None:
+        decoder_candidates = int(settings.get("decoder_candidates", DEFAULTS["decoder_candidates"]))
+        if decoder_candidates > 1 and verifier is None:
             raise ModelLoadError(f"{path}: decoder_candidates needs a verifier/ folder to judge them")
+        if decoder_candidates > MAX_CANDIDATES:
+            raise ModelLoadError(f"{path}: decoder_candidates must be at most {MAX_CANDIDATES}")
         scale = decoder.movq_scale_factor
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
@@ -98,6 +102,8 @@ class Kandinsky22Family(Family):
             device=str(decoder.device),
             dtype=str(decoder.unet.dtype).removeprefix("torch."),
             prior_steps=self._prior_steps,
+            default_candidates=decoder_candidates,
+            max_candidates=MAX_CANDIDATES if verifier is not None else 1,
         )
 
     def batch_key(self, request: GenerationRequest) -> Hashable:
@@ -134,19 +140,19 @@ class Kandinsky22Family(Family):
         return collapse(hook.images_by_row(output.images), owner, len(rows))
 
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
-        """The decoder's rows (candidates of plain-text rows, when the model has them), their owners, the picker.
+        """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
 
-        Mixes and rows steered by a guidance image keep one candidate: the verifier reads only a text.
+        Validation gives mixes and guided requests one candidate (the verifier reads only a text); this guards
+        rows built without it.
         """
-        count = self.decoder_candidates if self.verifier is not None else 1
-        if count > 1 and not can_shrink(self.decoder.scheduler):
-            count = 1  # the batch could not drop the losing candidates between steps
-        eligible = [count > 1 and not row.request.ingredients() and not is_guided(row.request) for row in rows]
-        decoder_rows, owner = expand_rows(rows, count, eligible)
+        shrinks = can_shrink(self.decoder.scheduler)  # else the batch could not drop the losers between steps
+        counts = [int(row.request.candidates or 1) if shrinks and self.verifier is not None
+                  and not row.request.ingredients() and not is_guided(row.request) else 1 for row in rows]
+        decoder_rows, owner = expand_rows(rows, counts)
         if len(decoder_rows) == len(rows):
             return decoder_rows, owner, None
         assert self.verifier is not None
-        judged = [index for index, many in enumerate(eligible) if many]
+        judged = [index for index, count in enumerate(counts) if count > 1]
         texts = self.embed_texts([rows[index].request.prompt for index in judged])
         picker = CandidatePicker(owner, dict(zip(judged, texts, strict=True)), self.verifier, self.decode_latents,
                                  rows[0].request.steps)

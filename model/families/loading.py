@@ -60,7 +60,7 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
 
 
 # draftroom.json settings that change what a request draws (the others are defaults a request records itself)
-OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "decoder_candidates", "latent_range")
+OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "latent_range")
 
 
 def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:

@@ -14,7 +14,7 @@ from conftest import TINY_SETTINGS
 from diffusers import DDIMScheduler
 from image_checks import max_pixel_diff
 
-from model.engine.engine_common import GenerationRequest, MixIngredient
+from model.engine.engine_common import GenerationRequest, MixIngredient, RequestError, request_params
 from model.engine.validation import resolve_request
 from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
 from model.families.candidates import CANDIDATE_SEED_STRIDE, predicted_clean, select_step
@@ -198,9 +198,42 @@ def test_loading_rules_for_candidates(tmp_path: Path, kandinsky_path: Path) -> N
     tiny_models.add_verifier(root)
     one = load_family(root, device="cpu").info.hash
     assert one != without, "the verifier's weights are part of the model's hash"
-    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2}))
-    two = load_family(root, device="cpu")
-    assert two.decoder_candidates == 2 and two.info.hash != one, "so is a setting that changes what is drawn"
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "prior_candidates": 2}))
+    assert load_family(root, device="cpu").info.hash != one, "so is a setting that changes what is drawn"
     (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2, "name": "renamed",
                                                      "default_steps": 7}))
-    assert load_family(root, device="cpu").info.hash == two.info.hash, "defaults a request records are not"
+    two = load_family(root, device="cpu").info
+    assert (two.default_candidates, two.max_candidates) == (2, 16)
+    assert two.hash == one, "defaults a request resolves and records (candidates, steps) are not"
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 17}))
+    with pytest.raises(ModelLoadError, match="decoder_candidates must be at most 16"):
+        load_family(root, device="cpu")
+
+
+def test_each_request_picks_its_own_number_of_candidates(judged: Kandinsky22Family,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted = ScriptedScores([0.0, 0.0, 0.0, 0.0, 7.0])
+    monkeypatch.setattr(judged.verifier, "score", scripted)
+    one = rows(judged, ["a red circle"], candidates=1)[0]
+    five = rows(judged, ["a blue square"], seed=9, candidates=5)[0]
+    assert (one.request.candidates, five.request.candidates) == (1, 5)
+    images = judged.generate([one, five])
+    assert scripted.calls == [(5, (3, 32, 32))], "only the row that asked for candidates has them"
+    assert max_pixel_diff(images[0], finished_alone(judged, one, one.seed)) <= 2
+    assert max_pixel_diff(images[1], finished_alone(judged, five, five.seed + 4 * CANDIDATE_SEED_STRIDE)) <= 2
+
+
+def test_candidates_are_validated_against_the_model(judged: Kandinsky22Family, kandinsky: Kandinsky22Family) -> None:
+    assert resolve_request(GenerationRequest(prompt="x"), judged.info).candidates == CANDIDATES
+    assert request_params(resolve_request(GenerationRequest(prompt="x", candidates=2), judged.info))["candidates"] == 2
+    with pytest.raises(RequestError, match="between 1 and 16"):
+        resolve_request(GenerationRequest(prompt="x", candidates=17), judged.info)
+    with pytest.raises(RequestError, match="whole number"):
+        resolve_request(GenerationRequest(prompt="x", candidates=2.5), judged.info)  # type: ignore[arg-type]
+    mixed = GenerationRequest(prompt="x", candidates=4, mix=(MixIngredient(1.0, text="y"),))
+    guided = GenerationRequest(prompt="x", candidates=4, guidance_image=RED, image_guidance_scale=0.5)
+    assert [resolve_request(r, judged.info).candidates for r in (mixed, guided)] == [1, 1], \
+        "mixes and guided pictures start from one noise, and say so in their recorded parameters"
+    assert resolve_request(GenerationRequest(prompt="x"), kandinsky.info).candidates == 1
+    with pytest.raises(RequestError, match="no verifier"):
+        resolve_request(GenerationRequest(prompt="x", candidates=2), kandinsky.info)

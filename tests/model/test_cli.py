@@ -33,6 +33,7 @@ def test_generate_writes_images_and_meta(kandinsky_path: Path, tmp_path: Path) -
     assert [m.get("text") for m in first["mix"]] == ["red", "blue", None] and first["mix"][2]["image"] == str(reference)
     assert first["model_name"] == "tiny-embedded" and len(first["model_hash"]) == 64
     assert first["model_hash_short"] == first["model_hash"][:10] and first["model_s"] > 0
+    assert first["candidates"] == 1  # the model's default: it has no verifier
     recipe = read_png_metadata((out / "001.png").read_bytes())
     assert (recipe.seed, recipe.prompt, recipe.model_hash) == (8, "a red circle", first["model_hash_short"])
     assert recipe.guidance["decay"] == "cosine" and len(recipe.mix) == 3
@@ -54,6 +55,7 @@ def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None
         (["--prompt", "x", "--mix", "red=11"], "error: --mix #1 weight: must be between"),
         (["--prompt", ""], "error: --prompt: is empty"),
         (["--prompt", "x", "--guidance-image", "/nonexistent.png"], "error: --guidance-image: cannot read image"),
+        (["--prompt", "x", "--candidates", "2"], "error: --candidates: must be 1: this model has no verifier"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_clear_line(kandinsky_path: Path, tmp_path: Path,

@@ -49,7 +49,8 @@ def test_loads_offline_with_its_defaults(family: Family) -> None:
     assert (info.name, info.default_size, info.default_steps, info.default_scheduler) == (
         "draftroom-shapes-64", (64, 64), 15, "dpmpp")
     assert len(info.hash) == 64 and info.device == "cpu" and info.dtype == "float32"
-    assert isinstance(family, Kandinsky22Family) and family.verifier is not None and family.decoder_candidates == 8
+    assert isinstance(family, Kandinsky22Family) and family.verifier is not None
+    assert (info.default_candidates, info.max_candidates) == (8, 16)
 
 
 def test_draws_a_red_circle_on_white(family: Family) -> None:

@@ -75,6 +75,8 @@ BAD_BODIES = [
     ({"prompt": "a circle", "mix": [{"text": "a", "image": "1", "weight": 1}]}, "mix.0"),
     ({"prompt": "a circle", "guidance_image": "../../etc/passwd"}, "guidance_image"),
     ({"prompt": "a circle", "scheduler": "warp-drive"}, "scheduler"),
+    ({"prompt": "a circle", "candidates": 0}, "candidates"),
+    ({"prompt": "a circle", "candidates": 20}, "candidates"),  # the schema allows 64, the model's verifier 16
     ({"prompt": 42}, "prompt"),
 ]
 

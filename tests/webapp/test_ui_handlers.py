@@ -58,6 +58,18 @@ def test_reuse_fills_the_form_with_a_colleagues_recipe(live: Live, tab: Generate
     assert mine.prompt.guidance is not None and mine.prompt.guidance.upload_id != guide["id"]
 
 
+def test_candidates_per_image_are_recorded_and_reused(live: Live, tab: GenerateTab) -> None:
+    author, colleague = live.person(), live.person()
+    done = generate(live.client(author), f"a green star {unique_word()}", seed=5, candidates=1)
+    assert done["params"]["candidates"] == 1
+    values = tab.recipe_values(colleague.user, done["id"], remix=False)
+    assert values[tab.candidates] == 1
+    run_generate(tab, colleague, {**values, tab.candidates: 3})
+    assert latest(live, colleague).generation.params["candidates"] == 3
+    default = tab.recipe_values(colleague.user, generate(live.client(author), "a red circle")["id"], remix=False)
+    assert default[tab.candidates] == live.studio.engine.model_info.default_candidates
+
+
 def test_an_unchanged_reuse_counts_a_use_and_remix_records_the_parent(live: Live, tab: GenerateTab) -> None:
     author, colleague = live.person(), live.person()
     done = generate(live.client(author), f"a green triangle {unique_word()}")

@@ -15,7 +15,7 @@ def spec_from_body(body: GenerationBody) -> JobSpec:
     return JobSpec(
         prompt=body.prompt, negative_prompt=body.negative_prompt, seed=body.seed, steps=body.steps,
         guidance_scale=body.guidance_scale, width=body.width, height=body.height, num_images=body.num_images,
-        scheduler=body.scheduler,
+        scheduler=body.scheduler, candidates=body.candidates,
         guidance_upload_id=None if body.guidance_image is None else int(body.guidance_image),
         image_guidance_scale=body.image_guidance_scale, image_guidance_decay=body.image_guidance_decay,
         mix=tuple(Ingredient(weight=item.weight, text=item.text,

@@ -103,6 +103,12 @@ class GenerateTab:
                                                elem_id="count")
                         self.scheduler = gr.Dropdown(list(info.schedulers), value=info.default_scheduler,
                                                      label="Scheduler", elem_id="scheduler")
+                    self.candidates = gr.Slider(
+                        1, max(2, info.max_candidates), value=info.default_candidates, step=1,
+                        label="Candidates per image", elem_id="candidates", visible=info.max_candidates > 1,
+                        info="Starting noises per image; the model's verifier finishes the one that best shows "
+                             "the prompt. More draw the asked shape more often; 1 is fastest. Mixes and "
+                             "guided images use one.")
                 with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
                     self.guidance_image = gr.Image(label="Guidance image (PNG, JPEG or WebP)", type="filepath",
                                                    sources=["upload", "clipboard"], image_mode="RGB",
@@ -164,8 +170,8 @@ class GenerateTab:
     def form(self) -> list[gr.components.Component]:
         """Every input of a generation, in the order Reuse fills them."""
         parts: list[Any] = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
-                            self.scheduler, self.guidance_image, self.guidance_scale, self.guidance_decay,
-                            self.mix_count, self.interp_on, self.interp, self.loaded]
+                            self.scheduler, self.candidates, self.guidance_image, self.guidance_scale,
+                            self.guidance_decay, self.mix_count, self.interp_on, self.interp, self.loaded]
         for slot in self.slots:
             parts += [slot.group, slot.kind, slot.text, slot.image, slot.weight]
         return parts
@@ -186,6 +192,8 @@ class GenerateTab:
             self.count: min(int(params.get("num_images") or 1), self.info.max_images),
             self.scheduler: params.get("scheduler") if params.get("scheduler") in self.info.schedulers
             else self.info.default_scheduler,
+            self.candidates: min(int(params.get("candidates") or self.info.default_candidates),
+                                 self.info.max_candidates),
             self.guidance_image: None, self.guidance_scale: 0.0, self.guidance_decay: "none",
             self.interp_on: params.get("interpolation") is not None,
             self.interp: params.get("interpolation") if params.get("interpolation") is not None else 0.5,
@@ -224,8 +232,8 @@ class GenerateTab:
             slot.remove.click(self._remove_slot(n), inputs=self._slot_inputs(),
                               outputs=[self.mix_count, *self._slot_outputs()], api_name=f"mix_remove_{n}")
         self.generate_inputs = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
-                                self.scheduler, self.guidance_image, self.guidance_scale, self.guidance_decay,
-                                self.mix_count, self.interp_on, self.interp, self.loaded,
+                                self.scheduler, self.candidates, self.guidance_image, self.guidance_scale,
+                                self.guidance_decay, self.mix_count, self.interp_on, self.interp, self.loaded,
                                 *(c for s in self.slots for c in (s.kind, s.text, s.image, s.weight))]
         self.generate_btn.click(
             self._generate, inputs=self.generate_inputs,
@@ -307,6 +315,7 @@ class GenerateTab:
             seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(data[self.steps]),
             guidance_scale=float(data[self.cfg]), width=width, height=height, num_images=int(data[self.count]),
             scheduler=data[self.scheduler], guidance_upload_id=guidance_id,
+            candidates=int(data[self.candidates]) if self.info.max_candidates > 1 else None,
             image_guidance_scale=float(data[self.guidance_scale]) if guidance_id is not None else 0.0,
             image_guidance_decay=data[self.guidance_decay] or "none", mix=tuple(mix),
             interpolation=float(data[self.interp]) if data[self.interp_on] else None)
@@ -327,7 +336,8 @@ class GenerateTab:
         return replace(spec, prompt_id=loaded["prompt_id"]) if unchanged else spec
 
     def _generate(self, request: gr.Request, prompt: str, negative_prompt: str, seed: float, steps: float,
-                  guidance_scale: float, size: str, num_images: float, scheduler: str, guidance_image: str | None,
+                  guidance_scale: float, size: str, num_images: float, scheduler: str, candidates: float,
+                  guidance_image: str | None,
                   image_guidance_scale: float, image_guidance_decay: str, mix_count: int, interpolate: bool,
                   interpolation: float, loaded: dict[str, Any] | None,
                   *mix_slots: Any) -> Iterator[dict[Any, Any]]:
@@ -337,8 +347,9 @@ class GenerateTab:
         `mix_slots` is (kind, text, image, weight) for each slot of the mixing panel, in order."""
         user = guard(self.studio, request)
         data = dict(zip(self.generate_inputs, [prompt, negative_prompt, seed, steps, guidance_scale, size, num_images,
-                                               scheduler, guidance_image, image_guidance_scale, image_guidance_decay,
-                                               mix_count, interpolate, interpolation, loaded, *mix_slots],
+                                               scheduler, candidates, guidance_image, image_guidance_scale,
+                                               image_guidance_decay, mix_count, interpolate, interpolation, loaded,
+                                               *mix_slots],
                         strict=True))
         try:
             generation = self.studio.runner.submit(user, self._spec(user, data))

@@ -114,7 +114,7 @@ def describe(item: dict[str, Any] | None) -> str:
     if item is None:
         return "Select an image."
     params = {k: item["params"].get(k) for k in ("steps", "guidance_scale", "width", "height", "scheduler",
-                                                  "image_guidance_scale", "mix", "interpolation")}
+                                                  "candidates", "image_guidance_scale", "mix", "interpolation")}
     negative = f"\n\n**Negative:** {escape_md(item['negative'])}" if item["negative"] else ""
     return (f"**Image #{item['id']}** by **{escape_md(item['author'])}**, {item['created']}\n\n"
             f"**Prompt:** {escape_md(item['prompt'])}{negative}\n\n**Seed:** {item['seed']}\n\n"

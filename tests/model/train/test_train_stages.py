@@ -144,7 +144,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     settings = json.loads((export / "draftroom.json").read_text())
     assert settings["decoder_candidates"] == DECODER_CANDIDATES and (export / "verifier" / "verifier.json").is_file()
     family = load_family(export, device="cpu")
-    assert family.verifier is not None and family.decoder_candidates == DECODER_CANDIDATES
+    assert family.verifier is not None and family.info.default_candidates == DECODER_CANDIDATES
     request = resolve_request(GenerationRequest(prompt="a red circle", seed=1, steps=2), family.info)
     assert family.generate([Row(request)])[0].size == (64, 64)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
