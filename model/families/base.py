@@ -75,7 +75,7 @@ class Family(ABC):
         out: list[RowGuidance | None] = []
         for row in rows:
             request = row.request
-            if not is_guided(request):
+            if request.guidance_image is None or request.image_guidance_scale <= 0:
                 out.append(None)
                 continue
             if id(request) not in references:
@@ -83,11 +83,6 @@ class Family(ABC):
             out.append(RowGuidance(references[id(request)], request.image_guidance_scale,
                                    request.image_guidance_decay, request.image_guidance_noised, row.seed))
         return out
-
-
-def is_guided(request: GenerationRequest) -> bool:
-    """Whether a guidance image steers the request's denoising."""
-    return request.guidance_image is not None and request.image_guidance_scale > 0
 
 
 def can_shrink(scheduler: Any) -> bool:

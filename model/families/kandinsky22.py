@@ -22,9 +22,7 @@ from diffusers import KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo
-from model.families.base import (
-    BatchControl, Family, Row, StepHook, can_shrink, is_guided, row_cfg_scale, row_generators,
-)
+from model.families.base import BatchControl, Family, Row, StepHook, can_shrink, row_cfg_scale, row_generators
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
 from model.families.loading import ModelLoadError
 from model.families.row_cfg import RowCFGKandinskyV22Pipeline
@@ -142,12 +140,11 @@ class Kandinsky22Family(Family):
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
 
-        Validation gives mixes and guided requests one candidate (the verifier reads only a text); this guards
-        rows built without it.
+        Rows carry resolved requests: validation allows more than one candidate only on a model with a verifier,
+        and gives mixes and guided requests one (the verifier reads only a text).
         """
         shrinks = can_shrink(self.decoder.scheduler)  # else the batch could not drop the losers between steps
-        counts = [int(row.request.candidates or 1) if shrinks and self.verifier is not None
-                  and not row.request.ingredients() and not is_guided(row.request) else 1 for row in rows]
+        counts = [int(row.request.candidates or 1) if shrinks else 1 for row in rows]
         decoder_rows, owner = expand_rows(rows, counts)
         if len(decoder_rows) == len(rows):
             return decoder_rows, owner, None

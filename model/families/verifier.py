@@ -2,7 +2,7 @@
 
 The embedded model's decoder leaves much of the shape to its starting noise: over 4 seeds of one prompt, single
 seeds draw the asked shape about 70% of the time, yet one of the 4 is right for 96% of prompts (MODEL_CARD.md).
-The shape is settled a quarter of the way into sampling, so the family starts several noises per picture,
+The shape is settled 30% of the way into sampling, so the family starts several noises per picture,
 reads each one's predicted clean picture at that point, and finishes only the one this verifier scores highest.
 Our CLIP is too weak a judge for that (its embedding carries shape at 70%).
 

@@ -2,8 +2,8 @@
 
 Its image classifier learns which shapes and colours a picture holds and its background; its text head learns,
 from the frozen CLIP text encoder's embedding, which ones a caption asks for. Both learn from the world's own
-scene descriptions, on training phrasings only. The family shows it the decoder's predicted clean picture a
-quarter of the way into sampling, which is blurrier than a finished one, so half the training pictures are
+scene descriptions, on training phrasings only. The family shows it the decoder's predicted clean picture 30%
+of the way into sampling, which is blurrier than a finished one, so half the training pictures are
 blurred (Gaussian, sigma up to 1.5 px) and all get a little noise.
 Reported: held-out accuracy of each side, per group (single-object scenes, held-out phrasings).
 """

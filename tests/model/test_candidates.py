@@ -14,7 +14,9 @@ from conftest import TINY_SETTINGS
 from diffusers import DDIMScheduler
 from image_checks import max_pixel_diff
 
-from model.engine.engine_common import GenerationRequest, MixIngredient, RequestError, request_params
+from model.engine.engine_common import (
+    GenerationRequest, JobStatus, MixIngredient, Progress, RequestError, request_params,
+)
 from model.engine.validation import resolve_request
 from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
 from model.families.candidates import CANDIDATE_SEED_STRIDE, predicted_clean, select_step
@@ -89,6 +91,18 @@ def test_candidates_are_judged_against_their_own_text(judged: Kandinsky22Family,
     judged.generate(rows(judged, prompts))
     texts = judged.embed_texts(prompts)
     assert torch.allclose(seen[0], texts.repeat_interleave(CANDIDATES, 0), atol=1e-6)
+
+
+def test_engine_progress_counts_pictures_not_candidates(judged: Kandinsky22Family, engine_for) -> None:
+    engine = engine_for(judged)
+    handle = engine.submit(GenerationRequest(prompt="a red circle", seed=1, steps=STEPS, num_images=2))
+    events: list[Progress] = []
+    handle.subscribe(events.append)
+    assert len(handle.result(60).images) == 2
+    running = [(e.step, e.total) for e in events if e.status is JobStatus.RUNNING]
+    assert running and all(total == 2 * STEPS and step <= total for step, total in running)
+    assert [step for step, _ in running] == sorted(step for step, _ in running)
+    assert events[-1].status is JobStatus.SUCCEEDED and events[-1].images_done == 2
 
 
 def test_a_seed_reproduces_its_picture_with_candidates(judged: Kandinsky22Family) -> None:
