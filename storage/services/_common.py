@@ -98,13 +98,6 @@ def can_see_generation(user: User | None, generation: Generation) -> bool:
     return is_staff(user) or (user is not None and generation.user_id == user.id) or generation.prompt.shared
 
 
-def refuse_nul(value: str, field: str) -> str:
-    """PostgreSQL text cannot hold a NUL byte (the driver raises); no stored text may, on either database."""
-    if "\x00" in value:
-        raise ValidationFailed(field, "Must not contain a NUL character.")
-    return value
-
-
 MAX_ROW_ID = 2**63 - 1
 """Ids are 64-bit signed in both databases; a bigger number is no row (and would overflow the driver)."""
 

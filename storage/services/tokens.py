@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import ApiToken, User, utcnow
+from ..text import checked_text
 from ..types import Actor, NewToken, Role, TokenInfo, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, is_row_id, refuse_nul, token_info, user_info
+from ._common import Service, acting_user, audit, get_or_404, is_row_id, token_info, user_info
 
 TOKEN_PREFIX = "dr_"
 DISPLAY_PREFIX_LEN = 10  # "dr_" + 7 characters: enough to tell tokens apart, useless to an attacker
@@ -36,7 +37,7 @@ def _may_manage(acting: User | None, owner_id: int) -> None:
 class TokenService(Service):
     def create(self, actor: Actor, user_id: int, label: str = "") -> NewToken:
         """A new token for `user_id` (oneself, or anyone for an admin). The secret is returned once."""
-        label = refuse_nul(str(label).strip(), "label")
+        label = checked_text(str(label).strip(), "label")
         if len(label) > MAX_LABEL:
             raise ValidationFailed("label", f"A token label has at most {MAX_LABEL} characters.")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
