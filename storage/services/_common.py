@@ -106,10 +106,15 @@ def is_row_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
 
 
+def missing(what: str, ident: object) -> NotFound:
+    """The one "does not exist" answer, also given for what exists but the caller may not know of."""
+    return NotFound(f"{what} {ident} does not exist.")
+
+
 def get_or_404(session: Session, model: type[Any], ident: int, what: str) -> Any:
     row = session.get(model, ident) if is_row_id(ident) else None
     if row is None:
-        raise NotFound(f"{what} {ident} does not exist.")
+        raise missing(what, ident)
     return row
 
 

@@ -34,6 +34,11 @@ def username_key(username: str) -> str:
     return username.casefold()
 
 
+def unknown_user(username: str) -> NotFound:
+    """The answer for a name with no account, also where the caller may not learn whether an account exists."""
+    return NotFound(f"There is no user {username!r}.")
+
+
 def lookup_key(username: object) -> str | None:
     """The key to look a typed name up by, or None when no account can have that name: such a name is
     not looked up at all (a NUL byte in it would make PostgreSQL raise)."""
@@ -60,12 +65,12 @@ def is_common_password(password: str) -> bool:
     return not forms.isdisjoint(common_passwords())
 
 
-def check_password(password: str) -> None:
+def check_password(password: str, field: str = "password") -> None:
     """The one password rule for every way an account is made or changed (CLI, REST, UI)."""
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ValidationFailed("password", f"A password needs at least {MIN_PASSWORD} characters.")
+        raise ValidationFailed(field, f"A password needs at least {MIN_PASSWORD} characters.")
     if is_common_password(password):
-        raise ValidationFailed("password", "This is one of the most common passwords (or one with digits or "
+        raise ValidationFailed(field, "This is one of the most common passwords (or one with digits or "
                                            "symbols added); choose another.")
 
 
@@ -175,7 +180,7 @@ class UserService(Service):
         with self.db.read() as session:
             user = session.scalar(select(User).where(User.username_key == key)) if key else None
             if user is None:
-                raise NotFound(f"There is no user {username!r}.")
+                raise unknown_user(username)
             return user_info(user)
 
     def list_all(self, actor: Actor) -> list[UserInfo]:
@@ -226,7 +231,7 @@ class UserService(Service):
         A reset by someone else sets `must_change_password`; changing one's own clears it.
         Hashing happens outside the write transaction: argon2 is slow on purpose.
         """
-        check_password(new_password)
+        check_password(new_password, "new_password")
         with self.db.read() as session:
             acting = acting_user(session, actor, operator=True)
             user: User = get_or_404(session, User, user_id, "User")
