@@ -80,5 +80,17 @@ def when(moment: datetime) -> str:
 
 
 def escape_md(text: str) -> str:
-    """User text shown in Markdown must stay text: no links, HTML or emphasis from a prompt."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~" else ch for ch in text)
+    """User text shown in Markdown must stay text: no links, HTML, emphasis or math from a prompt."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in text)
+
+
+def plain_markdown(value: str = "", **options: object) -> gr.Markdown:
+    """Markdown for the studio's own formatting around user text, with LaTeX off: a prompt holding `$$...$$`
+    is shown as typed, never typeset (user text in it goes through `escape_md`)."""
+    return gr.Markdown(value, latex_delimiters=[], **options)  # type: ignore[arg-type]
+
+
+def plain_table(headers: list[str], **options: object) -> gr.Dataframe:
+    """A read-only table whose cells are plain text: no Markdown or LaTeX from what users typed."""
+    return gr.Dataframe(headers=headers, value=[], interactive=False, datatype="str", latex_delimiters=[],
+                        **options)  # type: ignore[arg-type]
