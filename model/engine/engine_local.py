@@ -255,7 +255,7 @@ class LocalEngine(Engine):
 
     # queue bookkeeping (lock held)
     def _check_room(self, request: GenerationRequest) -> None:
-        """Raise QueueFull naming the limit ``request`` would break: the user's own first, then the shared one."""
+        """Raise QueueFull naming the limit ``request`` would break: per-user ones first, then max_queue."""
         waiting = self._queue.jobs_of(request.user)
         if len(waiting) >= self.max_user_jobs:
             raise QueueFull("max_user_jobs", f"you have {len(waiting)} jobs waiting, the per-user limit "
@@ -266,8 +266,8 @@ class LocalEngine(Engine):
                             f"{request.num_images} more; the per-user limit is max_user_images = "
                             f"{self.max_user_images}; wait until some start")
         if len(self._queue) >= self.max_queue:
-            raise QueueFull("max_queue", f"the shared queue holds {self.max_queue} jobs, its limit (max_queue); "
-                            "try again shortly")
+            raise QueueFull("max_queue", f"the shared queue holds {self.max_queue} jobs, its limit "
+                            "(max_queue); try again shortly")
 
     def _reposition(self) -> list[tuple[_Job, Progress]]:
         """New queue positions and ETAs for queued jobs; returns the progress events to send."""

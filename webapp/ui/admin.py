@@ -16,7 +16,16 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import ReviewStatus, Role
 from webapp.context import Studio
-from webapp.ui.common import escape_md, guard, plain_markdown, plain_table, ui_error, when
+from webapp.ui.common import (
+    EXPORT_MAX_AGE_S,
+    TempFolder,
+    escape_md,
+    guard,
+    plain_markdown,
+    plain_table,
+    ui_error,
+    when,
+)
 
 USER_HEADERS = ["User", "Role", "Active", "Must change password", "Last login"]
 TOKEN_HEADERS = ["Id", "Label", "Prefix", "Created", "Last used", "Revoked"]
@@ -27,7 +36,7 @@ ROLES = [r.value for r in Role]
 class AdminTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
-        self.export_dir = Path(tempfile.mkdtemp(prefix="draftroom-export-"))
+        self.exports = TempFolder("draftroom-export-", EXPORT_MAX_AGE_S)
         plain_markdown("### Users")
         self.users = plain_table(USER_HEADERS, elem_id="admin-users")
         with gr.Row():
@@ -163,7 +172,8 @@ class AdminTab:
 
     def _export(self, status: str, request: gr.Request) -> str:
         admin = guard(self.studio, request, [Role.ADMIN])
-        target = Path(tempfile.mkdtemp(dir=self.export_dir)) / f"draftroom-{status}.zip"
+        self.exports.maybe_sweep()
+        target = Path(tempfile.mkdtemp(dir=self.exports.path)) / f"draftroom-{status}.zip"
         try:
             summary = self.studio.storage.export.write_zip(admin.id, target, status)
         except StorageError as exc:

@@ -13,8 +13,16 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import GenerationInfo, GenerationStatus, HistoryItem, HistoryQuery, ReviewStatus, UserInfo
 from webapp.context import Studio
-from webapp.ui.common import (ImageFiles, escape_md, guard, parse_day, plain_markdown, plain_table, ui_error,
-                              when)
+from webapp.ui.common import (
+    ImageFiles,
+    escape_md,
+    guard,
+    parse_day,
+    plain_markdown,
+    plain_table,
+    ui_error,
+    when,
+)
 from webapp.ui.generate import GenerateTab
 
 PAGE_SIZE = 10
