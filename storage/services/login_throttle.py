@@ -51,29 +51,32 @@ class LoginThrottle:
         self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, account: str, client: str | None) -> None:
-        """Raise LoginThrottled when the account or the client address has used up its failures."""
-        now = self._clock()
-        with self._lock:
-            for scope, key, limit in self._keys(account, client):
-                times = self._recent(scope, key, now)
-                if len(times) >= limit:
-                    raise LoginThrottled(scope, math.ceil(times[0] + self.policy.window_s - now))
-
-    def failed(self, account: str, client: str | None) -> None:
+    def begin(self, account: str, client: str | None) -> float:
+        """Admit one sign-in attempt and return its stamp for `succeeded`, or raise LoginThrottled when the
+        account or the address has used up its failures. The attempt counts as a failure until `succeeded`
+        says otherwise, so attempts sent in parallel cannot all pass before the first one has failed."""
         now = self._clock()
         with self._lock:
             if len(self._failures) > MAX_KEYS:
                 for scope, key in list(self._failures):
                     self._recent(scope, key, now)
-            for scope, key, _limit in self._keys(account, client):
-                self._recent(scope, key, now)
+            keys = self._keys(account, client)
+            for scope, key, limit in keys:
+                times = self._recent(scope, key, now)
+                if len(times) >= limit:
+                    raise LoginThrottled(scope, math.ceil(times[0] + self.policy.window_s - now))
+            for scope, key, _limit in keys:
                 self._failures.setdefault((scope, key), deque()).append(now)
+        return now
 
-    def succeeded(self, account: str) -> None:
-        """A right password clears the account's count (not the address's: it may be guessing others)."""
+    def succeeded(self, account: str, client: str | None, attempt: float) -> None:
+        """A right password: the account's count is cleared and the attempt leaves the address's count (the
+        address's failures stay: it may be guessing other accounts)."""
         with self._lock:
             self._failures.pop(("account", account), None)
+            times = self._failures.get(("address", client)) if client else None
+            if times is not None and attempt in times:
+                times.remove(attempt)
 
     def _keys(self, account: str, client: str | None) -> list[tuple[str, str, int]]:
         keys = [("account", account, self.policy.account_failures)]

@@ -71,7 +71,7 @@ def check_password(password: str, field: str = "password") -> None:
         raise ValidationFailed(field, f"A password needs at least {MIN_PASSWORD} characters.")
     if is_common_password(password):
         raise ValidationFailed(field, "This is one of the most common passwords (or one with digits or "
-                                           "symbols added); choose another.")
+                                      "symbols added); choose another.")
 
 
 def _role(role: Role | str) -> Role:
@@ -259,7 +259,7 @@ class UserService(Service):
         key = lookup_key(username)
         account = key or str(username).casefold()
         try:
-            self.throttle.check(account, client)
+            attempt = self.throttle.begin(account, client)
         except LoginThrottled as refused:
             with self.write() as session:
                 user = session.scalar(select(User).where(User.username_key == key)) if key else None
@@ -289,11 +289,10 @@ class UserService(Service):
                 audit(session, user, "login", "user", user.id)
                 session.flush()
                 result = user_info(user)
+        if good:  # a right password, even of a disabled account, is no guess to count
+            self.throttle.succeeded(account, client, attempt)
         if result is None:  # raised after the commit so the failed attempt stays in the log
-            if not good:
-                self.throttle.failed(account, client)
             raise failure or PermissionDenied(_LOGIN_FAILED)
-        self.throttle.succeeded(account)
         return result
 
     def _verify(self, password_hash: str, password: str) -> bool:

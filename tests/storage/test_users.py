@@ -202,3 +202,19 @@ def test_a_right_password_clears_the_accounts_failures(storage: Storage, people:
         with pytest.raises(PermissionDenied, match="Wrong username"):
             storage.users.authenticate("alice", "wrong password")
         storage.users.authenticate("alice", PASSWORD)
+
+
+def test_attempts_in_flight_count_and_right_passwords_leave_the_address_count() -> None:
+    """Parallel guesses cannot all pass before the first has failed; an office of colleagues signing in
+    from one address does not use up its failures."""
+    throttle = LoginThrottle(ThrottlePolicy(account_failures=2, client_failures=2), FakeClock())
+    throttle.begin("alice", None)
+    throttle.begin("alice", None)
+    with pytest.raises(LoginThrottled, match="this account"):
+        throttle.begin("alice", None)
+    for name in ("bob", "rita", "ruth"):
+        throttle.succeeded(name, "10.0.0.1", throttle.begin(name, "10.0.0.1"))
+    throttle.begin("mallory-1", "10.0.0.1")
+    throttle.begin("mallory-2", "10.0.0.1")
+    with pytest.raises(LoginThrottled, match="your network address"):
+        throttle.begin("mallory-3", "10.0.0.1")
