@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.errors import NotFound, PermissionDenied
+from storage.services.login_throttle import LoginThrottled
 from storage.types import OPERATOR, Role, UserInfo
 from webapp.errors import ApiError
 
@@ -28,6 +31,29 @@ PASSWORD_CHANGE_REQUIRED = ("password change required: change it in the studio's
                             "or with POST /api/v1/me/password")
 ALL_ROLES = (Role.MEMBER, Role.REVIEWER, Role.ADMIN)
 STAFF = (Role.REVIEWER, Role.ADMIN)
+LOGIN_PATHS = ("/login", "/login/")
+
+_login_client: ContextVar[str | None] = ContextVar("draftroom_login_client", default=None)
+"""The network address of the sign-in request being handled (Gradio calls `auth=` with the name and password
+only; LoginClient puts the address here for the throttle)."""
+
+
+class LoginClient:
+    """ASGI middleware: remember the client address of each request to Gradio's `/login` for `gradio_login`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in LOGIN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        token = _login_client.set(client[0] if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _login_client.reset(token)
 
 
 def is_loopback(host: str) -> bool:
@@ -103,9 +129,15 @@ class Auth:
     # UI ---------------------------------------------------------------------------------------
 
     async def gradio_login(self, username: str, password: str) -> bool:
-        """Gradio's `auth=` callable: argon2 check against the users table (every attempt audited)."""
+        """Gradio's `auth=` callable: argon2 check against the users table (every attempt audited).
+
+        A throttled sign-in answers 429 with the reason and Retry-After, instead of Gradio's generic 400."""
+        client = _login_client.get()
         try:
-            await anyio.to_thread.run_sync(self.storage.users.authenticate, username, password)
+            await anyio.to_thread.run_sync(
+                lambda: self.storage.users.authenticate(username, password, client=client))
+        except LoginThrottled as refused:
+            raise HTTPException(429, str(refused), {"Retry-After": str(refused.retry_after_s)}) from None
         except PermissionDenied:
             return False
         return True

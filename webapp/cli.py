@@ -1,6 +1,7 @@
 """`python app.py serve`: open the data directory, load the model, serve the studio with uvicorn.
 
     serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model PATH] [--no-auth] [--max-batch N]
+          [--max-queue N] [--max-user-jobs N] [--max-user-images N]
 
 Auth is always on, except with an explicit `--no-auth` on a loopback host; any other host with
 `--no-auth` refuses to start. On the first start with no accounts, an `admin` account is created
@@ -35,6 +36,11 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                        help="no sign-in; everyone acts as the admin (loopback hosts only)")
     serve.add_argument("--max-batch", type=int, default=8, help="images per model call across users (default 8)")
     serve.add_argument("--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)")
+    serve.add_argument("--max-user-jobs", type=int, default=8,
+                       help="one user's queued jobs before their next one gets 429, checked before --max-queue "
+                            "(default 8)")
+    serve.add_argument("--max-user-images", type=int, default=32,
+                       help="one user's queued images before their next job gets 429 (default 32)")
     serve.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     serve.set_defaults(handler=serve_command)
     return serve
@@ -47,8 +53,9 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"error: refusing to start: --no-auth is only allowed on a loopback host, not {args.host!r}",
               file=sys.stderr)
         return 2
-    if args.max_batch < 1 or args.max_queue < 1:
-        print("error: --max-batch and --max-queue must be at least 1", file=sys.stderr)
+    if min(args.max_batch, args.max_queue, args.max_user_jobs, args.max_user_images) < 1:
+        print("error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
+              file=sys.stderr)
         return 2
     if not args.model.is_dir():
         print(f"error: --model: no model folder at {args.model}", file=sys.stderr)
@@ -69,7 +76,8 @@ def serve_command(args: argparse.Namespace) -> int:
                   "Sign in with it; the studio asks for a new password first.", flush=True)
         log.info("loading the model from %s", args.model)
         engine = LocalEngine.from_path(args.model, device=args.device, max_batch=args.max_batch,
-                                       max_queue=args.max_queue)
+                                       max_queue=args.max_queue, max_user_jobs=args.max_user_jobs,
+                                       max_user_images=args.max_user_images)
         try:
             app = create_app(storage, engine, auth_enabled=not args.no_auth)
             log.info("data in %s; serving http://%s:%d (auth %s)", data_dir, args.host, args.port,

@@ -73,8 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueueFull)
     async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
-        return error_response(429, "queue_full", str(exc) or "the generation queue is full",
-                              {"Retry-After": "5"})
+        return error_response(429, "queue_full", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(EngineClosed)
     async def _engine_closed(_: Request, exc: EngineClosed) -> JSONResponse:

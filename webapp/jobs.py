@@ -2,7 +2,8 @@
 
 Both front ends (REST and UI) submit here, so the same checks and the same bookkeeping apply:
 
-1. referenced uploads must be the caller's own (a colleague's recipe is reused by re-uploading);
+1. referenced uploads must be the caller's own (a colleague's recipe is reused by re-uploading); anyone
+   else's reads as missing, so ids do not reveal which uploads exist;
 2. the engine resolves defaults and the seed (`Engine.validate`), refusing bad input by field;
 3. storage records the prompt and a `queued` generation, then the engine gets the job;
 4. engine progress events go to a single finisher thread, which marks the row `running` and, at
@@ -40,7 +41,7 @@ from model.engine.engine_common import (
     image_digest,
     request_params,
 )
-from storage.errors import InvalidState, NotFound, PermissionDenied
+from storage.errors import InvalidState, NotFound
 from storage.metadata import Recipe, encode_png
 from storage.types import (
     GenerationInfo,
@@ -146,8 +147,8 @@ class JobRunner:
     # Submitting ------------------------------------------------------------------------------
 
     def submit(self, user: UserInfo, spec: JobSpec) -> GenerationInfo:
-        """Validate, record as queued and hand to the engine. Raises RequestError, PermissionDenied,
-        NotFound (storage errors) or QueueFull; nothing is stored when validation fails."""
+        """Validate, record as queued and hand to the engine. Raises RequestError, NotFound (a storage
+        error) or QueueFull; nothing is stored when validation fails."""
         uploads = self._own_uploads(user, spec)
         images = {upload_id: self._load(upload) for upload_id, upload in uploads.items()}
         request = self.engine.validate(self._engine_request(user, spec, images))
@@ -178,9 +179,9 @@ class JobRunner:
             try:
                 upload = self.storage.uploads.get(user.id, upload_id)
             except NotFound:
-                raise NotFound(f"{field_name}: upload {upload_id} does not exist.") from None
-            if upload.uploader_id != user.id:
-                raise PermissionDenied(f"{field_name}: upload {upload_id} belongs to another user; upload it yourself.")
+                upload = None
+            if upload is None or upload.uploader_id != user.id:  # the same answer: existence is not told
+                raise NotFound(f"{field_name}: upload {upload_id} does not exist among your uploads.")
             uploads[upload_id] = upload
         return uploads
 

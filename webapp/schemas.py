@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from model.engine.validation import MAX_INGREDIENTS as MAX_MIX_INGREDIENTS
 from model.engine.validation import MAX_PROMPT_CHARS
 from storage.services.reviews import MAX_COMMENT as MAX_COMMENT_CHARS
+from storage.services.users import MIN_PASSWORD
+from storage.text import bidi_control_in
 
 UploadRef = Annotated[int, Field(ge=1, le=2**62)] | Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]
 """An upload id, as a number or the string of one (the API documents ids as strings)."""
@@ -25,10 +27,14 @@ _ALLOWED_CONTROLS = {"\n", "\r", "\t"}
 
 
 def reject_control_characters(text: str) -> str:
-    """Prompts end up in PNG chunks, logs and HTML: control characters have no business there."""
+    """Prompts end up in PNG chunks, logs and HTML: control characters have no business there, nor do the
+    bidirectional controls that make text read differently from what it says (storage's own rule)."""
     for ch in text:
         if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) in ("Cc", "Cs"):
             raise ValueError(f"contains the control character U+{ord(ch):04X}")
+    control = bidi_control_in(text)
+    if control:
+        raise ValueError(f"contains the bidirectional control character U+{ord(control):04X}")
     return text
 
 
@@ -102,7 +108,7 @@ class ReviewBody(StrictBody):
 class UserCreateBody(StrictBody):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     role: Literal["member", "reviewer", "admin"] = "member"
-    password: str | None = Field(default=None, min_length=8, max_length=256)
+    password: str | None = Field(default=None, min_length=MIN_PASSWORD, max_length=256)
 
 
 class UserPatchBody(StrictBody):
@@ -117,7 +123,7 @@ class TokenCreateBody(StrictBody):
 
 class PasswordChangeBody(StrictBody):
     current_password: str = Field(max_length=256)
-    new_password: str = Field(min_length=8, max_length=256)
+    new_password: str = Field(min_length=MIN_PASSWORD, max_length=256)
 
 
 # Responses -------------------------------------------------------------------------------------

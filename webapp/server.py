@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp.api import PREFIX, build_api_router
-from webapp.auth import Auth
+from webapp.auth import Auth, LoginClient
 from webapp.context import Studio
 from webapp.errors import error_response, install_error_handlers
 from webapp.jobs import JobRunner
@@ -90,6 +90,7 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True) -
     app.state.studio = studio
     install_error_handlers(app)
     app.add_middleware(ApiBodyLimit)
+    app.add_middleware(LoginClient)
     app.include_router(build_api_router(studio))
     blocks = build_ui(studio)
     return gr.mount_gradio_app(

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from storage.services.uploads import FORMATS as ALLOWED_FORMATS
 from storage.services.uploads import MAX_PIXELS as MAX_UPLOAD_PIXELS
-from storage.services.uploads import MAX_UPLOAD_BYTES
+from storage.services.uploads import MAX_SIDE, MAX_UPLOAD_BYTES, shape_problem
 from webapp.errors import ApiError
 
 # The limits are the storage service's (which re-checks on store); this module only maps each failure to
@@ -93,8 +93,12 @@ def _claimed_format(data: bytes) -> str | None:
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise ApiError(422, "invalid_image", "file: the image has no pixels")
+    """413 for a side or a pixel count over its limit, 422 for no pixels or too elongated a shape."""
     if width * height > max_pixels:
         raise ApiError(413, "image_too_large",
                        f"file: {width}x{height} is more than {max_pixels} pixels")
+    problem = shape_problem(width, height)
+    if problem:
+        too_large = max(width, height) > MAX_SIDE
+        raise ApiError(413 if too_large else 422, "image_too_large" if too_large else "invalid_image",
+                       f"file: {problem}")

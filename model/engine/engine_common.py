@@ -35,7 +35,14 @@ class JobFailed(Exception):
 
 
 class QueueFull(Exception):
-    """The engine's queue is at capacity; try again later."""
+    """The engine's queue, or the caller's share of it, is at capacity; try again later.
+
+    ``limit`` names the limit that was hit: ``max_queue`` (every user's jobs together), ``max_user_jobs`` or
+    ``max_user_images`` (one user's waiting jobs or images), so one user cannot fill the queue for everyone."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class EngineClosed(RuntimeError):

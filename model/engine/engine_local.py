@@ -7,7 +7,7 @@
 - Progress: queue position, step i/N, ETA, through ``JobHandle.subscribe``.
 - Cancel: a queued job leaves the queue; a running job's rows leave the batch at the next step.
 - A failing batch is retried job by job, so a failing job fails alone.
-- A bounded queue (QueueFull) and a graceful shutdown.
+- A bounded queue (QueueFull), with a share per user checked first, and a graceful shutdown.
 """
 
 from __future__ import annotations
@@ -176,15 +176,21 @@ class LocalEngine(Engine):
         *,
         max_batch: int = 8,
         max_queue: int = 64,
+        max_user_jobs: int = 8,
+        max_user_images: int = 32,
         gather_s: float = 0.01,
     ) -> None:
-        """``max_batch``: images per pipeline call; ``max_queue``: queued jobs before QueueFull;
+        """``max_batch``: images per pipeline call; ``max_queue``: queued jobs (all users) before QueueFull;
+        ``max_user_jobs`` / ``max_user_images``: one user's queued jobs / images not yet started, checked
+        before ``max_queue`` so one user's burst cannot lock the others out;
         ``gather_s``: after an idle spell, wait this long so requests sent together share a batch."""
-        if max_batch < 1 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be at least 1")
+        if min(max_batch, max_queue, max_user_jobs, max_user_images) < 1:
+            raise ValueError("max_batch, max_queue, max_user_jobs and max_user_images must be at least 1")
         self.model_info = family.info
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.max_user_jobs = max_user_jobs
+        self.max_user_images = max_user_images
         self._family = family
         self._gather_s = gather_s
         self._queue = FairQueue()
@@ -227,8 +233,7 @@ class LocalEngine(Engine):
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is shutting down")
-            if len(self._queue) >= self.max_queue:
-                raise QueueFull(f"the queue holds {self.max_queue} jobs; try again shortly")
+            self._check_room(resolved)
             self._queue.push(job)
             updates = self._reposition()
             self._wake.notify_all()
@@ -249,6 +254,21 @@ class LocalEngine(Engine):
             self._thread.join()
 
     # queue bookkeeping (lock held)
+    def _check_room(self, request: GenerationRequest) -> None:
+        """Raise QueueFull naming the limit ``request`` would break: per-user ones first, then max_queue."""
+        waiting = self._queue.jobs_of(request.user)
+        if len(waiting) >= self.max_user_jobs:
+            raise QueueFull("max_user_jobs", f"you have {len(waiting)} jobs waiting, the per-user limit "
+                            f"(max_user_jobs = {self.max_user_jobs}); wait until one starts")
+        images = sum(len(job.pending) for job in waiting)
+        if images + request.num_images > self.max_user_images:
+            raise QueueFull("max_user_images", f"you have {images} images waiting and ask for "
+                            f"{request.num_images} more; the per-user limit is max_user_images = "
+                            f"{self.max_user_images}; wait until some start")
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull("max_queue", f"the shared queue holds {self.max_queue} jobs, its limit "
+                            "(max_queue); try again shortly")
+
     def _reposition(self) -> list[tuple[_Job, Progress]]:
         """New queue positions and ETAs for queued jobs; returns the progress events to send."""
         updates = []

@@ -109,6 +109,10 @@ class FairQueue:
     def jobs(self) -> list[QueuedJob]:
         return [job for jobs in self._jobs.values() for job in jobs]
 
+    def jobs_of(self, user: str) -> list[QueuedJob]:
+        """One user's queued jobs (a job partly handed to a batch stays until its last image is)."""
+        return list(self._jobs.get(user, ()))
+
     def _drop_user(self, user: str) -> None:
         self._jobs.pop(user, None)
         if user in self._turns:

@@ -20,6 +20,10 @@ MAX_MIX_WEIGHT = 10.0
 MAX_INGREDIENTS = 8
 MAX_SEED = 2**32 - 1
 MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_ASPECT_RATIO = 8
+"""Reference and mix images are resized to the model's size; a 16,000,000 x 1 strip passes the pixel cap but
+exhausts memory there, so each side and the aspect ratio are capped too (the upload limits are the same)."""
 MAX_USER_CHARS = 200
 
 
@@ -124,8 +128,13 @@ def _number(value: object, field: str, low: float, high: float) -> float:
 def _image(value: object, field: str) -> None:
     if not isinstance(value, PIL.Image.Image):
         raise RequestError(field, "must be an image")
-    if value.width < 1 or value.height < 1 or value.width * value.height > MAX_IMAGE_PIXELS:
-        raise RequestError(field, f"is {value.width}x{value.height}; at most {MAX_IMAGE_PIXELS} pixels allowed")
+    width, height = value.size
+    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+        raise RequestError(field, f"is {width}x{height}; at most {MAX_IMAGE_PIXELS} pixels allowed")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise RequestError(field, f"is {width}x{height}; the limit is {MAX_IMAGE_SIDE} pixels per side")
+    if max(width, height) > MAX_IMAGE_ASPECT_RATIO * min(width, height):
+        raise RequestError(field, f"is {width}x{height}; the aspect ratio limit is 1:{MAX_IMAGE_ASPECT_RATIO}")
 
 
 def _mix(mix: object, info: ModelInfo) -> tuple[MixIngredient, ...]:

@@ -98,13 +98,6 @@ def can_see_generation(user: User | None, generation: Generation) -> bool:
     return is_staff(user) or (user is not None and generation.user_id == user.id) or generation.prompt.shared
 
 
-def refuse_nul(value: str, field: str) -> str:
-    """PostgreSQL text cannot hold a NUL byte (the driver raises); no stored text may, on either database."""
-    if "\x00" in value:
-        raise ValidationFailed(field, "Must not contain a NUL character.")
-    return value
-
-
 MAX_ROW_ID = 2**63 - 1
 """Ids are 64-bit signed in both databases; a bigger number is no row (and would overflow the driver)."""
 
@@ -113,10 +106,15 @@ def is_row_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
 
 
+def missing(what: str, ident: object) -> NotFound:
+    """The one "does not exist" answer, also given for what exists but the caller may not know of."""
+    return NotFound(f"{what} {ident} does not exist.")
+
+
 def get_or_404(session: Session, model: type[Any], ident: int, what: str) -> Any:
     row = session.get(model, ident) if is_row_id(ident) else None
     if row is None:
-        raise NotFound(f"{what} {ident} does not exist.")
+        raise missing(what, ident)
     return row
 
 

@@ -1,5 +1,10 @@
 """Export: a zip of the images in one review status (approved by default) with manifest.csv and
-manifest.json describing each (prompt, parameters, seed, author, reviewer, decision, time)."""
+manifest.json describing each (prompt, parameters, seed, author, reviewer, decision, time).
+
+manifest.csv is opened in spreadsheets, which run a cell starting with `=`, `+`, `-`, `@`, tab or carriage
+return as a formula: such text cells get a leading `'` (OWASP's CSV-injection rule). manifest.json keeps
+every value exactly as stored.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from ..images import ImageStore, write_atomically
 from ..models import Generation, Image, Prompt, Review, User
 from ..types import Actor, ExportSummary, ReviewStatus
 from ._common import STAFF, Service, acting_user, audit
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 FIELDS = (
     "image_id",
@@ -131,5 +138,13 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "parameters": json.dumps(row["parameters"], sort_keys=True)})
+        cells = {**row, "parameters": json.dumps(row["parameters"], sort_keys=True)}
+        writer.writerow({name: neutralise_formula(value) for name, value in cells.items()})
     return buffer.getvalue()
+
+
+def neutralise_formula(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with `'` so it shows as typed."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ..models import Favourite, Prompt, Upload, User
+from ..text import checked_text
 from ..types import Actor, Guidance, GuidanceDecay, MixItem, PromptInfo, Role
-from ._common import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info, refuse_nul
+from ._common import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info
 
 MAX_TEXT = 2000
 MAX_MIX = 8
@@ -39,7 +40,7 @@ def _finite(value: object, field: str, low: float, high: float) -> float:
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise ValidationFailed(field, "Must be text.")
-    value = refuse_nul(value.strip(), field)
+    value = checked_text(value.strip(), field)
     if len(value) > MAX_TEXT:
         raise ValidationFailed(field, f"At most {MAX_TEXT} characters.")
     return value
@@ -51,7 +52,7 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
         raise ValidationFailed("tags", "Give tags as a list.")
     result: list[str] = []
     for tag in tags:
-        tag = refuse_nul(str(tag).strip().casefold(), "tags")
+        tag = checked_text(str(tag).strip().casefold(), "tags")
         if not tag:
             continue
         if len(tag) > MAX_TAG:

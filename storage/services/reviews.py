@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..models import Generation, Image, Prompt, Review, User
+from ..text import checked_text
 from ..types import Actor, Decision, ImageInfo, Page, ReviewInfo, ReviewQueueItem, ReviewStatus
 from ._common import (
     STAFF,
@@ -29,7 +30,6 @@ from ._common import (
     get_or_404,
     image_info,
     prompt_info,
-    refuse_nul,
     review_info,
 )
 
@@ -71,7 +71,7 @@ class ReviewService(Service):
             decision = Decision(decision)
         except ValueError:
             raise ValidationFailed("decision", "Use approve, reject or request_changes.") from None
-        comment = refuse_nul(str(comment).strip(), "comment")
+        comment = checked_text(str(comment).strip(), "comment")
         if len(comment) > MAX_COMMENT:
             raise ValidationFailed("comment", f"A comment has at most {MAX_COMMENT} characters.")
         if decision == Decision.REQUEST_CHANGES and not comment:

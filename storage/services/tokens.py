@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import ApiToken, User, utcnow
+from ..text import checked_text
 from ..types import Actor, NewToken, Role, TokenInfo, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, is_row_id, refuse_nul, token_info, user_info
+from ._common import Service, acting_user, audit, get_or_404, is_row_id, missing, token_info, user_info
 
 TOKEN_PREFIX = "dr_"
 DISPLAY_PREFIX_LEN = 10  # "dr_" + 7 characters: enough to tell tokens apart, useless to an attacker
@@ -28,22 +29,29 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _may_manage(acting: User | None, owner_id: int) -> None:
-    if acting is not None and acting.id != owner_id and acting.role != Role.ADMIN:
-        raise PermissionDenied("Only admins can manage another user's tokens.")
+def _own_only(acting: User | None) -> int | None:
+    """The user whose tokens alone `acting` may manage: themselves; None for admins and the CLI (anyone's)."""
+    return None if acting is None or acting.role == Role.ADMIN else acting.id
+
+
+def _owner(session: Session, acting: User | None, user_id: int) -> User:
+    """The account whose tokens `acting` may manage. Someone else's reads as missing, like an unknown id, so
+    the answer does not tell whether the account exists."""
+    if _own_only(acting) not in (None, user_id):
+        raise missing("User", user_id)
+    return get_or_404(session, User, user_id, "User")
 
 
 class TokenService(Service):
     def create(self, actor: Actor, user_id: int, label: str = "") -> NewToken:
         """A new token for `user_id` (oneself, or anyone for an admin). The secret is returned once."""
-        label = refuse_nul(str(label).strip(), "label")
+        label = checked_text(str(label).strip(), "label")
         if len(label) > MAX_LABEL:
             raise ValidationFailed("label", f"A token label has at most {MAX_LABEL} characters.")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.write() as session:
             acting = acting_user(session, actor, operator=True)
-            owner: User = get_or_404(session, User, user_id, "User")
-            _may_manage(acting, owner.id)
+            owner = _owner(session, acting, user_id)
             if not owner.active:
                 raise PermissionDenied(f"{owner.username}'s account is disabled.")
             token = ApiToken(
@@ -58,7 +66,7 @@ class TokenService(Service):
         """A user's tokens, newest first, revoked ones included (marked)."""
         with self.db.read() as session:
             acting = acting_user(session, actor, operator=True)
-            _may_manage(acting, get_or_404(session, User, user_id, "User").id)
+            _owner(session, acting, user_id)
             tokens = session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc()))
             return [token_info(t) for t in tokens]
 
@@ -66,8 +74,7 @@ class TokenService(Service):
         """Revoke by id or by the displayed prefix. Revoking twice is harmless."""
         with self.write() as session:
             acting = acting_user(session, actor, operator=True)
-            token = self._find(session, token_ref)
-            _may_manage(acting, token.user_id)
+            token = self._find(session, token_ref, _own_only(acting))
             if token.revoked_at is None:
                 token.revoked_at = utcnow()
                 audit(
@@ -77,18 +84,21 @@ class TokenService(Service):
             return token_info(token)
 
     @staticmethod
-    def _find(session: Session, token_ref: int | str) -> ApiToken:
+    def _find(session: Session, token_ref: int | str, owner_id: int | None) -> ApiToken:
+        """A token by id or prefix, among `owner_id`'s tokens when given (another user's token is then
+        not found, with the same answer as a token that does not exist)."""
         if isinstance(token_ref, int) or str(token_ref).isdigit():
             token = session.get(ApiToken, int(token_ref)) if is_row_id(int(token_ref)) else None
-            if token is None:
-                raise NotFound(f"Token {token_ref} does not exist.")
+            if token is None or owner_id not in (None, token.user_id):
+                raise missing("Token", token_ref)
             return token
         ref = str(token_ref)
         if len(ref) < len(TOKEN_PREFIX) + 4:
             raise ValidationFailed("token", "Give a token id or at least 7 characters of its prefix.")
-        matches = session.scalars(
-            select(ApiToken).where(ApiToken.prefix.startswith(ref[:DISPLAY_PREFIX_LEN], autoescape=True))
-        ).all()
+        query = select(ApiToken).where(ApiToken.prefix.startswith(ref[:DISPLAY_PREFIX_LEN], autoescape=True))
+        if owner_id is not None:
+            query = query.where(ApiToken.user_id == owner_id)
+        matches = session.scalars(query).all()
         if not matches:
             raise NotFound(f"No token starts with {ref!r}.")
         if len(matches) > 1:

@@ -20,7 +20,25 @@ from ._common import Service, acting_person, get_or_404, upload_info
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
+MAX_SIDE = 4096
+MAX_ASPECT_RATIO = 8
+"""Why both: a 16,000,000 x 1 strip is under the pixel cap yet exhausts memory once a model resizes it."""
 FORMATS = ("PNG", "JPEG", "WEBP")
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused (naming the limit it breaks), or None when it is accepted.
+
+    Read from the header, before any decode; the web layer maps the answer to its HTTP status."""
+    if width < 1 or height < 1:
+        return "The image has no pixels."
+    if max(width, height) > MAX_SIDE:
+        return f"The image is {width}x{height}; the limit is {MAX_SIDE} pixels per side."
+    if width * height > MAX_PIXELS:
+        return f"The image has more than {MAX_PIXELS:,} pixels."
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return f"The image is {width}x{height}; the aspect ratio limit is 1:{MAX_ASPECT_RATIO}."
+    return None
 
 
 def normalise_upload(data: bytes) -> tuple[bytes, int, int]:
@@ -32,8 +50,9 @@ def normalise_upload(data: bytes) -> tuple[bytes, int, int]:
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
             width, height = opened.size
-            if width * height > MAX_PIXELS:  # checked from the header, before decoding
-                raise ValidationFailed("image", f"The image has more than {MAX_PIXELS:,} pixels.")
+            problem = shape_problem(width, height)  # checked from the header, before decoding
+            if problem:
+                raise ValidationFailed("image", problem)
             opened.load()
             upright = ImageOps.exif_transpose(opened)
             clean = upright.convert("RGBA" if "A" in upright.getbands() else "RGB")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from functools import cached_property
+import string
+from functools import cache, cached_property
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,18 +16,27 @@ from sqlalchemy.orm import Session
 from ..db import Database
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import AuditEvent, User, utcnow
+from ..text import checked_text
 from ..types import Actor, CreatedUser, Role, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, refuse_nul, user_info
+from ._common import Service, acting_user, audit, get_or_404, user_info
+from .login_throttle import LoginThrottle, LoginThrottled
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+_DECORATION = string.digits + string.punctuation + string.whitespace
 BOOTSTRAP_ADMIN = "admin"
 _LOGIN_FAILED = "Wrong username or password."
 
 
 def username_key(username: str) -> str:
     return username.casefold()
+
+
+def unknown_user(username: str) -> NotFound:
+    """The answer for a name with no account, also where the caller may not learn whether an account exists."""
+    return NotFound(f"There is no user {username!r}.")
 
 
 def lookup_key(username: object) -> str | None:
@@ -35,9 +46,32 @@ def lookup_key(username: object) -> str | None:
     return username_key(name) if USERNAME.fullmatch(name) else None
 
 
-def _check_password(password: str) -> None:
+@cache
+def common_passwords() -> frozenset[str]:
+    """The most used passwords of public breach lists, lower case (common_passwords.txt, one a line)."""
+    return frozenset(line.strip().casefold() for line in COMMON_PASSWORDS_FILE.read_text("utf-8").splitlines()
+                     if line.strip())
+
+
+def is_common_password(password: str) -> bool:
+    """True for a common password, also with digits or symbols added around it ("Password2024!") or
+    repeated ("qwertyqwerty"): the first variations a guessing list tries."""
+    folded = password.casefold()
+    forms = {folded, folded.strip(_DECORATION)}
+    for size in range(1, len(folded) // 2 + 1):
+        if len(folded) % size == 0 and folded[:size] * (len(folded) // size) == folded:
+            forms.add(folded[:size])
+            break
+    return not forms.isdisjoint(common_passwords())
+
+
+def check_password(password: str, field: str = "password") -> None:
+    """The one password rule for every way an account is made or changed (CLI, REST, UI)."""
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ValidationFailed("password", f"A password needs at least {MIN_PASSWORD} characters.")
+        raise ValidationFailed(field, f"A password needs at least {MIN_PASSWORD} characters.")
+    if is_common_password(password):
+        raise ValidationFailed(field, "This is one of the most common passwords (or one with digits or "
+                                      "symbols added); choose another.")
 
 
 def _role(role: Role | str) -> Role:
@@ -48,9 +82,10 @@ def _role(role: Role | str) -> Role:
 
 
 class UserService(Service):
-    def __init__(self, db: Database, hasher: PasswordHasher) -> None:
+    def __init__(self, db: Database, hasher: PasswordHasher, throttle: LoginThrottle | None = None) -> None:
         super().__init__(db)
         self.hasher = hasher
+        self.throttle = throttle or LoginThrottle()
 
     @cached_property
     def _dummy_hash(self) -> str:
@@ -74,8 +109,8 @@ class UserService(Service):
         generated = None
         if password is None:
             password = generated = secrets.token_urlsafe(12)
-        _check_password(password)
-        display_name = refuse_nul((display_name or username).strip(), "display_name")
+        check_password(password)
+        display_name = checked_text((display_name or username).strip(), "display_name")
         if len(display_name) > 128:
             raise ValidationFailed("display_name", "A display name has at most 128 characters.")
         role = _role(role)
@@ -145,7 +180,7 @@ class UserService(Service):
         with self.db.read() as session:
             user = session.scalar(select(User).where(User.username_key == key)) if key else None
             if user is None:
-                raise NotFound(f"There is no user {username!r}.")
+                raise unknown_user(username)
             return user_info(user)
 
     def list_all(self, actor: Actor) -> list[UserInfo]:
@@ -196,7 +231,7 @@ class UserService(Service):
         A reset by someone else sets `must_change_password`; changing one's own clears it.
         Hashing happens outside the write transaction: argon2 is slow on purpose.
         """
-        _check_password(new_password)
+        check_password(new_password, "new_password")
         with self.db.read() as session:
             acting = acting_user(session, actor, operator=True)
             user: User = get_or_404(session, User, user_id, "User")
@@ -214,12 +249,22 @@ class UserService(Service):
             user.must_change_password = not own
             audit(session, acting, "user.password_change", "user", user.id, username=user.username)
 
-    def authenticate(self, username: str, password: str) -> UserInfo:
-        """Check a sign-in. Every attempt, good or bad, lands in the audit log.
+    def authenticate(self, username: str, password: str, *, client: str | None = None) -> UserInfo:
+        """Check a sign-in from ``client`` (its network address, when the caller knows it). Every attempt,
+        good, bad or throttled, lands in the audit log.
 
-        An unknown name costs the same hash check as a known one, so timing does not reveal names.
+        An unknown name costs the same hash check as a known one, so timing does not reveal names. After too
+        many failures for the account or the address the attempt is refused unchecked (LoginThrottled).
         """
         key = lookup_key(username)
+        account = key or str(username).casefold()
+        try:
+            attempt = self.throttle.begin(account, client)
+        except LoginThrottled as refused:
+            with self.write() as session:
+                user = session.scalar(select(User).where(User.username_key == key)) if key else None
+                self._log(session, user, str(username), "login.throttled", scope=refused.scope, client=client)
+            raise
         with self.db.read() as session:
             found = (session.execute(select(User.id, User.password_hash).where(User.username_key == key)).first()
                      if key else None)
@@ -232,7 +277,7 @@ class UserService(Service):
         with self.write() as session:
             user = session.get(User, found.id) if found else None
             if user is None or not good:
-                self._log(session, user, str(username), "login.failed")
+                self._log(session, user, str(username), "login.failed", client=client)
                 failure = PermissionDenied(_LOGIN_FAILED)
             elif not user.active:
                 self._log(session, user, user.username, "login.refused")
@@ -244,6 +289,8 @@ class UserService(Service):
                 audit(session, user, "login", "user", user.id)
                 session.flush()
                 result = user_info(user)
+        if good:  # a right password, even of a disabled account, is no guess to count
+            self.throttle.succeeded(account, client, attempt)
         if result is None:  # raised after the commit so the failed attempt stays in the log
             raise failure or PermissionDenied(_LOGIN_FAILED)
         return result
@@ -255,7 +302,7 @@ class UserService(Service):
             return False
 
     @staticmethod
-    def _log(session: Session, user: User | None, name: str, action: str) -> None:
+    def _log(session: Session, user: User | None, name: str, action: str, **detail: str | None) -> None:
         session.add(
             AuditEvent(
                 actor_id=user.id if user else None,
@@ -263,6 +310,6 @@ class UserService(Service):
                 action=action,
                 target_type="user",
                 target_id=str(user.id) if user else None,
-                detail={},
+                detail={key: value for key, value in detail.items() if value is not None},
             )
         )

@@ -221,12 +221,30 @@ def test_queue_full(kandinsky: Family, engine_for) -> None:
     engine = engine_for(kandinsky, max_queue=2)
     release = blocker(engine, kandinsky)
     queued = [engine.submit(ask(f"q{i}", i)) for i in range(2)]
-    with pytest.raises(QueueFull):
+    with pytest.raises(QueueFull) as full:
         engine.submit(ask("one too many", 3))
+    assert full.value.limit == "max_queue" and "max_queue" in str(full.value)
     release.set()
     for handle in queued:
         handle.result(60)
     engine.submit(ask("room again", 4)).result(60)
+
+
+def test_one_users_share_of_the_queue_is_checked_before_the_shared_limit(kandinsky: Family, engine_for) -> None:
+    engine = engine_for(kandinsky, max_queue=5, max_user_jobs=2, max_user_images=3)
+    release = blocker(engine, kandinsky)
+    mine = [engine.submit(ask("mine", 1, "greedy")), engine.submit(ask("mine", 2, "greedy"))]
+    with pytest.raises(QueueFull) as jobs:
+        engine.submit(ask("a third job", 3, "greedy"))
+    assert jobs.value.limit == "max_user_jobs" and "max_user_jobs = 2" in str(jobs.value)
+    other = engine.submit(ask("someone else", 4, "patient", num_images=2))
+    with pytest.raises(QueueFull) as images:
+        engine.submit(ask("two more images", 5, "patient", num_images=2))
+    assert images.value.limit == "max_user_images" and "max_user_images = 3" in str(images.value)
+    release.set()
+    for handle in [*mine, other]:
+        handle.result(60)
+    engine.submit(ask("room again", 6, "greedy")).result(60)
 
 
 def test_invalid_requests_are_refused_at_submit(kandinsky: Family, engine_for) -> None:

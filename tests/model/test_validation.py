@@ -115,3 +115,29 @@ def test_not_a_request() -> None:
     with pytest.raises(RequestError) as caught:
         resolve_request({"prompt": "x"}, EMBEDDED)  # type: ignore[arg-type]
     assert caught.value.field == "request"
+
+
+@pytest.mark.parametrize(("size", "limit"), [((16_000_000, 1), "4096 pixels per side"),
+                                             ((9, 1), "aspect ratio limit is 1:8"), ((1, 9), "1:8")])
+def test_reference_and_mix_images_that_would_not_fit_are_refused_before_running(
+    size: tuple[int, int], limit: str
+) -> None:
+    strip = PIL.Image.new("L", size)
+    for request, field in (
+        (GenerationRequest(prompt="x", guidance_image=strip, image_guidance_scale=0.5), "guidance_image"),
+        (GenerationRequest(prompt="x", mix=(MixIngredient(1.0, image=strip),)), "mix[0].image"),
+    ):
+        with pytest.raises(RequestError, match=limit) as caught:
+            resolve_request(request, EMBEDDED)
+        assert caught.value.field == field
+    resolve_request(GenerationRequest(prompt="x", mix=(MixIngredient(1.0, image=PIL.Image.new("L", (8, 1))),)),
+                    EMBEDDED)
+
+
+def test_every_upload_the_studio_accepts_fits_the_engine() -> None:
+    """The upload limits (storage) and the engine's are kept apart (the engine has no storage), so they must agree."""
+    from model.engine import validation
+    from storage.services import uploads
+
+    assert (uploads.MAX_SIDE, uploads.MAX_ASPECT_RATIO, uploads.MAX_PIXELS) == (
+        validation.MAX_IMAGE_SIDE, validation.MAX_IMAGE_ASPECT_RATIO, validation.MAX_IMAGE_PIXELS)

@@ -76,6 +76,10 @@ def test_user_administration(cli: Runner, data_dir: Path, database_url: str | No
     assert code == 1 and "taken" in err
     code, _, err = cli("users", "set-role", "nobody", "admin")
     assert code == 1 and "no user 'nobody'" in err
+    code, _, err = cli("users", "add", "carol", "--password", "Password2024!")
+    assert code == 1 and "most common passwords" in err
+    code, _, err = cli("users", "add", "carol", "--password", "eleven char")
+    assert code == 1 and "at least 12 characters" in err
 
 
 def test_tokens_print_the_secret_last_and_can_be_revoked(cli: Runner, data_dir: Path, database_url: str | None) -> None:

@@ -14,6 +14,7 @@ import pytest
 from storage import Storage
 from storage.errors import PermissionDenied, ValidationFailed
 from storage.metadata import read_png_metadata
+from storage.services.export import neutralise_formula
 from storage.types import OPERATOR, Decision
 
 from .conftest import People
@@ -92,3 +93,30 @@ def test_images_whose_file_is_gone_are_listed_not_zipped(
     assert (summary.count, summary.missing_image_ids) == (1, (approved[1],))
     with zipfile.ZipFile(tmp_path / "x.zip") as archive:
         assert [m["image_id"] for m in json.loads(archive.read("manifest.json"))] == [approved[0]]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_json_stays_exact(
+    storage: Storage, people: People, start: str
+) -> None:
+    prompt_text = start + 'HYPERLINK("http://evil.example","x")'
+    negative = start + "SUM(1+1)*cmd|' /C calc'!A0"
+    comment = start + "cmd|' /C calc'!A0"
+    prompt = storage.prompts.create(people.alice, text=prompt_text, negative_prompt=negative)
+    generation = generate(storage, people.alice, prompt_id=prompt.id, images=1)
+    storage.reviews.submit(people.alice, generation.images[0].id)
+    storage.reviews.decide(people.rita, generation.images[0].id, Decision.APPROVE, comment)
+    buffer = io.BytesIO()
+    storage.export.write_zip(people.rita, buffer)
+    with zipfile.ZipFile(buffer) as archive:
+        (row,) = json.loads(archive.read("manifest.json"))
+        (cells,) = csv.DictReader(io.StringIO(archive.read("manifest.csv").decode(), newline=""))
+    assert (row["prompt"], row["negative_prompt"], row["comment"]) == (prompt_text, negative, comment)
+    assert (cells["prompt"], cells["negative_prompt"], cells["comment"]) == (
+        "'" + prompt_text, "'" + negative, "'" + comment)
+    assert cells["author"] == "alice" and cells["seed"] == str(row["seed"])
+
+
+def test_tab_and_carriage_return_starts_are_neutralised_too() -> None:
+    """Storage strips typed prompts, so these starts reach the CSV only through other fields."""
+    assert [neutralise_formula(v) for v in ("\tx", "\rx", "a=b", "", 5, None)] == ["'\tx", "'\rx", "a=b", "", 5, None]

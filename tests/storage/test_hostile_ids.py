@@ -66,19 +66,28 @@ def test_a_sign_in_with_a_nul_in_the_name_fails_and_is_audited(storage: Storage,
     assert (event.action, event.actor_name) == ("login.failed", "alice\ufffd")
 
 
-def test_stored_texts_refuse_nul_bytes_by_field(storage: Storage, people: People) -> None:
+@pytest.mark.parametrize("bad", ["\x00", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))])
+def test_stored_texts_refuse_nul_bytes_and_bidi_controls_by_field(storage: Storage, people: People, bad: str) -> None:
     image = generate(storage, people.alice, images=1).images[0]
     storage.reviews.submit(people.alice, image.id)
     attempts = {
-        "text": lambda: storage.prompts.create(people.alice, text="a red\x00 circle"),
-        "negative_prompt": lambda: storage.prompts.create(people.alice, text="a", negative_prompt="\x00"),
-        "tags": lambda: storage.prompts.create(people.alice, text="a", tags=["ok", "b\x00d"]),
-        "comment": lambda: storage.reviews.decide(people.rita, image.id, "reject", "too\x00 dark"),
-        "label": lambda: storage.tokens.create(people.alice, people.alice, "ci\x00"),
-        "display_name": lambda: storage.users.create(OPERATOR, "nul-name", display_name="N\x00L"),
+        "text": lambda: storage.prompts.create(people.alice, text=f"a red{bad} circle"),
+        "negative_prompt": lambda: storage.prompts.create(people.alice, text="a", negative_prompt=bad),
+        "mix[0].text": lambda: storage.prompts.create(people.alice, text="a", mix=[MixItem(1.0, text=f"x{bad}")]),
+        "tags": lambda: storage.prompts.create(people.alice, text="a", tags=["ok", f"b{bad}d"]),
+        "comment": lambda: storage.reviews.decide(people.rita, image.id, "reject", f"too{bad} dark"),
+        "label": lambda: storage.tokens.create(people.alice, people.alice, f"ci{bad}"),
+        "display_name": lambda: storage.users.create(OPERATOR, "nul-name", display_name=f"N{bad}L",
+                                                     password=PASSWORD),
     }
     for field, attempt in attempts.items():
         with pytest.raises(ValidationFailed) as refused:
             attempt()
         assert refused.value.field == field
     assert storage.reviews.history(people.rita, image.id) == []
+
+
+def test_other_format_characters_are_kept(storage: Storage, people: People) -> None:
+    """A zero-width joiner builds emoji; right-to-left text itself is fine: only the controls are refused."""
+    text = "a painter 👩\u200d🎨 and שלום"
+    assert storage.prompts.create(people.alice, text=text).text == text

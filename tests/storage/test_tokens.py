@@ -62,15 +62,31 @@ def test_tokens_of_a_disabled_user_are_refused(storage: Storage, people: People)
 
 def test_users_manage_only_their_own_tokens_admins_and_the_cli_anyones(storage: Storage, people: People) -> None:
     new = storage.tokens.create(people.alice, people.alice)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound, match=f"^Token {new.info.id} does not exist"):
         storage.tokens.revoke(people.bob, new.info.id)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound, match="^No token starts with"):
+        storage.tokens.revoke(people.bob, new.info.prefix)
+    with pytest.raises(NotFound, match=f"^User {people.alice} does not exist"):
         storage.tokens.list_for(people.rita, people.alice)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound, match=f"^User {people.alice} does not exist"):
         storage.tokens.create(people.bob, people.alice)
+    assert storage.tokens.list_for(OPERATOR, people.alice)[0].revoked_at is None
     assert storage.tokens.create(people.ada, people.bob).info.username == "bob"
     assert storage.tokens.create(OPERATOR, people.bob).info.username == "bob"
     assert storage.tokens.revoke(OPERATOR, new.info.id).revoked_at is not None
+
+
+def test_not_yours_and_not_there_get_the_same_answer(storage: Storage, people: People) -> None:
+    """An id or prefix of someone else's token, and someone else's account, read exactly as missing ones."""
+    theirs = storage.tokens.create(people.alice, people.alice).info
+    missing_id = theirs.id + 1000
+    answers = []
+    for ref, absent in ((theirs.id, missing_id), (theirs.prefix, "dr_zzzzzzz")):
+        for attempt in (ref, absent):
+            with pytest.raises(NotFound) as refused:
+                storage.tokens.revoke(people.bob, attempt)
+            answers.append(str(refused.value).replace(str(attempt), "<ref>"))
+    assert answers[0] == answers[1] and answers[2] == answers[3]
 
 
 def test_unknown_short_and_ambiguous_references(storage: Storage, people: People) -> None:

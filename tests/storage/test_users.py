@@ -9,6 +9,7 @@ from sqlalchemy import select
 from storage import Storage
 from storage.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from storage.models import User
+from storage.services.login_throttle import LoginThrottle, LoginThrottled, ThrottlePolicy
 from storage.types import OPERATOR, Role
 
 from .conftest import PASSWORD, People
@@ -28,6 +29,7 @@ def test_usernames_are_unique_ignoring_case_and_keep_their_spelling(storage: Sto
         ("username", {"username": "no spaces"}),
         ("username", {"username": "../admin"}),
         ("password", {"username": "carol", "password": "short"}),
+        ("password", {"username": "carol", "password": "eleven char"}),
         ("role", {"username": "carol", "role": "owner"}),
     ],
 )
@@ -137,3 +139,82 @@ def test_unknown_users_are_not_found(storage: Storage) -> None:
         storage.users.find("ghost")
     with pytest.raises(NotFound):
         storage.users.get(404)
+
+
+@pytest.mark.parametrize("password", ["password1234", "Password2024!", "qwertyqwerty", "QWERTYUIOP123",
+                                      "123456789012", "iloveyou!!!!", "  letmein12345  "])
+def test_common_passwords_and_their_decorated_forms_are_refused(storage: Storage, people: People,
+                                                                password: str) -> None:
+    with pytest.raises(ValidationFailed, match="most common passwords") as error:
+        storage.users.create(OPERATOR, "carol", password=password)
+    assert error.value.field == "password"
+    with pytest.raises(ValidationFailed, match="most common passwords"):
+        storage.users.change_password(people.alice, people.alice, password, current_password=PASSWORD)
+    with pytest.raises(ValidationFailed, match="most common passwords"):
+        storage.users.change_password(people.ada, people.bob, password)
+    storage.users.create(OPERATOR, "carol", password="password rhubarb 7")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sign_ins_are_throttled_per_account_then_allowed_again(storage: Storage, people: People) -> None:
+    clock = FakeClock()
+    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=3, window_s=600), clock)
+    for _ in range(3):
+        with pytest.raises(PermissionDenied, match="Wrong username"):
+            storage.users.authenticate("alice", "wrong password", client="10.0.0.1")
+    with pytest.raises(LoginThrottled, match="this account; try again in 10 minute") as refused:
+        storage.users.authenticate("ALICE", PASSWORD, client="10.0.0.2")  # the right password, another address
+    assert (refused.value.scope, refused.value.retry_after_s) == ("account", 600)
+    assert storage.users.authenticate("bob", PASSWORD, client="10.0.0.1").id == people.bob
+    events = storage.audit.list_events(people.ada, action="login.throttled").items
+    assert [(e.actor_name, e.detail) for e in events] == [("ALICE", {"scope": "account", "client": "10.0.0.2"})]
+    assert events[0].actor_id == people.alice
+    clock.now += 600
+    assert storage.users.authenticate("alice", PASSWORD).id == people.alice
+
+
+def test_sign_ins_are_throttled_per_client_address(storage: Storage, people: People) -> None:
+    clock = FakeClock()
+    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=3, client_failures=4, window_s=600),
+                                           clock)
+    for name in ("alice", "bob", "rita", "nobody"):
+        with pytest.raises(PermissionDenied, match="Wrong username"):
+            storage.users.authenticate(name, "wrong password", client="10.0.0.9")
+        clock.now += 60
+    with pytest.raises(LoginThrottled, match="your network address; try again in 6 minute") as refused:
+        storage.users.authenticate("ruth", PASSWORD, client="10.0.0.9")
+    assert refused.value.scope == "address"
+    assert storage.users.authenticate("ruth", PASSWORD, client="10.0.0.10").id == people.ruth
+    clock.now += 6 * 60  # the first failure ages out: one more try from the address
+    assert storage.users.authenticate("ruth", PASSWORD, client="10.0.0.9").id == people.ruth
+
+
+def test_a_right_password_clears_the_accounts_failures(storage: Storage, people: People) -> None:
+    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=2), FakeClock())
+    for _ in range(3):
+        with pytest.raises(PermissionDenied, match="Wrong username"):
+            storage.users.authenticate("alice", "wrong password")
+        storage.users.authenticate("alice", PASSWORD)
+
+
+def test_attempts_in_flight_count_and_right_passwords_leave_the_address_count() -> None:
+    """Parallel guesses cannot all pass before the first has failed; an office of colleagues signing in
+    from one address does not use up its failures."""
+    throttle = LoginThrottle(ThrottlePolicy(account_failures=2, client_failures=2), FakeClock())
+    throttle.begin("alice", None)
+    throttle.begin("alice", None)
+    with pytest.raises(LoginThrottled, match="this account"):
+        throttle.begin("alice", None)
+    for name in ("bob", "rita", "ruth"):
+        throttle.succeeded(name, "10.0.0.1", throttle.begin(name, "10.0.0.1"))
+    throttle.begin("mallory-1", "10.0.0.1")
+    throttle.begin("mallory-2", "10.0.0.1")
+    with pytest.raises(LoginThrottled, match="your network address"):
+        throttle.begin("mallory-3", "10.0.0.1")

@@ -117,8 +117,30 @@ def test_a_generation_may_use_only_the_callers_own_uploads(live: Live) -> None:
     before = live.storage.history.search(thief.user.id, mine).total
     refused = live.client(thief).post("/api/v1/generations", json={"prompt": "a circle", "guidance_image": upload_id,
                                                                    "image_guidance_scale": 0.1})
-    assert refused.status_code == 403 and "guidance_image" in refused.json()["detail"]
+    assert refused.status_code == 404 and "guidance_image" in refused.json()["detail"]
+    absent = live.client(thief).post("/api/v1/generations", json={
+        "prompt": "a circle", "guidance_image": upload_id + 10**6, "image_guidance_scale": 0.1})
+    assert absent.status_code == 404  # the same answer: the thief cannot tell which upload ids exist
+    assert absent.json()["detail"] == refused.json()["detail"].replace(str(upload_id), str(upload_id + 10**6))
     mixed = live.client(thief).post("/api/v1/generations",
                                     json={"prompt": "a circle", "mix": [{"image": upload_id, "weight": 1.0}]})
-    assert mixed.status_code == 403 and "mix.0.image" in mixed.json()["detail"]
+    assert mixed.status_code == 404 and "mix.0.image" in mixed.json()["detail"]
     assert live.storage.history.search(thief.user.id, mine).total == before == 0
+
+
+def test_someone_elses_tokens_read_exactly_like_a_missing_account_or_token(live: Live) -> None:
+    member, victim = live.person(), live.person()
+    client = live.client(member)
+    [victim_token] = live.storage.tokens.list_for(OPERATOR, victim.user.id)
+    pairs = [
+        (client.get("/api/v1/tokens", params={"name": victim.name}),
+         client.get("/api/v1/tokens", params={"name": "nobody-" + victim.name})),
+        (client.post("/api/v1/tokens", json={"user": victim.name}),
+         client.post("/api/v1/tokens", json={"user": "nobody-" + victim.name})),
+        (client.delete(f"/api/v1/tokens/{victim_token.id}"), client.delete(f"/api/v1/tokens/{10**12}")),
+    ]
+    for theirs, absent in pairs:
+        assert theirs.status_code == absent.status_code == 404
+        assert theirs.json()["detail"].replace(victim.name, "?").replace(str(victim_token.id), "?") == \
+            absent.json()["detail"].replace("nobody-" + victim.name, "?").replace(str(10**12), "?")
+    assert live.storage.tokens.list_for(OPERATOR, victim.user.id)[0].revoked_at is None

@@ -69,3 +69,14 @@ def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path,
         assert me.status_code == 200 and me.json()["name"] == "admin" and me.json()["role"] == "admin"
         assert client.get("/api/v1/users").status_code == 200
         assert client.get("/api/v1/me", headers={"Authorization": "Bearer dr_wrong"}).status_code == 401
+
+
+def test_an_admin_sets_the_per_user_queue_limits_at_serve(tmp_path: Path, model_path: Path, served: list,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path),
+                           "--max-user-jobs", "3", "--max-user-images", "5"]) == 0
+    [(app, _)] = served
+    engine = app.state.studio.engine
+    assert (engine.max_user_jobs, engine.max_user_images, engine.max_queue) == (3, 5, 64)
+    assert draftroom.main(["serve", "--max-user-jobs", "0"]) == 2
+    assert "--max-user-jobs" in capsys.readouterr().err

@@ -96,6 +96,9 @@ GENERATIONS = [
     gen("guidance-scale-without-image", {**A, "image_guidance_scale": 0.5}, "guidance_image"),
     gen("interpolation-with-three", {"mix": [*TWO, TWO[0]], "interpolation": 0.5}, "interpolation"),
     gen("sql-scheduler", {**A, "scheduler": "ddim; DROP TABLE generations"}, "scheduler"),
+    gen("rtl-override-prompt", {"prompt": "a red \u202ecircle"}, "prompt"),
+    gen("isolate-negative", {**A, "negative_prompt": "blue\u2066"}, "negative_prompt"),
+    gen("embedding-mix-text", {"mix": [{"text": "a \u202a b", "weight": 1}]}, "mix.0.text"),
 ]
 
 USERS = [
@@ -110,6 +113,10 @@ USERS = [
         who="admin"),
     Bad("100k-password", "POST", "/api/v1/users", 422, "password", {"name": "newcomer", "password": "p" * 100_000},
         who="admin"),
+    Bad("11-char-password", "POST", "/api/v1/users", 422, "password",
+        {"name": "newcomer", "password": "eleven char"}, who="admin"),
+    Bad("common-password", "POST", "/api/v1/users", 422, "password",
+        {"name": "newcomer", "password": "Password2024!"}, who="admin"),
     Bad("smuggled-flag", "POST", "/api/v1/users", 422, "must_change_password",
         {"name": "newcomer", "password": "long-enough-1", "must_change_password": False}, who="admin"),
     Bad("path-in-patch", "PATCH", "/api/v1/users/..%2F..%2Fetc%2Fpasswd", 404, None, {"active": False},
@@ -133,6 +140,8 @@ TOKENS = [
         {"current_password": "whatever", "new_password": "short"}),
     Bad("100k-new-password", "POST", "/api/v1/me/password", 422, "new_password",
         {"current_password": "whatever", "new_password": "n" * 100_000}),
+    Bad("common-new-password", "POST", "/api/v1/me/password", 422, "new_password",
+        {"current_password": "whatever", "new_password": "qwertyuiop123"}),
     Bad("password-for-someone-else", "POST", "/api/v1/me/password", 422, "user",
         {"current_password": "whatever", "new_password": "long-enough-1", "user": "admin"}),
 ]
@@ -165,6 +174,8 @@ REVIEWS = [
         {"decision": "reject", "comment": "c" * 100_000}, who="reviewer"),
     Bad("nul-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
         {"decision": "reject", "comment": "bad\x00"}, who="reviewer"),
+    Bad("rtl-override-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
+        {"decision": "reject", "comment": "fine \u202egnorw"}, who="reviewer"),
     Bad("spoofed-reviewer", "POST", "/api/v1/images/{pending}/reviews", 422, "reviewer",
         {"decision": "approve", "reviewer": "someone-else"}, who="reviewer"),
     Bad("changes-without-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
@@ -323,11 +334,11 @@ def test_odd_but_legal_searches_are_answered(live: Live, scene: Scene, query: st
     assert response.status_code == 200 and isinstance(response.json()["total"], int), response.text
 
 
-def test_bidi_controls_and_joiners_survive_into_the_png(live: Live, scene: Scene) -> None:
-    """Format characters (RTL override, zero-width joiner) are text, not control characters: kept as typed."""
+def test_joiners_and_right_to_left_text_survive_into_the_png(live: Live, scene: Scene) -> None:
+    """Format characters other than the bidirectional controls (refused above) are text: kept as typed."""
     from storage.metadata import read_png_metadata
 
-    prompt = f"a red circle \u202edrow\u202c 👩\u200d🎨 {unique_word()}"
+    prompt = f"a red circle שלום 👩\u200d🎨 {unique_word()}"
     client = live.client(scene.people["member"])
     done = generate(client, prompt)
     served = client.get(done["images"][0]["url"]).content

@@ -94,6 +94,8 @@ def test_generate_refuses_a_bad_request_with_a_readable_message(live: Live, tab:
         run_generate(tab, person, {tab.prompt: "a circle", tab.mix_count: 1, tab.slots[0].kind: "image"})
     with pytest.raises(gr.Error, match="Negative prompt: contains the control character U\\+001B"):
         run_generate(tab, person, {tab.prompt: "a circle", tab.negative: "\x1b[2J"})
+    with pytest.raises(gr.Error, match="Prompt: contains the bidirectional control character U\\+202E"):
+        run_generate(tab, person, {tab.prompt: "a \u202eelcric"})
     assert live.storage.history.search(person.user.id, HistoryQuery(mine=True)).total == 0
 
 

@@ -38,3 +38,20 @@ def test_a_checked_image_is_decoded_and_hashed() -> None:
     assert (checked.format, checked.width, checked.height) == ("WEBP", 7, 5)
     assert checked.image.mode == "RGB" and checked.image.size == (7, 5) and checked.data == data
     assert len(checked.sha256) == 64
+
+
+def test_a_16_million_by_1_strip_is_refused_by_the_per_side_limit() -> None:
+    """Under the pixel cap (16,000,000 < 4096 x 4096), yet a model resizing it runs out of memory."""
+    with pytest.raises(ApiError) as refused:
+        check_image(png_bytes("white", (16_000_000, 1)))
+    assert (refused.value.status, refused.value.error) == (413, "image_too_large")
+    assert "4096 pixels per side" in refused.value.detail
+
+
+@pytest.mark.parametrize("size", [(900, 100), (100, 900)])
+def test_an_image_more_elongated_than_1_to_8_is_refused_naming_the_ratio(size: tuple[int, int]) -> None:
+    with pytest.raises(ApiError) as refused:
+        check_image(png_bytes("white", size))
+    assert (refused.value.status, refused.value.error) == (422, "invalid_image")
+    assert "aspect ratio limit is 1:8" in refused.value.detail
+    assert check_image(png_bytes("white", (800, 100))).width == 800

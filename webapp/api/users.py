@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
+from storage.services.users import unknown_user, username_key
 from storage.types import Role, TokenInfo, UserInfo
 from webapp.context import Studio
 from webapp.schemas import TokenCreateBody, TokenInfoOut, TokenOut, UserCreateBody, UserOut, UserPatchBody
@@ -37,6 +38,13 @@ def router(studio: Studio) -> APIRouter:
     caller = studio.auth.require()
     users, tokens = studio.storage.users, studio.storage.tokens
 
+    def token_owner(name: str, caller: UserInfo) -> UserInfo:
+        """Members and reviewers manage only their own tokens: any other name gets the unknown-name 404,
+        so the answer does not tell whether that account exists."""
+        if caller.role != Role.ADMIN and username_key(name) != username_key(caller.username):
+            raise unknown_user(name)
+        return users.find(name)
+
     @api.get("/users", response_model=list[UserOut])
     def list_users(user: UserInfo = admin) -> list[UserOut]:
         return [user_out(u) for u in users.list_all(user.id)]
@@ -57,13 +65,13 @@ def router(studio: Studio) -> APIRouter:
 
     @api.post("/tokens", status_code=201, response_model=TokenOut)
     def create_token(body: TokenCreateBody, user: UserInfo = caller) -> TokenOut:
-        owner = users.find(body.user)
+        owner = token_owner(body.user, user)
         new = tokens.create(user.id, owner.id, body.name)
         return TokenOut(id=new.info.id, user=new.info.username, name=new.info.label, token=new.secret)
 
     @api.get("/tokens", response_model=TokenList)
     def list_tokens(name: str | None = None, user: UserInfo = caller) -> TokenList:
-        owner = users.find(name) if name else user
+        owner = token_owner(name, user) if name else user
         return TokenList(items=[token_info_out(t) for t in tokens.list_for(user.id, owner.id)])
 
     @api.delete("/tokens/{token_id}", status_code=204, response_class=Response)

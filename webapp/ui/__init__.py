@@ -15,7 +15,7 @@ from webapp.auth import STAFF
 from webapp.context import Studio
 from webapp.ui.account import AccountTab
 from webapp.ui.admin import AdminTab
-from webapp.ui.common import ImageFiles, escape_md, guard
+from webapp.ui.common import SWEEP_EVERY_S, TEMP_MAX_AGE_S, ImageFiles, escape_md, guard, plain_markdown
 from webapp.ui.generate import GenerateTab
 from webapp.ui.history import HistoryTab
 from webapp.ui.review import ReviewTab
@@ -25,10 +25,11 @@ CSS = "#whoami { text-align: right; } #progress { min-height: 1.5em; }"
 
 def build_ui(studio: Studio) -> gr.Blocks:
     files = ImageFiles(studio)
-    with gr.Blocks(title="Draftroom", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Draftroom", analytics_enabled=False,
+                   delete_cache=(SWEEP_EVERY_S, TEMP_MAX_AGE_S)) as demo:
         with gr.Row():
-            gr.Markdown("## Draftroom", elem_id="title")
-            whoami = gr.Markdown("", elem_id="whoami")
+            plain_markdown("## Draftroom", elem_id="title")
+            whoami = plain_markdown("", elem_id="whoami")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
                 generate = GenerateTab(studio, files)

@@ -6,19 +6,20 @@ from __future__ import annotations
 import gradio as gr
 
 from storage.errors import StorageError
+from storage.services.users import MIN_PASSWORD
 from webapp.context import Studio
-from webapp.ui.common import guard, ui_error
+from webapp.ui.common import guard, plain_markdown, ui_error
 
 
 class AccountTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
-        self.notice = gr.Markdown("", elem_id="account-notice")
+        self.notice = plain_markdown("", elem_id="account-notice")
         self.current = gr.Textbox(label="Current password", type="password", elem_id="current-password")
-        self.new = gr.Textbox(label="New password (8 characters or more)", type="password", elem_id="new-password")
+        self.new = gr.Textbox(label=f"New password ({MIN_PASSWORD} characters or more, not a common one)", type="password", elem_id="new-password")
         self.confirm = gr.Textbox(label="New password again", type="password", elem_id="confirm-password")
         self.change = gr.Button("Change password", variant="primary", elem_id="change-password-btn")
-        self.message = gr.Markdown("", elem_id="account-message")
+        self.message = plain_markdown("", elem_id="account-message")
 
     def change_password(self, current: str, new: str, confirm: str, request: gr.Request) -> list[str]:
         user = guard(self.studio, request, allow_password_change=True)

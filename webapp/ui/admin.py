@@ -16,7 +16,16 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import ReviewStatus, Role
 from webapp.context import Studio
-from webapp.ui.common import guard, ui_error, when
+from webapp.ui.common import (
+    EXPORT_MAX_AGE_S,
+    TempFolder,
+    escape_md,
+    guard,
+    plain_markdown,
+    plain_table,
+    ui_error,
+    when,
+)
 
 USER_HEADERS = ["User", "Role", "Active", "Must change password", "Last login"]
 TOKEN_HEADERS = ["Id", "Label", "Prefix", "Created", "Last used", "Revoked"]
@@ -27,9 +36,9 @@ ROLES = [r.value for r in Role]
 class AdminTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
-        self.export_dir = Path(tempfile.mkdtemp(prefix="draftroom-export-"))
-        gr.Markdown("### Users")
-        self.users = gr.Dataframe(headers=USER_HEADERS, value=[], interactive=False, elem_id="admin-users")
+        self.exports = TempFolder("draftroom-export-", EXPORT_MAX_AGE_S)
+        plain_markdown("### Users")
+        self.users = plain_table(USER_HEADERS, elem_id="admin-users")
         with gr.Row():
             self.name = gr.Textbox(label="Username", elem_id="admin-username")
             self.role = gr.Dropdown(ROLES, value="member", label="Role", elem_id="admin-role")
@@ -41,8 +50,8 @@ class AdminTab:
             self.disable = gr.Button("Disable", variant="stop", elem_id="admin-disable")
             self.enable = gr.Button("Enable", elem_id="admin-enable")
             self.refresh = gr.Button("Refresh", elem_id="admin-refresh")
-        self.user_message = gr.Markdown("", elem_id="admin-user-message")
-        gr.Markdown("### API tokens")
+        self.user_message = plain_markdown("", elem_id="admin-user-message")
+        plain_markdown("### API tokens")
         with gr.Row():
             self.token_user = gr.Textbox(label="Token owner", elem_id="admin-token-user")
             self.token_label = gr.Textbox(label="Label", value="api", elem_id="admin-token-label")
@@ -50,18 +59,18 @@ class AdminTab:
             self.list_tokens = gr.Button("List tokens", elem_id="admin-list-tokens")
         self.token_secret = gr.Textbox(label="New token (shown once: copy it now)", interactive=False,
                                        elem_id="admin-token-secret")
-        self.tokens = gr.Dataframe(headers=TOKEN_HEADERS, value=[], interactive=False, elem_id="admin-tokens")
+        self.tokens = plain_table(TOKEN_HEADERS, elem_id="admin-tokens")
         with gr.Row():
             self.token_id = gr.Number(label="Token id", value=None, precision=0, elem_id="admin-token-id")
             self.revoke = gr.Button("Revoke", variant="stop", elem_id="admin-revoke-token")
-        gr.Markdown("### Export")
+        plain_markdown("### Export")
         with gr.Row():
             self.export_status = gr.Dropdown([s.value for s in ReviewStatus], value="approved",
                                              label="Images with status", elem_id="admin-export-status")
             self.export = gr.Button("Export zip", elem_id="admin-export")
         self.export_file = gr.File(label="Export", interactive=False, elem_id="admin-export-file")
-        gr.Markdown("### Audit log (latest)")
-        self.audit = gr.Dataframe(headers=AUDIT_HEADERS, value=[], interactive=False, elem_id="admin-audit")
+        plain_markdown("### Audit log (latest)")
+        self.audit = plain_table(AUDIT_HEADERS, elem_id="admin-audit")
         self._wire()
 
     def _wire(self) -> None:
@@ -106,7 +115,7 @@ class AdminTab:
             raise ui_error(exc) from None
         note = (f" One-time password: `{created.generated_password}` (shown once; they must change it)."
                 if created.generated_password else "")
-        return [f"Added **{created.user.username}** as {created.user.role.value}.{note}", "",
+        return [f"Added **{escape_md(created.user.username)}** as {created.user.role.value}.{note}", "",
                 *self.tables(admin.id)]
 
     def _set_role(self, name: str, role: str, request: gr.Request) -> list[Any]:
@@ -116,7 +125,7 @@ class AdminTab:
             user = users.set_role(admin.id, users.find((name or "").strip()).id, role)
         except StorageError as exc:
             raise ui_error(exc) from None
-        return [f"**{user.username}** is now {user.role.value}.", *self.tables(admin.id)]
+        return [f"**{escape_md(user.username)}** is now {user.role.value}.", *self.tables(admin.id)]
 
     def _activator(self, active: bool) -> Callable[..., list[Any]]:
         def set_active(name: str, request: gr.Request) -> list[Any]:
@@ -126,7 +135,7 @@ class AdminTab:
                 user = users.set_active(admin.id, users.find((name or "").strip()).id, active)
             except StorageError as exc:
                 raise ui_error(exc) from None
-            return [f"**{user.username}** is {'enabled' if user.active else 'disabled'}.", *self.tables(admin.id)]
+            return [f"**{escape_md(user.username)}** is {'enabled' if user.active else 'disabled'}.", *self.tables(admin.id)]
         return set_active
 
     def token_rows(self, admin_id: int, name: str) -> list[list[Any]]:
@@ -163,7 +172,8 @@ class AdminTab:
 
     def _export(self, status: str, request: gr.Request) -> str:
         admin = guard(self.studio, request, [Role.ADMIN])
-        target = Path(tempfile.mkdtemp(dir=self.export_dir)) / f"draftroom-{status}.zip"
+        self.exports.maybe_sweep()
+        target = Path(tempfile.mkdtemp(dir=self.exports.path)) / f"draftroom-{status}.zip"
         try:
             summary = self.studio.storage.export.write_zip(admin.id, target, status)
         except StorageError as exc:

@@ -6,9 +6,12 @@ this check is the access control, made again on every event (a disabled account 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +22,14 @@ from storage.types import ImageInfo, Role, UserInfo
 from webapp.auth import ALL_ROLES
 from webapp.context import Studio
 from webapp.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+TEMP_MAX_AGE_S = 24 * 3600
+"""Image copies handed to Gradio, and Gradio's own cached files (`Blocks(delete_cache=...)`), live a day."""
+EXPORT_MAX_AGE_S = 3600
+"""An export zip is for downloading at once; each is a full copy of the approved images, so it lives an hour."""
+SWEEP_EVERY_S = 600
 
 
 def guard(studio: Studio, request: gr.Request | None, roles: Iterable[Role] = ALL_ROLES, *,
@@ -38,24 +49,77 @@ def ui_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc))
 
 
+class TempFolder:
+    """A private folder in the system temp directory whose files are deleted once older than `max_age_s`,
+    so copies and exports cannot fill the disk silently.
+
+    Folders with the same prefix left by earlier processes (a crash, a restart) are removed on creation once
+    older than `max_age_s`; this process's files are swept on use, at most every `sweep_every_s` seconds.
+    """
+
+    def __init__(self, prefix: str, max_age_s: float, *, sweep_every_s: float = SWEEP_EVERY_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.max_age_s = max_age_s
+        self._sweep_every_s = sweep_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_sweep = clock()
+        for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            if stale.is_dir() and self._is_old(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+
+    def maybe_sweep(self) -> None:
+        """Sweep when the last sweep is `sweep_every_s` old: cheap enough to call on every use."""
+        with self._lock:
+            if self._clock() - self._last_sweep < self._sweep_every_s:
+                return
+            self._last_sweep = self._clock()
+        self.sweep()
+
+    def sweep(self) -> int:
+        """Delete files older than `max_age_s` (by modification time) and the folders they leave empty."""
+        removed = 0
+        for path in sorted(self.path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            try:
+                if path.is_dir():
+                    if not any(path.iterdir()) and self._is_old(path):
+                        path.rmdir()
+                elif self._is_old(path):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another sweep or a download got there first
+                continue
+        if removed:
+            log.info("removed %d temporary file(s) older than %ds from %s", removed, self.max_age_s, self.path)
+        return removed
+
+    def _is_old(self, path: Path) -> bool:
+        return self._clock() - path.stat().st_mtime > self.max_age_s
+
+
 class ImageFiles:
     """Copies of stored PNGs in a private temp folder, named for download (`draftroom-<id>.png`).
 
     Gradio serves only files it may read from its cache; handing it copies keeps the data
-    directory itself out of reach of the UI's file routes wherever it lives.
+    directory itself out of reach of the UI's file routes wherever it lives. A copy is made again
+    when asked for after its folder's age-based sweep removed it.
     """
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
-        self.folder = Path(tempfile.mkdtemp(prefix="draftroom-ui-"))
+        self.temp = TempFolder("draftroom-ui-", TEMP_MAX_AGE_S)
+        self.folder = self.temp.path
 
     def image(self, image: ImageInfo) -> str:
+        self.temp.maybe_sweep()
         target = self.folder / f"draftroom-{image.id}.png"
         if not target.exists():
             shutil.copyfile(self.studio.storage.images.path_for(image.sha256), target)
         return str(target)
 
     def upload(self, sha256: str) -> str:
+        self.temp.maybe_sweep()
         target = self.folder / f"upload-{sha256[:16]}.png"
         if not target.exists():
             shutil.copyfile(self.studio.storage.upload_store.path_for(sha256), target)
@@ -80,5 +144,17 @@ def when(moment: datetime) -> str:
 
 
 def escape_md(text: str) -> str:
-    """User text shown in Markdown must stay text: no links, HTML or emphasis from a prompt."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~" else ch for ch in text)
+    """User text shown in Markdown must stay text: no links, HTML, emphasis or math from a prompt."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in text)
+
+
+def plain_markdown(value: str = "", **options: object) -> gr.Markdown:
+    """Markdown for the studio's own formatting around user text, with LaTeX off: a prompt holding `$$...$$`
+    is shown as typed, never typeset (user text in it goes through `escape_md`)."""
+    return gr.Markdown(value, latex_delimiters=[], **options)  # type: ignore[arg-type]
+
+
+def plain_table(headers: list[str], **options: object) -> gr.Dataframe:
+    """A read-only table whose cells are plain text: no Markdown or LaTeX from what users typed."""
+    return gr.Dataframe(headers=headers, value=[], interactive=False, datatype="str", latex_delimiters=[],
+                        **options)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.jobs import Ingredient, JobSpec
 from webapp.schemas import reject_control_characters
-from webapp.ui.common import ImageFiles, guard, ui_error
+from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error
 from webapp.uploads import check_image
 
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
@@ -119,7 +119,7 @@ class GenerateTab:
                         self.guidance_decay = gr.Radio(["none", "linear", "cosine"], value="none",
                                                        label="Decay over the steps", elem_id="guidance-decay")
                 with gr.Accordion("Mixing", open=False, elem_id="mixing"):
-                    gr.Markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
+                    plain_markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
                                 "With interpolation on, the two ingredients (a written prompt counts as the "
                                 "first) are blended instead.")
                     self.mix_count = gr.State(0)
@@ -134,7 +134,7 @@ class GenerateTab:
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
-                self.progress = gr.Markdown("", elem_id="progress")
+                self.progress = plain_markdown("", elem_id="progress")
             with gr.Column(scale=2):
                 self.gallery = gr.Gallery(label="Results", columns=2, height=320, format="png",
                                           elem_id="gallery", interactive=False)
@@ -144,7 +144,7 @@ class GenerateTab:
                     self.submit_btn = gr.Button("Submit for review", elem_id="submit-review-btn")
                     self.reuse_btn = gr.Button("Reuse recipe", elem_id="reuse-btn")
                     self.download_btn = gr.DownloadButton("Download PNG", elem_id="download-btn")
-                self.message = gr.Markdown("", elem_id="generate-message")
+                self.message = plain_markdown("", elem_id="generate-message")
         self.generation = gr.State(None)
         self.results = gr.State([])
         self.selected = gr.State(None)
@@ -373,7 +373,7 @@ class GenerateTab:
     def _show_results(self, generation: GenerationInfo) -> dict[Any, Any]:
         images = sorted(generation.images, key=lambda i: i.index)
         if generation.status != GenerationStatus.SUCCEEDED:
-            detail = f": {generation.error}" if generation.error else ""
+            detail = f": {escape_md(generation.error)}" if generation.error else ""
             return {self.progress: f"**{generation.status.value.capitalize()}**{detail}"}
         paths = [self.files.image(image) for image in images]
         results = [{"id": image.id, "generation_id": generation.id, "path": path}

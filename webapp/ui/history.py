@@ -13,7 +13,16 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import GenerationInfo, GenerationStatus, HistoryItem, HistoryQuery, ReviewStatus, UserInfo
 from webapp.context import Studio
-from webapp.ui.common import ImageFiles, escape_md, guard, parse_day, ui_error, when
+from webapp.ui.common import (
+    ImageFiles,
+    escape_md,
+    guard,
+    parse_day,
+    plain_markdown,
+    plain_table,
+    ui_error,
+    when,
+)
 from webapp.ui.generate import GenerateTab
 
 PAGE_SIZE = 10
@@ -50,16 +59,16 @@ class HistoryTab:
             self.date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="history-from")
             self.date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="history-to")
             self.search = gr.Button("Search", variant="primary", elem_id="history-search-btn")
-        self.table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True,
-                                  elem_id="history-table")
+        self.table = plain_table(HEADERS, wrap=True,
+                                 elem_id="history-table")
         with gr.Row():
             self.prev = gr.Button("Previous page", size="sm", elem_id="history-prev")
-            self.page_label = gr.Markdown("", elem_id="history-page")
+            self.page_label = plain_markdown("", elem_id="history-page")
             self.next = gr.Button("Next page", size="sm", elem_id="history-next")
         with gr.Row():
             with gr.Column(scale=2):
-                self.detail = gr.Markdown("Select a row to see its details.", elem_id="history-detail")
-                self.reviews = gr.Markdown("", elem_id="history-reviews")
+                self.detail = plain_markdown("Select a row to see its details.", elem_id="history-detail")
+                self.reviews = plain_markdown("", elem_id="history-reviews")
                 with gr.Row():
                     self.reuse = gr.Button("Reuse", elem_id="history-reuse-btn")
                     self.remix = gr.Button("Remix", elem_id="history-remix-btn")

@@ -16,7 +16,7 @@ from storage.errors import StorageError
 from storage.types import HistoryQuery, HistorySort, ReviewStatus, UserInfo
 from webapp.auth import STAFF
 from webapp.context import Studio
-from webapp.ui.common import ImageFiles, escape_md, guard, parse_day, ui_error, when
+from webapp.ui.common import ImageFiles, escape_md, guard, parse_day, plain_markdown, ui_error, when
 
 QUEUE_LIMIT = 100
 DECISIONS = {"approve": "Approved", "reject": "Rejected", "request_changes": "Changes requested for"}
@@ -35,15 +35,15 @@ class ReviewTab:
             with gr.Column(scale=3):
                 self.gallery = gr.Gallery(label="Pending review", columns=4, height=320, format="png",
                                           elem_id="review-gallery", interactive=False)
-                self.count = gr.Markdown("", elem_id="review-count")
+                self.count = plain_markdown("", elem_id="review-count")
             with gr.Column(scale=2):
-                self.detail = gr.Markdown("Select an image.", elem_id="review-detail")
+                self.detail = plain_markdown("Select an image.", elem_id="review-detail")
                 self.comment = gr.Textbox(label="Comment", lines=2, elem_id="review-comment")
                 with gr.Row():
                     self.approve = gr.Button("Approve", variant="primary", elem_id="approve-btn")
                     self.reject = gr.Button("Reject", variant="stop", elem_id="reject-btn")
                     self.changes = gr.Button("Request changes", elem_id="request-changes-btn")
-                self.message = gr.Markdown("", elem_id="review-message")
+                self.message = plain_markdown("", elem_id="review-message")
         self.items = gr.State([])
         self.selected = gr.State(None)
         self._wire()
