@@ -130,16 +130,20 @@ def folder_size(path: Path) -> int:
 
 def list_models(data_dir: Path) -> list[LocalModel]:
     """The folders and ``.safetensors`` checkpoints under ``<data-dir>/models``, by name."""
-    from model.families import family_of
-
     root = models_dir(data_dir)
     if not root.is_dir():
         return []
-    return [
-        LocalModel(entry.name, entry, folder_size(entry), family_of(entry))
-        for entry in sorted(root.iterdir())
-        if entry.is_dir() or entry.suffix == ".safetensors"
-    ]
+    return [LocalModel(entry.name, entry, folder_size(entry), _family(entry)) for entry in sorted(root.iterdir())
+            if entry.is_dir() or entry.suffix == ".safetensors"]
+
+
+def _family(path: Path) -> str | None:
+    from model.families import ModelLoadError, family_of
+
+    try:
+        return family_of(path)
+    except ModelLoadError:  # a broken model_index.json: listed, as a layout that does not load
+        return None
 
 
 def remove(name: str, data_dir: Path) -> Path:

@@ -61,15 +61,15 @@ def load_family(source: str | Path, *, device: str | None = None, dtype: str | N
     common = {"name": name, "path": str(root), "settings": settings, "device": torch_device, "dtype": torch_dtype}
     family = family_of(root)
     try:
+        if family in (FAMILY_SD, FAMILY_SDXL):
+            return load_stable_diffusion(root, xl=family == FAMILY_SDXL,
+                                         model_hash=model_hash([root], settings), **common)
         if family == KANDINSKY22 and (root / "prior").is_dir():
             verifier = root / "verifier" if (root / "verifier").is_dir() else None
             folders = [root / "prior", root / "decoder", *([verifier] if verifier else [])]
             return load_kandinsky22(root / "prior", root / "decoder", verifier_dir=verifier,
                                     model_hash=model_hash(folders, settings), **common)
-        if family in (FAMILY_SD, FAMILY_SDXL):
-            return load_stable_diffusion(root, xl=family == FAMILY_SDXL,
-                                         model_hash=model_hash([root], settings), **common)
-        if family == KANDINSKY22:
+        if family == KANDINSKY22:  # a decoder alone, from the cache: its model card names the prior
             prior = _prior_of(root)
             return load_kandinsky22(prior, root, model_hash=model_hash([prior, root], settings), **common)
     except (OSError, ValueError) as error:  # diffusers' errors for missing files / non-safetensors weights

@@ -6,7 +6,7 @@ They load through diffusers' ``from_single_file`` with ``config=`` one of the pi
 per tokenizer as vocab.json + merges.txt): the tokenizers are built from OpenAI CLIP's BPE merge list
 (``model/configs/clip/bpe_simple_vocab_16e6.txt.gz``, 1.3 MB, MIT, as open_clip ships it), the file every
 SD/SDXL tokenizer was converted from, with each folder's ``tokenizer*/tokenizer_config.json`` settings. A config
-folder that carries its own ``tokenizer*/vocab.json`` (a diffusers model folder) is used as is.
+folder that carries its own tokenizer files (a diffusers model folder) is used as is.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def checkpoint_type(path: Path) -> str:
     try:
         with safe_open(str(path), framework="pt") as checkpoint:
             shapes = {key: torch.empty(checkpoint.get_slice(key).get_shape(), device="meta")
-                      for key in checkpoint.keys()}
+                      for key in checkpoint.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (OSError, SafetensorError) as error:
         raise ModelLoadError(f"{path}: not a readable .safetensors checkpoint: {error}") from error
     return str(infer_diffusers_model_type(shapes))
@@ -77,7 +77,7 @@ def clip_tokenizer(settings: dict[str, object]) -> object:
 
 def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, object]:
     """The tokenizers to pass to from_single_file: none when the config folder has its own vocabularies."""
-    if all((config_dir / name / "vocab.json").is_file() for name in names):
+    if all(any((config_dir / name / file).is_file() for file in ("vocab.json", "tokenizer.json")) for name in names):
         return {}
     return {name: clip_tokenizer(json.loads((config_dir / name / "tokenizer_config.json").read_text()))
             for name in names}

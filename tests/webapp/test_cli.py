@@ -69,3 +69,15 @@ def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path,
         assert me.status_code == 200 and me.json()["name"] == "admin" and me.json()["role"] == "admin"
         assert client.get("/api/v1/users").status_code == 200
         assert client.get("/api/v1/me", headers={"Authorization": "Bearer dr_wrong"}).status_code == 401
+
+
+def test_model_takes_a_name_pulled_into_the_data_dir(tmp_path: Path, model_path: Path, served: list,
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 2
+    assert "--model: no model folder" in capsys.readouterr().err and served == []
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(model_path, target_is_directory=True)
+    caplog.set_level(logging.INFO, logger="draftroom")
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 0
+    assert len(served) == 1 and f"loading the model from {tmp_path / 'models' / 'tiny'}" in caplog.text
