@@ -2,7 +2,8 @@
 safetensors only), listed, removed, and found again by name for ``serve --model NAME``.
 
 Downloads go through ``huggingface_hub.snapshot_download`` into the model's folder: its progress bar, its
-resume of ``.incomplete`` files (a second ``pull`` finishes an interrupted one), and ``HF_ENDPOINT``/``HF_TOKEN``.
+resume of a dropped connection by range request, its skipping of files already fetched (so a second ``pull``
+finishes a failed one), and ``HF_ENDPOINT``/``HF_TOKEN``.
 Only configs, tokenizer files and full-precision ``.safetensors`` weights are fetched; a repo whose weights are
 pickle only (``.bin``/``.ckpt``/``.pt``) is refused before any weight is downloaded, since loading pickle runs code.
 """

@@ -45,13 +45,13 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
+    from httpx2 import HTTPError  # huggingface_hub's transport: its Hub errors and network failures
 
     from model.families import ModelLoadError, load_family
 
     try:
         folder = pull(args.repo, _data_dir(args), revision=args.revision, name=args.name)
-    except (HubError, HfHubHTTPError, OSError) as error:
+    except (HubError, HTTPError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:

@@ -4,7 +4,8 @@ endpoints huggingface_hub calls, so a test points HF_ENDPOINT at it instead of t
 - ``GET /api/models/{repo}[/revision/{rev}]``: id, commit sha and the siblings list;
 - ``GET /api/models/{repo}/tree/{rev}?recursive=...``: the file entries snapshot_download filters;
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``: the file with X-Repo-Commit, ETag and Content-Length, honouring
-  ``Range: bytes=N-`` (206) so a cut download resumes. A path in ``cut_once`` is cut mid-body on its first GET.
+  ``Range: bytes=N-`` (206) so a cut download resumes. ``cuts["repo/path"] = n`` hangs up on the next n GETs of
+  that file: a fresh GET after half the body, a resuming (ranged) one before any byte.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FakeHub:
         self.repos = {repo: {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*"))
                              if f.is_file()} for repo, root in repos.items()}
         self.commits = {repo: hashlib.sha1(repo.encode()).hexdigest() for repo in repos}
-        self.cut_once: set[str] = set()  # "repo/path": the first GET sends half the body, then hangs up
+        self.cuts: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         self.endpoint = ""
 
@@ -95,15 +96,15 @@ class FakeHub:
                                 send_body=False)
                     return
                 key = f"{repo}/{file}"
-                if key in hub.cut_once:
-                    hub.cut_once.discard(key)
-                    self.send_response(200)
+                if hub.cuts.get(key, 0) > 0:
+                    hub.cuts[key] -= 1
+                    self.send_response(206 if start else 200)
                     for name, value in {**headers, "Content-Length": str(len(part))}.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(part[: len(part) // 2])
+                    self.wfile.write(b"" if start else part[: len(part) // 2])
                     self.wfile.flush()
-                    self.close_connection = True  # hang up with half the promised body sent
+                    self.close_connection = True  # hang up before the promised body is all sent
                     return
                 self._reply(206 if start else 200, part, headers)
 

@@ -89,13 +89,37 @@ def test_a_pickle_only_repo_is_refused_before_any_download(hub: FakeHub, tmp_pat
 def test_a_download_cut_mid_file_resumes_where_it_stopped(hub: FakeHub, repos: dict[str, Path], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)  # written in 4 KiB chunks, as a real file in 10 MB ones
-    hub.cut_once.add(f"tiny/sd/{UNET_WEIGHTS}")
+    hub.cuts[f"tiny/sd/{UNET_WEIGHTS}"] = 1
     assert models(tmp_path, "pull", "tiny/sd", "--name", "resumed", "--device", "cpu") == 0
     size = (repos["tiny/sd"] / UNET_WEIGHTS).stat().st_size
-    [first, second] = [r for method, url, r in hub.requests if method == "GET" and url.endswith(UNET_WEIGHTS)]
-    resumed_at = int(second.removeprefix("bytes=").removesuffix("-"))
-    assert first is None and 0 < resumed_at <= size // 2  # the second request asks only for what is missing
+    [first, second] = unet_ranges(hub)
+    assert first is None and 0 < resumed_at(second) <= size // 2  # the second request asks only for what is missing
     assert (tmp_path / "models/resumed" / UNET_WEIGHTS).read_bytes() == (repos["tiny/sd"] / UNET_WEIGHTS).read_bytes()
+
+
+def test_a_failed_pull_is_finished_by_the_next_pull_without_refetching(hub: FakeHub, repos: dict[str, Path],
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    hub.cuts[f"tiny/sd/{UNET_WEIGHTS}"] = 6  # half the file, then every resume attempt (5) hangs up at once
+    assert models(tmp_path, "pull", "tiny/sd", "--device", "cpu") == 1
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "models/sd" / UNET_WEIGHTS).exists()
+    assert len(hub.fetched("tiny/sd")) == 10
+    hub.requests.clear()
+    assert models(tmp_path, "pull", "tiny/sd", "--device", "cpu") == 0
+    # the files the first pull finished are kept; the cut one starts over (huggingface_hub keeps no partial file)
+    assert hub.fetched("tiny/sd") == {UNET_WEIGHTS}
+    assert (tmp_path / "models/sd" / UNET_WEIGHTS).read_bytes() == (repos["tiny/sd"] / UNET_WEIGHTS).read_bytes()
+
+
+def unet_ranges(hub: FakeHub) -> list[str | None]:
+    """The Range header of each GET of the UNet's weights."""
+    return [r for method, url, r in hub.requests if method == "GET" and url.endswith(UNET_WEIGHTS)]
+
+
+def resumed_at(range_header: str | None) -> int:
+    return int(range_header.removeprefix("bytes=").removesuffix("-")) if range_header else 0
 
 
 def test_the_kandinsky_alias_pulls_prior_and_decoder_into_one_folder(hub: FakeHub, tmp_path: Path) -> None:
