@@ -15,11 +15,15 @@ import gzip
 import json
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model.families.loading import ModelLoadError, model_hash
 from model.families.stable_diffusion import FAMILY_SD, FAMILY_SDXL, StableDiffusionFamily
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CLIP_BPE = CONFIGS / "clip" / "bpe_simple_vocab_16e6.txt.gz"
@@ -67,15 +71,15 @@ def _clip_vocabulary() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
     return {token: index for index, token in enumerate(tokens)}, merges
 
 
-def clip_tokenizer(settings: dict[str, object]) -> object:
+def clip_tokenizer(settings: dict[str, Any]) -> CLIPTokenizer:
     """A CLIP tokenizer over the shipped BPE with ``settings`` (tokenizer_config.json: model_max_length, pad)."""
     from transformers import CLIPTokenizer
 
     vocab, merges = _clip_vocabulary()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **settings)
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **settings)  # type: ignore[arg-type]  # pairs work
 
 
-def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, object]:
+def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, CLIPTokenizer]:
     """The tokenizers to pass to from_single_file: none when the config folder has its own vocabularies."""
     if all(any((config_dir / name / file).is_file() for file in ("vocab.json", "tokenizer.json")) for name in names):
         return {}
