@@ -103,7 +103,7 @@ def load_single_file(path: Path, *, device: torch.device, dtype: torch.dtype,
     cls = RowCFGStableDiffusionXLPipeline if xl else RowCFGStableDiffusionPipeline
     tokenizers = _tokenizers(config, ("tokenizer", "tokenizer_2") if xl else ("tokenizer",))
     try:
-        pipe = cls.from_single_file(str(path), config=str(config), torch_dtype=dtype, local_files_only=True,
+        pipe = cls.from_single_file(str(path), config=str(config), dtype=dtype, local_files_only=True,
                                     **tokenizers)
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:  # keys/shapes
         raise ModelLoadError(f"cannot load {path} as {family}: {getattr(error, 'message', None) or error}") from error
