@@ -1,9 +1,10 @@
-"""Draftroom command line: `python app.py [serve|users|tokens|db|export] ...` (no command: serve).
+"""Draftroom command line: `python app.py [serve|users|tokens|db|export|models] ...` (no command: serve).
 
 Wiring only. Each package registers its own subcommands on the shared argparse tree and sets a
 `handler(args) -> int` default; `main` calls it and exits with what it returns:
 - `webapp.cli.add_serve_command`: serve;
-- `storage.cli.add_commands`: users, tokens, db, export.
+- `storage.cli.add_commands`: users, tokens, db, export;
+- `model.hub_cli.add_models_command`: models (pull, list, remove).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from model.hub_cli import add_models_command
 from storage.cli import add_commands as add_storage_commands
 from webapp.cli import add_serve_command
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_serve_command(subparsers)
     add_storage_commands(subparsers)
+    add_models_command(subparsers)
     return parser
 
 

@@ -1,6 +1,6 @@
 """`python app.py serve`: open the data directory, load the model, serve the studio with uvicorn.
 
-    serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model PATH] [--no-auth] [--max-batch N]
+    serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model NAME|PATH] [--no-auth] [--max-batch N]
           [--max-queue N] [--max-user-jobs N] [--max-user-images N]
 
 Auth is always on, except with an explicit `--no-auth` on a loopback host; any other host with
@@ -29,9 +29,10 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="data directory (default: $DRAFTROOM_DATA, else ./data)")
-    serve.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                       help="model folder: prior/ + decoder/ (Kandinsky 2.2 layout) or a Stable Diffusion "
-                            "folder (default: the embedded model)")
+    serve.add_argument("--model", type=Path, default=DEFAULT_MODEL, metavar="NAME|PATH",
+                       help="a model pulled into <data-dir>/models, or a folder: prior/ + decoder/ (Kandinsky 2.2 "
+                            "layout) or a Stable Diffusion folder, or an SD 1.x/SDXL single-file .safetensors "
+                            "(default: the embedded model)")
     serve.add_argument("--no-auth", action="store_true",
                        help="no sign-in; everyone acts as the admin (loopback hosts only)")
     serve.add_argument("--max-batch", type=int, default=8, help="images per model call across users (default 8)")
@@ -57,25 +58,30 @@ def serve_command(args: argparse.Namespace) -> int:
         print("error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
               file=sys.stderr)
         return 2
-    if not args.model.is_dir():
-        print(f"error: --model: no model folder at {args.model}", file=sys.stderr)
+    from model.hub import HubError, resolve_model
+    from storage.db import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        model = resolve_model(args.model, data_dir)
+    except HubError as error:
+        print(f"error: --model: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
     from model.engine import LocalEngine
     from storage import open_storage
-    from storage.db import resolve_data_dir, resolve_database_url
+    from storage.db import resolve_database_url
     from webapp.server import create_app
 
-    data_dir = resolve_data_dir(args.data_dir)
     with open_storage(data_dir, resolve_database_url()) as storage:
         created = storage.users.ensure_bootstrap_admin()
         if created is not None:
             print(f"Created the first account: user 'admin', one-time password: {created.generated_password}\n"
                   "Sign in with it; the studio asks for a new password first.", flush=True)
-        log.info("loading the model from %s", args.model)
-        engine = LocalEngine.from_path(args.model, device=args.device, max_batch=args.max_batch,
+        log.info("loading the model from %s", model)
+        engine = LocalEngine.from_path(model, device=args.device, max_batch=args.max_batch,
                                        max_queue=args.max_queue, max_user_jobs=args.max_user_jobs,
                                        max_user_images=args.max_user_images)
         try:

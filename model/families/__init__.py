@@ -5,7 +5,8 @@ Layouts:
   ``draftroom.json`` of defaults and an optional ``verifier/`` (which judges decoder candidates);
 - a Stable Diffusion folder whose model_index.json names StableDiffusionPipeline or
   StableDiffusionXLPipeline, with optional ``ip_adapter/``;
-- a Kandinsky 2.2 decoder from the cache whose model card names its prior (as the Hub's decoder does).
+- a Kandinsky 2.2 decoder from the cache whose model card names its prior (as the Hub's decoder does);
+- a single-file SD 1.x or SDXL ``.safetensors`` checkpoint (AUTOMATIC1111/ComfyUI layout), see ``single_file``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from model.families.base import BatchCancelled, BatchControl, Family, Row
+from model.families.kandinsky22 import FAMILY as KANDINSKY22
 from model.families.kandinsky22 import Kandinsky22Family, load_kandinsky22
 from model.families.loading import (
     ModelLoadError,
@@ -23,39 +25,58 @@ from model.families.loading import (
     read_settings,
     resolve_source,
 )
-from model.families.stable_diffusion import StableDiffusionFamily, load_stable_diffusion
+from model.families.single_file import load_single_file, single_file_family
+from model.families.stable_diffusion import FAMILY_SD, FAMILY_SDXL, StableDiffusionFamily, load_stable_diffusion
 
 __all__ = [
     "BatchCancelled", "BatchControl", "Family", "Kandinsky22Family", "ModelLoadError", "Row",
-    "StableDiffusionFamily", "load_family",
+    "StableDiffusionFamily", "family_of", "load_family",
 ]
+
+_PIPELINE_FAMILIES = {
+    "StableDiffusionPipeline": FAMILY_SD,
+    "StableDiffusionXLPipeline": FAMILY_SDXL,
+    "KandinskyV22Pipeline": KANDINSKY22,
+}
+
+
+def family_of(source: Path) -> str | None:
+    """The family a folder (or single-file checkpoint) holds, read from its layout without loading it."""
+    if source.is_file():
+        return single_file_family(source) if source.suffix == ".safetensors" else None
+    if (source / "prior").is_dir() and (source / "decoder").is_dir():
+        return KANDINSKY22
+    return _PIPELINE_FAMILIES.get(model_index_class(source) or "")
 
 
 def load_family(source: str | Path, *, device: str | None = None, dtype: str | None = None) -> Family:
     """Load the model at ``source`` on ``device`` (default: cuda, mps, cpu) in ``dtype`` (fp32 on CPU)."""
-    root = resolve_source(source)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
+    if Path(source).expanduser().is_file():
+        return load_single_file(Path(source).expanduser().resolve(), device=torch_device, dtype=torch_dtype)
+    root = resolve_source(source)
     settings = read_settings(root)
     name = settings.get("name") or (str(source) if not Path(source).expanduser().is_dir() else root.name)
     common = {"name": name, "path": str(root), "settings": settings, "device": torch_device, "dtype": torch_dtype}
+    family = family_of(root)
     try:
-        if (root / "prior").is_dir() and (root / "decoder").is_dir():
+        if family in (FAMILY_SD, FAMILY_SDXL):
+            return load_stable_diffusion(root, xl=family == FAMILY_SDXL,
+                                         model_hash=model_hash([root], settings), **common)
+        if family == KANDINSKY22 and (root / "prior").is_dir():
             verifier = root / "verifier" if (root / "verifier").is_dir() else None
             folders = [root / "prior", root / "decoder", *([verifier] if verifier else [])]
             return load_kandinsky22(root / "prior", root / "decoder", verifier_dir=verifier,
                                     model_hash=model_hash(folders, settings), **common)
-        kind = model_index_class(root)
-        if kind in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
-            return load_stable_diffusion(root, xl=kind == "StableDiffusionXLPipeline",
-                                         model_hash=model_hash([root], settings), **common)
-        if kind == "KandinskyV22Pipeline":
+        if family == KANDINSKY22:  # a decoder alone, from the cache: its model card names the prior
             prior = _prior_of(root)
             return load_kandinsky22(prior, root, model_hash=model_hash([prior, root], settings), **common)
     except (OSError, ValueError) as error:  # diffusers' errors for missing files / non-safetensors weights
         raise ModelLoadError(f"cannot load {source}: {error}") from error
     raise ModelLoadError(
-        f"{source}: unknown layout; expected prior/ + decoder/ (Kandinsky 2.2) or a Stable Diffusion folder"
+        f"{source}: unknown layout; expected prior/ + decoder/ (Kandinsky 2.2), a Stable Diffusion folder "
+        "or a single-file .safetensors checkpoint"
     )
 
 

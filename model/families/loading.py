@@ -64,12 +64,15 @@ OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "latent_
 
 
 def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:
-    """sha256 over the bytes of every .safetensors file in ``folders``, in order, each in sorted path order,
+    """sha256 over the bytes of every .safetensors file in ``folders`` (a folder, or a single-file checkpoint), in
+    order, each in sorted path order,
     then over the OUTPUT_SETTINGS present in ``settings``: equal hashes draw equal pictures from equal requests."""
     digest = hashlib.sha256()
     found = False
     for folder in folders:
-        for file in sorted(folder.rglob("*.safetensors"), key=lambda p: p.relative_to(folder).as_posix()):
+        files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"),
+                                                          key=lambda p: p.relative_to(folder).as_posix())
+        for file in files:
             found = True
             with file.open("rb") as stream:
                 while chunk := stream.read(_CHUNK):

@@ -315,3 +315,84 @@ def add_verifier(root: Path, *, seed: int = 0) -> Path:
     groups = (LabelGroup("shape", ANY_OF, ("circle", "square")), LabelGroup("background", ONE_OF, ("white", "blue")))
     AttributeVerifier(groups, EMBED_DIM, hidden=8).save_pretrained(root / "verifier")
     return root
+
+
+_RESNET_TO_LDM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+                  "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+_VAE_ATTENTION_TO_LDM = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def save_single_file(folder: Path, out: Path) -> Path:
+    """Write an SD 1.x folder's UNet, VAE and text encoder as one ``.safetensors`` in the original (LDM) key
+    layout that AUTOMATIC1111 and ComfyUI keep: the inverse of diffusers' single-file conversion."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+    from safetensors.torch import load_file
+
+    def load(component: str) -> dict[str, torch.Tensor]:
+        [weights] = (folder / component).glob("*.safetensors")
+        return load_file(weights)
+
+    def config(component: str) -> dict:
+        return json.loads((folder / component / "config.json").read_text())
+
+    checkpoint: dict[str, torch.Tensor] = {}
+    unet = config("unet")
+    unet_layers = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    unet_prefixes = _unet_ldm_prefixes(unet["layers_per_block"], unet["up_block_types"])
+    for key, value in load("unet").items():
+        checkpoint["model.diffusion_model." + (unet_layers.get(key) or _renamed(key, unet_prefixes))] = value
+    vae_layers = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    vae_prefixes = _vae_ldm_prefixes(len(config("vae")["block_out_channels"]))
+    for key, value in load("vae").items():
+        ldm = vae_layers.get(key) or _renamed(key, vae_prefixes)
+        if ".attn_1." in ldm and ldm.endswith(".weight") and value.ndim == 2:  # LDM keeps these as 1x1 convs
+            value = value[:, :, None, None]
+        checkpoint["first_stage_model." + ldm] = value
+    for key, value in load("text_encoder").items():  # transformers saves CLIPTextModel without "text_model."
+        checkpoint["cond_stage_model.transformer." + ("" if key.startswith("text_model.") else "text_model.") + key] = value
+    save_file({key: value.contiguous() for key, value in checkpoint.items()}, out)
+    return out
+
+
+def _renamed(key: str, prefixes: list[tuple[str, str, dict[str, str]]]) -> str:
+    for prefix, ldm_prefix, parts in prefixes:
+        if key.startswith(prefix):
+            rest = f".{key[len(prefix):]}"
+            for part, ldm_part in parts.items():
+                rest = rest.replace(f".{part}.", f".{ldm_part}.", 1)
+            return ldm_prefix + rest[1:]
+    raise KeyError(f"no LDM name for {key}")
+
+
+def _unet_ldm_prefixes(layers: int, up_block_types: list[str]) -> list[tuple[str, str, dict[str, str]]]:
+    """(diffusers prefix, LDM prefix, renamed parts): blocks number consecutively, each layer then its sampler."""
+    prefixes = [("mid_block.resnets.0.", "middle_block.0.", _RESNET_TO_LDM),
+                ("mid_block.attentions.0.", "middle_block.1.", {}),
+                ("mid_block.resnets.1.", "middle_block.2.", _RESNET_TO_LDM)]
+    for i, up_type in enumerate(up_block_types):
+        for j in range(layers):
+            prefixes += [(f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(layers + 1) * i + j + 1}.0.", _RESNET_TO_LDM),
+                         (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(layers + 1) * i + j + 1}.1.", {})]
+        prefixes.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(layers + 1) * (i + 1)}.0.op.", {}))
+        for j in range(layers + 1):
+            prefixes += [(f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(layers + 1) * i + j}.0.", _RESNET_TO_LDM),
+                         (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(layers + 1) * i + j}.1.", {})]
+        upsampler = 2 if up_type.startswith("CrossAttn") else 1
+        prefixes.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(layers + 1) * i + layers}.{upsampler}.", {}))
+    return prefixes
+
+
+def _vae_ldm_prefixes(blocks: int) -> list[tuple[str, str, dict[str, str]]]:
+    """LDM numbers the decoder's blocks from the bottom up, and calls the mid block's parts block_1/attn_1/block_2."""
+    shortcut = {"conv_shortcut": "nin_shortcut"}
+    prefixes = []
+    for half in ("encoder", "decoder"):
+        prefixes += [(f"{half}.mid_block.resnets.0.", f"{half}.mid.block_1.", shortcut),
+                     (f"{half}.mid_block.resnets.1.", f"{half}.mid.block_2.", shortcut),
+                     (f"{half}.mid_block.attentions.0.", f"{half}.mid.attn_1.", _VAE_ATTENTION_TO_LDM)]
+    for i in range(blocks):
+        prefixes += [(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.", shortcut),
+                     (f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.", {}),
+                     (f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{blocks - 1 - i}.block.", shortcut),
+                     (f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{blocks - 1 - i}.upsample.", {})]
+    return prefixes

@@ -80,3 +80,15 @@ def test_an_admin_sets_the_per_user_queue_limits_at_serve(tmp_path: Path, model_
     assert (engine.max_user_jobs, engine.max_user_images, engine.max_queue) == (3, 5, 64)
     assert draftroom.main(["serve", "--max-user-jobs", "0"]) == 2
     assert "--max-user-jobs" in capsys.readouterr().err
+
+
+def test_model_takes_a_name_pulled_into_the_data_dir(tmp_path: Path, model_path: Path, served: list,
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 2
+    assert "--model: no model folder" in capsys.readouterr().err and served == []
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(model_path, target_is_directory=True)
+    caplog.set_level(logging.INFO, logger="draftroom")
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 0
+    assert len(served) == 1 and f"loading the model from {tmp_path / 'models' / 'tiny'}" in caplog.text
