@@ -6,12 +6,15 @@ batch together) and the job runner that keeps storage in step with the engine.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.utils import get_upload_folder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp.api import PREFIX, build_api_router
@@ -92,10 +95,25 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True) -
     app.add_middleware(ApiBodyLimit)
     app.include_router(build_api_router(studio))
     blocks = build_ui(studio)
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app, blocks, path="/",
         auth=studio.auth.gradio_login if auth_enabled else None,
         auth_message="Sign in to Draftroom. Ask an admin for an account.",
         footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
         max_file_size=MAX_UPLOAD_BYTES, enable_monitoring=False, css=CSS,
+        blocked_paths=blocked_paths(storage),
     )
+    # Gradio checks the paths in an event's file inputs (only its upload folder) and outputs (never a
+    # blocked path) only once the Blocks count as launched; launch() sets this, mounting does not.
+    blocks.has_launched = True
+    return app
+
+
+def blocked_paths(storage: Storage) -> list[str]:
+    """The data directory, which Gradio must never read or serve (the UI hands it copies instead).
+
+    Left out when it holds the temp folder or Gradio's upload folder, which Gradio must keep serving.
+    """
+    data_dir = storage.data_dir.resolve()
+    gradio_folders = (Path(tempfile.gettempdir()).resolve(), Path(get_upload_folder()).resolve())
+    return [] if any(folder.is_relative_to(data_dir) for folder in gradio_folders) else [str(data_dir)]
