@@ -89,7 +89,8 @@ def queue_call(client: httpx.Client, dependency: dict, data: list, session_hash:
 
 
 def read_stream(client: httpx.Client, session_hash: str, event_id: str | None = None) -> list[dict]:
-    """The messages of a session's results stream, up to the completion of `event_id` (or of any event)."""
+    """The messages of a session's results stream, up to the completion of `event_id` (or of any event), or
+    up to Gradio's error message (an unknown session, for one)."""
     messages: list[dict] = []
     with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
         for line in stream.iter_lines():
@@ -97,7 +98,7 @@ def read_stream(client: httpx.Client, session_hash: str, event_id: str | None = 
                 continue
             message = json.loads(line[len("data:"):])
             messages.append(message)
-            if message.get("msg") == "close_stream" or (
+            if message.get("msg") in ("close_stream", "unexpected_error") or (
                     message.get("msg") == "process_completed" and event_id in (None, message.get("event_id"))):
                 break
     return messages
