@@ -11,7 +11,7 @@ as the first active admin (a single-user studio on one's own machine).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.errors import NotFound, PermissionDenied
 from storage.services.login_throttle import LoginThrottled
+from storage.services.users import username_key
 from storage.types import OPERATOR, Role, UserInfo
 from webapp.errors import ApiError
 
 if TYPE_CHECKING:
+    from gradio.routes import App as GradioApp
+
     from storage import Storage
 
 PASSWORD_CHANGE_REQUIRED = ("password change required: change it in the studio's Account tab "
@@ -66,12 +69,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class BrowserSessions:
+    """The UI's sign-in sessions. Gradio keeps them in memory on its mounted app: the cookie's token names
+    the user; a token that is no longer there is signed out (the next request shows the sign-in page)."""
+
+    def __init__(self, gradio_app: GradioApp) -> None:
+        self.gradio_app = gradio_app
+
+    @property
+    def cookie_names(self) -> tuple[str, str]:
+        """Gradio sets the same token twice: in a `Secure` cookie, and in one that plain HTTP carries."""
+        cookie_id = self.gradio_app.cookie_id
+        return f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"
+
+    def token(self, cookies: Mapping[str, str]) -> str | None:
+        """The sign-in token a browser sends."""
+        return next((cookies[name] for name in self.cookie_names if cookies.get(name)), None)
+
+    def username(self, cookies: Mapping[str, str]) -> str | None:
+        token = self.token(cookies)
+        return self.gradio_app.tokens.get(token) if token else None
+
+    def end(self, token: str | None) -> None:
+        """Sign out the one browser that holds `token`."""
+        if token:
+            self.gradio_app.tokens.pop(token, None)
+
+    def end_all(self, username: str, *, keep: str | None = None) -> int:
+        """Sign out every browser of `username` (matched as sign-in matches it, ignoring case) except `keep`."""
+        key = username_key(username)
+        ended = [token for token, name in list(self.gradio_app.tokens.items())
+                 if username_key(name) == key and token != keep]
+        for token in ended:
+            self.gradio_app.tokens.pop(token, None)
+        return len(ended)
+
+
 class Auth:
     """Resolves callers to `UserInfo` and enforces roles, for both front ends."""
 
     def __init__(self, storage: Storage, *, enabled: bool = True) -> None:
         self.storage = storage
         self.enabled = enabled
+        self.browser_sessions: BrowserSessions | None = None
+        """Set once the UI is mounted (webapp.server); None for a studio without its UI."""
+
+    def password_changed(self, username: str, *, keeping: Mapping[str, str] | None = None) -> None:
+        """A changed password ends the user's browser sessions, except the browser that made the change
+        (whose cookies are `keeping`). API tokens are not touched: their owner revokes them."""
+        if self.browser_sessions is not None:
+            keep = self.browser_sessions.token(keeping) if keeping else None
+            self.browser_sessions.end_all(username, keep=keep)
 
     # Shared checks ----------------------------------------------------------------------------
 

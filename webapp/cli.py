@@ -1,7 +1,8 @@
 """`python app.py serve`: open the data directory, load the model, serve the studio with uvicorn.
 
     serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model NAME|PATH] [--no-auth] [--max-batch N]
-          [--max-queue N] [--max-user-jobs N] [--max-user-images N]
+          [--max-queue N] [--max-user-jobs N] [--max-user-images N] [--allowed-hosts H ...]
+          [--allowed-origins URL ...]
 
 Auth is always on, except with an explicit `--no-auth` on a loopback host; any other host with
 `--no-auth` refuses to start. On the first start with no accounts, an `admin` account is created
@@ -43,6 +44,12 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     serve.add_argument("--max-user-images", type=int, default=32,
                        help="one user's queued images before their next job gets 429 (default 32)")
     serve.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    serve.add_argument("--allowed-hosts", nargs="+", metavar="HOST",
+                       help="host names clients may use in the Host header, e.g. studio.example.org or "
+                            "*.example.org (default: the --host address, localhost and 127.0.0.1)")
+    serve.add_argument("--allowed-origins", nargs="+", default=[], metavar="URL",
+                       help="other web origins (scheme://host[:port]) whose pages may call the studio with "
+                            "the user's browser session (default: none; the studio's own origin always may)")
     serve.set_defaults(handler=serve_command)
     return serve
 
@@ -53,6 +60,10 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.no_auth and not is_loopback(args.host):
         print(f"error: refusing to start: --no-auth is only allowed on a loopback host, not {args.host!r}",
               file=sys.stderr)
+        return 2
+    if args.no_auth and args.allowed_hosts and "*" in args.allowed_hosts:
+        print("error: --allowed-hosts '*' is not allowed with --no-auth: any web page could then act as the admin "
+              "through a DNS name of its own", file=sys.stderr)
         return 2
     if min(args.max_batch, args.max_queue, args.max_user_jobs, args.max_user_images) < 1:
         print("error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
@@ -73,7 +84,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from model.engine import LocalEngine
     from storage import open_storage
     from storage.db import resolve_database_url
-    from webapp.server import create_app
+    from webapp.server import allowed_hosts_for, create_app
 
     with open_storage(data_dir, resolve_database_url()) as storage:
         created = storage.users.ensure_bootstrap_admin()
@@ -85,7 +96,9 @@ def serve_command(args: argparse.Namespace) -> int:
                                        max_queue=args.max_queue, max_user_jobs=args.max_user_jobs,
                                        max_user_images=args.max_user_images)
         try:
-            app = create_app(storage, engine, auth_enabled=not args.no_auth)
+            app = create_app(storage, engine, auth_enabled=not args.no_auth,
+                             allowed_hosts=args.allowed_hosts or allowed_hosts_for(args.host),
+                             allowed_origins=args.allowed_origins)
             log.info("data in %s; serving http://%s:%d (auth %s)", data_dir, args.host, args.port,
                      "off" if args.no_auth else "on")
             uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -4,6 +4,7 @@ server process with one account."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from pathlib import Path
 
@@ -66,3 +67,38 @@ def start_server_with_account(tmp_path: Path, model_path: Path, name: str, role:
     server = ServerProcess(data_dir, model_path, tmp_path / "server.log")
     server.start()
     return server, token
+
+
+def signed_in_browser(url: str, name: str, password: str) -> httpx.Client:
+    """An HTTP client holding the UI's session cookie, as a browser has after the sign-in form."""
+    client = httpx.Client(base_url=url, timeout=60, headers={"Origin": url})
+    response = client.post("/login", data={"username": name, "password": password})
+    assert response.status_code == 200, response.text
+    return client
+
+
+def queue_call(client: httpx.Client, dependency: dict, data: list, session_hash: str | None = None) -> list[dict]:
+    """Run one UI event through Gradio's HTTP queue (`queue/join`, then the `queue/data` stream), as the
+    browser does; returns the stream's messages up to the event's completion."""
+    session_hash = session_hash or uuid.uuid4().hex
+    joined = client.post("/gradio_api/queue/join", json={
+        "data": data, "fn_index": dependency["id"], "session_hash": session_hash, "event_data": None,
+        "trigger_id": dependency["targets"][0][0] if dependency["targets"] else None})
+    assert joined.status_code == 200, joined.text
+    return read_stream(client, session_hash, joined.json()["event_id"])
+
+
+def read_stream(client: httpx.Client, session_hash: str, event_id: str | None = None) -> list[dict]:
+    """The messages of a session's results stream, up to the completion of `event_id` (or of any event), or
+    up to Gradio's error message (an unknown session, for one)."""
+    messages: list[dict] = []
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[len("data:"):])
+            messages.append(message)
+            if message.get("msg") in ("close_stream", "unexpected_error") or (
+                    message.get("msg") == "process_completed" and event_id in (None, message.get("event_id"))):
+                break
+    return messages

@@ -41,12 +41,16 @@ def browser() -> Iterator[Browser]:
 
 
 class Session:
-    """One person's browser context, signed in to the studio."""
+    """One person's browser context, signed in to the studio; it keeps what the page reports as a
+    Content-Security-Policy violation (the studio's policy must not break the UI)."""
 
     def __init__(self, browser: Browser, live: Live, person: Person) -> None:
         self.context: BrowserContext = browser.new_context(viewport={"width": 1280, "height": 1000})
         self.page: Page = self.context.new_page()
         self.person = person
+        self.csp_violations: list[str] = []
+        self.page.on("console", lambda message: self.csp_violations.append(message.text)
+                     if "Content Security Policy" in message.text else None)
         self.page.goto(live.url)
         self.page.get_by_label("username").fill(person.name)
         self.page.get_by_label("password").fill(person.password)
@@ -121,6 +125,19 @@ def test_member_generates_reviewer_approves_history_shows_it(live: Live, browser
     expect(admin.page.locator("#admin-users")).to_contain_text(member.person.name, timeout=WAIT_MS)
     shots["admin"] = admin.page.screenshot(full_page=True)
 
+    assert [session.csp_violations for session in sessions] == [[]] * len(sessions)
+
     if os.environ.get("DRAFTROOM_SCREENSHOTS"):  # opt-in, so a plain test run leaves the tree clean
         for name, png in shots.items():
             (DOC_IMAGES / f"{name}.png").write_bytes(png)
+
+
+def test_sign_out_ends_the_session_and_shows_the_sign_in_page(live: Live, browser: Browser,
+                                                             sessions: list[Session]) -> None:
+    member = Session(browser, live, live.person())
+    sessions.append(member)
+    member.page.locator("#sign-out-btn").click()
+    expect(member.page.get_by_role("button", name="Login")).to_be_visible(timeout=WAIT_MS)
+    member.page.goto(live.url)  # the session is gone, not just this page
+    expect(member.page.get_by_role("button", name="Login")).to_be_visible(timeout=WAIT_MS)
+    assert member.csp_violations == []

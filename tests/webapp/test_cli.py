@@ -1,5 +1,6 @@
 """`app.py serve`: refuses an open unauthenticated bind, bootstraps the first admin, marks jobs a dead
-process left behind as interrupted; and `--no-auth` on loopback acts as the admin."""
+process left behind as interrupted; `--no-auth` on loopback acts as the admin, for local Host names only;
+`--allowed-hosts` and `--allowed-origins` set the Host names and other web origins the studio accepts."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_a_restart_marks_unfinished_jobs_interrupted(tmp_path: Path, model_path:
 def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path, served: list) -> None:
     assert draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
     [(app, _)] = served
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         me = client.get("/api/v1/me")
         assert me.status_code == 200 and me.json()["name"] == "admin" and me.json()["role"] == "admin"
         assert client.get("/api/v1/users").status_code == 200
@@ -92,3 +93,25 @@ def test_model_takes_a_name_pulled_into_the_data_dir(tmp_path: Path, model_path:
     caplog.set_level(logging.INFO, logger="draftroom")
     assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 0
     assert len(served) == 1 and f"loading the model from {tmp_path / 'models' / 'tiny'}" in caplog.text
+def test_no_auth_answers_only_local_host_names(tmp_path: Path, model_path: Path, served: list) -> None:
+    assert draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    [(app, _)] = served
+    for host in ("localhost:7860", "127.0.0.1"):
+        assert TestClient(app, base_url=f"http://{host}").get("/api/v1/me").status_code == 200, host
+    assert TestClient(app, base_url="http://rebound.example:7860").get("/api/v1/me").status_code == 400
+
+
+def test_allowed_hosts_and_origins(tmp_path: Path, model_path: Path, served: list) -> None:
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--allowed-hosts",
+                           "studio.example", "*.team.example", "--allowed-origins", "https://wiki.example"]) == 0
+    [(app, _)] = served
+    for host in ("studio.example", "ui.team.example"):
+        assert TestClient(app, base_url=f"http://{host}").get("/api/v1/me").status_code == 401, host
+    assert TestClient(app, base_url="http://127.0.0.1").get("/api/v1/me").status_code == 400  # the list replaces
+    wiki = TestClient(app, base_url="http://studio.example", headers={"Origin": "https://wiki.example"})
+    assert wiki.get("/api/v1/me").headers["access-control-allow-origin"] == "https://wiki.example"
+
+
+def test_no_auth_refuses_any_host(capsys: pytest.CaptureFixture, served: list) -> None:
+    assert draftroom.main(["serve", "--no-auth", "--allowed-hosts", "*"]) == 2
+    assert "--allowed-hosts" in capsys.readouterr().err and served == []

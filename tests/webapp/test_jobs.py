@@ -22,7 +22,7 @@ def test_stopping_the_server_marks_unfinished_jobs_interrupted(tmp_path: Path, m
         token = storage.tokens.create(OPERATOR, user.id).secret
         info = engine.model_info
         long_job = {"prompt": "a red circle", "steps": info.max_steps, "num_images": info.max_images}
-        with TestClient(create_app(storage, engine)) as client:
+        with TestClient(create_app(storage, engine), base_url="http://localhost") as client:
             client.headers["Authorization"] = f"Bearer {token}"
             running = client.post("/api/v1/generations", json=long_job).json()["id"]
             deadline = time.monotonic() + 30

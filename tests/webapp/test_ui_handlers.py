@@ -23,8 +23,12 @@ def tab(live: Live) -> GenerateTab:
 
 
 def run_generate(tab: GenerateTab, person: Person, values: dict[Any, Any]) -> dict[Any, Any]:
-    """Call the Generate handler with the form's values; returns its last streamed update."""
+    """Call the Generate handler with the form's values; returns its last streamed update.
+
+    Image paths make the round trip through Gradio's upload folder first, as the browser sends them back."""
     args = [values[component] if component in values else component.value for component in tab.generate_inputs]
+    args = [component.move_resource_to_block_cache(value) if isinstance(component, gr.Image) and value else value
+            for component, value in zip(tab.generate_inputs, args, strict=True)]
     args[tab.generate_inputs.index(tab.steps)] = TEST_STEPS
     updates = list(tab._generate(gr.Request(username=person.name), *args))
     return updates[-1]

@@ -21,6 +21,7 @@ def router(studio: Studio) -> APIRouter:
     def change_password(body: PasswordChangeBody, user: UserInfo = caller) -> Response:
         studio.storage.users.change_password(user.id, user.id, body.new_password,
                                              current_password=body.current_password)
+        studio.auth.password_changed(user.username)
         return Response(status_code=204)
 
     return api

@@ -20,7 +20,10 @@ from webapp.ui.generate import GenerateTab
 from webapp.ui.history import HistoryTab
 from webapp.ui.review import ReviewTab
 
-CSS = "#whoami { text-align: right; } #progress { min-height: 1.5em; }"
+CSS = ("#whoami { text-align: right; } #progress { min-height: 1.5em; } "
+       "#sign-out { flex-grow: 0; min-width: max-content; }")
+SIGN_OUT_FORM = ('<form method="post" action="/logout">'
+                 '<button type="submit" id="sign-out-btn" class="lg secondary">Sign out</button></form>')
 
 
 def build_ui(studio: Studio) -> gr.Blocks:
@@ -30,6 +33,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
         with gr.Row():
             plain_markdown("## Draftroom", elem_id="title")
             whoami = plain_markdown("", elem_id="whoami")
+            if studio.auth.enabled:  # a form, so signing out is a same-origin POST that lands on the sign-in page
+                gr.HTML(SIGN_OUT_FORM, elem_id="sign-out", min_height=0)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
                 generate = GenerateTab(studio, files)
@@ -46,9 +51,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
             """Who is signed in, and which tabs they may use (a pending password change allows only Account)."""
             user = guard(studio, request, allow_password_change=True)
             blocked = studio.auth.enabled and user.must_change_password
-            sign_out = " · [Sign out](/logout)" if studio.auth.enabled else " (sign-in is off)"
             return [
-                f"Signed in as **{escape_md(user.username)}** ({user.role.value}){sign_out}",
+                f"Signed in as **{escape_md(user.username)}** ({user.role.value})"
+                + ("" if studio.auth.enabled else " (sign-in is off)"),
                 gr.Tabs(selected="account" if blocked else "generate"),
                 gr.Tab(visible=not blocked, interactive=not blocked),
                 gr.Tab(visible=not blocked and user.role in STAFF),

@@ -31,4 +31,5 @@ class AccountTab:
             self.studio.storage.users.change_password(user.id, user.id, new or "", current_password=current or "")
         except StorageError as exc:
             raise ui_error(exc) from None
+        self.studio.auth.password_changed(user.username, keeping=request.cookies)
         return ["", "", "", "Password changed. Reload the page to use the studio."]

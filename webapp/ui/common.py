@@ -1,7 +1,9 @@
-"""What every UI tab shares: the server-side caller check, image files for Gradio, small formatters.
+"""What every UI tab shares: the server-side caller check, the check on files a browser sends, image files
+for Gradio, small formatters.
 
 Every event handler starts with `guard(...)`: the UI's tabs are hidden by role only for comfort;
 this check is the access control, made again on every event (a disabled account stops at once).
+Every handler that takes a file passes it through `uploaded_file(...)` first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from storage.errors import StorageError
 from storage.types import ImageInfo, Role, UserInfo
@@ -40,6 +43,22 @@ def guard(studio: Studio, request: gr.Request | None, roles: Iterable[Role] = AL
         return studio.auth.check(user, roles, allow_password_change=allow_password_change)
     except StorageError as exc:
         raise gr.Error(str(exc), title="Not allowed") from None
+
+
+def uploaded_file(path: str | None, field: str) -> Path | None:
+    """The file a browser uploaded for `field`, or a gr.Error when the path lies outside Gradio's upload folder.
+
+    A Gradio event carries a file as a server path the caller wrote; Gradio itself refuses paths outside
+    its upload folder (webapp.server makes that check run), and this repeats it where the file is used,
+    so a path such as the database or /etc/passwd never reaches a handler's reads or outputs.
+    """
+    if not path:
+        return None
+    folder = Path(get_upload_folder()).resolve()
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(folder) or not resolved.is_file():
+        raise gr.Error(f"{field}: not a file uploaded to the studio; add the image again", title="Not allowed")
+    return resolved
 
 
 def ui_error(exc: Exception) -> gr.Error:

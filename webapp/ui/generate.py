@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -25,7 +24,7 @@ from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.jobs import Ingredient, JobSpec
 from webapp.schemas import reject_control_characters
-from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error
+from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error, uploaded_file
 from webapp.uploads import check_image
 
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
@@ -276,15 +275,17 @@ class GenerateTab:
             out: list[Any] = [len(rows)]
             for n in range(MIX_SLOTS):
                 kind, text, image, weight = rows[n] if n < len(rows) else ("text", "", None, 1.0)
-                out += [gr.Group(visible=n < len(rows)), kind, text, image, weight]
+                upload = uploaded_file(image, f"Ingredient {n + 1}")
+                out += [gr.Group(visible=n < len(rows)), kind, text, str(upload) if upload else None, weight]
             return out
         return remove
 
     def _store_image(self, user: UserInfo, path: str | None, field: str) -> int | None:
-        if not path:
+        upload = uploaded_file(path, field)
+        if upload is None:
             return None
         try:
-            checked = check_image(Path(path).read_bytes())
+            checked = check_image(upload.read_bytes())
         except ApiError as exc:
             raise gr.Error(f"{field}: {exc.detail}") from None
         return self.studio.storage.uploads.add(user.id, checked.data).id
