@@ -21,14 +21,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.engine import GenerationRequest  # noqa: E402
-from model.engine.engine_local import LocalEngine, call_on_fresh_thread  # noqa: E402
-from model.families import Family, Kandinsky22Family, load_family  # noqa: E402
+from model.engine import GenerationRequest
+from model.engine.engine_local import LocalEngine, call_on_fresh_thread
+from model.families import Family, Kandinsky22Family, load_family
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "embedded"
-PROMPTS = ["a red circle on a white background", "a blue square at the top left", "a small green triangle",
-           "a yellow star on a black background", "a big purple circle", "an orange square on a grey background",
-           "a red triangle at the bottom right", "a blue circle next to a green square"]
+PROMPTS = [
+    "a red circle on a white background",
+    "a blue square at the top left",
+    "a small green triangle",
+    "a yellow star on a black background",
+    "a big purple circle",
+    "an orange square on a grey background",
+    "a red triangle at the bottom right",
+    "a blue circle next to a green square",
+]
 
 
 def ask(index: int, user: str, seed: int | None = None, num_images: int = 1) -> GenerationRequest:
@@ -83,13 +90,17 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     args = parser.parse_args()
     if not args.model.is_dir():
-        print(f"No model at {args.model}. Train the embedded model (python -m model.train) or pass --model PATH "
-              "to a Kandinsky 2.2 or Stable Diffusion folder.", file=sys.stderr)
+        print(
+            f"No model at {args.model}. Train the embedded model (python -m model.train) or pass "
+            "--model PATH to a Kandinsky 2.2 or Stable Diffusion folder.",
+            file=sys.stderr,
+        )
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
     # Torch work runs on short-lived threads or an engine's worker, never on this thread, as in the studio
-    # (see call_on_fresh_thread): the raw calls run before any engine exists, each figure on the only live pool.
+    # (see call_on_fresh_thread): the raw calls run before any engine exists, each figure on the only live
+    # pool.
     family = call_on_fresh_thread(lambda: load_family(args.model, device=args.device, dtype=args.dtype))
     info = family.info
     print(f"model {info.name} ({info.family}, {info.short_hash}) on {info.device}/{info.dtype}, "
@@ -135,15 +146,19 @@ def main() -> int:
     print()
     print("| figure | measured | target |")
     print("|---|---|---|")
-    print(f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s vs FIFO {8 / fifo_s:.2f} img/s = "
-          f"**{fifo_s / batched_s:.2f}x** | >= 3x |")
+    print(
+        f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s "
+        f"vs FIFO {8 / fifo_s:.2f} img/s = **{fifo_s / batched_s:.2f}x** | >= 3x |"
+    )
     print(f"| engine overhead at batch 1 | engine {lone_s:.3f}s vs raw pipeline {raw_s:.3f}s = "
           f"**{100 * (lone_s / raw_s - 1):+.1f}%** | <= 3% |")
     print(f"| fairness, A asks 32 + 7 users x 1 | others' p95 latency {p95(others_latency):.2f}s = "
           f"**{p95(others_latency) / lone_s:.2f}x** a lone request ({lone_s:.2f}s); p95 queue wait "
           f"{p95(others_wait):.2f}s = {p95(others_wait) / lone_s:.2f}x | <= 2x |")
-    print(f"\nlone request once a second long-lived thread has run torch kernels: {two_pools_s:.3f}s = "
-          f"{two_pools_s / lone_s:.2f}x the engine's own (why the engine loads models on a short-lived thread)")
+    print(
+        f"\nlone request once a second long-lived thread has run torch kernels: {two_pools_s:.3f}s = "
+        f"{two_pools_s / lone_s:.2f}x the engine's own (why the engine loads models on a short-lived thread)"
+    )
     return 0
 
 

@@ -56,7 +56,9 @@ class Auth:
             raise PermissionDenied("No active admin exists; create one with `app.py users add`.")
         return admins[0]
 
-    def check(self, user: UserInfo, roles: Iterable[Role], *, allow_password_change: bool = False) -> UserInfo:
+    def check(
+        self, user: UserInfo, roles: Iterable[Role], *, allow_password_change: bool = False
+    ) -> UserInfo:
         """Raise PermissionDenied unless `user` is active, has one of `roles` and may act now."""
         if not user.active:
             raise PermissionDenied("This account is disabled.")

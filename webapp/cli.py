@@ -33,8 +33,12 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                             "folder (default: the embedded model)")
     serve.add_argument("--no-auth", action="store_true",
                        help="no sign-in; everyone acts as the admin (loopback hosts only)")
-    serve.add_argument("--max-batch", type=int, default=8, help="images per model call across users (default 8)")
-    serve.add_argument("--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)")
+    serve.add_argument(
+        "--max-batch", type=int, default=8, help="images per model call across users (default 8)"
+    )
+    serve.add_argument(
+        "--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)"
+    )
     serve.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     serve.set_defaults(handler=serve_command)
     return serve
@@ -65,8 +69,11 @@ def serve_command(args: argparse.Namespace) -> int:
     with open_storage(data_dir, resolve_database_url()) as storage:
         created = storage.users.ensure_bootstrap_admin()
         if created is not None:
-            print(f"Created the first account: user 'admin', one-time password: {created.generated_password}\n"
-                  "Sign in with it; the studio asks for a new password first.", flush=True)
+            print(
+                f"Created the first account: user 'admin', one-time password: {created.generated_password}\n"
+                "Sign in with it; the studio asks for a new password first.",
+                flush=True,
+            )
         log.info("loading the model from %s", args.model)
         engine = LocalEngine.from_path(args.model, device=args.device, max_batch=args.max_batch,
                                        max_queue=args.max_queue)

@@ -32,7 +32,9 @@ def resolve_source(source: str | Path) -> Path:
         try:
             return Path(snapshot_download(source, local_files_only=True))
         except LocalEntryNotFoundError as error:
-            raise ModelLoadError(f"{source} is neither a folder nor a model in the local Hugging Face cache") from error
+            raise ModelLoadError(
+                f"{source} is neither a folder nor a model in the local Hugging Face cache"
+            ) from error
     raise ModelLoadError(f"model folder not found: {source}")
 
 
@@ -65,7 +67,8 @@ OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "latent_
 
 def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:
     """sha256 over the bytes of every .safetensors file in ``folders``, in order, each in sorted path order,
-    then over the OUTPUT_SETTINGS present in ``settings``: equal hashes draw equal pictures from equal requests."""
+    then over the OUTPUT_SETTINGS present in ``settings``: equal hashes draw equal pictures from equal
+    requests."""
     digest = hashlib.sha256()
     found = False
     for folder in folders:
@@ -118,7 +121,9 @@ def read_settings(root: Path) -> dict[str, Any]:
         if key in _COUNTS and value < 1:
             raise ModelLoadError(f"{file}: {key} must be at least 1")
     sizes = settings.get("sizes", [])
-    if not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes):
+    if not all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes
+    ):
         raise ModelLoadError(f"{file}: sizes must be a list of [width, height] pairs")
     return settings
 
