@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/engine.py [--model model/weights/embedded] [--device
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -21,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.engine import GenerationRequest
+from model.engine import GenerationRequest, Progress
 from model.engine.engine_local import LocalEngine, call_on_fresh_thread
-from model.families import Family, Kandinsky22Family, load_family
+from model.families import Family, Kandinsky22Family, StableDiffusionFamily, load_family
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "embedded"
 PROMPTS = [
@@ -53,11 +54,18 @@ def raw_pipeline_seconds(family: Family, request: GenerationRequest) -> float:
         family.decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
                        height=info.default_size[1], width=info.default_size[0], generator=generator,
                        num_inference_steps=info.default_steps, guidance_scale=info.default_guidance)
-    else:
+    elif isinstance(family, StableDiffusionFamily):
         family.pipe(prompt=request.prompt, height=info.default_size[1], width=info.default_size[0],
                     generator=generator, num_inference_steps=info.default_steps,
                     guidance_scale=info.default_guidance)
+    else:
+        raise TypeError(f"no raw pipeline call for {type(family).__name__}")
     return time.perf_counter() - start
+
+
+def _stamp_when_finished(finished: list[float], index: int, progress: Progress) -> None:
+    if progress.status.finished:
+        finished[index] = time.perf_counter()
 
 
 def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float, list[float], list[float]]:
@@ -68,8 +76,7 @@ def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float
     for index, request in enumerate(requests):
         handle = engine.submit(request)
         submitted.append(time.perf_counter())
-        handle.subscribe(lambda progress, i=index: finished.__setitem__(i, time.perf_counter())
-                         if progress.status.finished else None)
+        handle.subscribe(functools.partial(_stamp_when_finished, finished, index))
         handles.append(handle)
     waits = [handle.result().queue_wait_s for handle in handles]
     latencies = [done - sent for done, sent in zip(finished, submitted, strict=True)]

@@ -22,13 +22,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.evaluate import DEFAULT_MODEL, evaluate, generate
-from model.families import load_family
+from model.families import Kandinsky22Family, load_family
 
 SETTINGS = (("ddim", 25), ("dpmpp", 15), ("dpmpp", 10))
 PROMPT = "a red circle on a white background"
 
 
-def seconds_per_image(family, scheduler: str, steps: int, candidates: int, batch: int, repeats: int) -> float:
+def seconds_per_image(
+    family: Kandinsky22Family, scheduler: str, steps: int, candidates: int, batch: int, repeats: int
+) -> float:
     generate(family, [PROMPT] * batch, 0, steps, None, scheduler, candidates)  # warm-up
     started = time.perf_counter()
     for r in range(repeats):
@@ -47,6 +49,10 @@ def main() -> None:
                         help="comma-separated counts to time (default: the model's own, and 1)")
     args = parser.parse_args()
     family = load_family(args.model)
+    if not isinstance(family, Kandinsky22Family):
+        parser.error(
+            f"--model: {args.model} is not a Kandinsky 2.2 layout model, the only kind model.evaluate runs"
+        )
     info = family.info
     try:
         counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \

@@ -41,6 +41,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image, ImageDraw
@@ -325,9 +326,11 @@ class SimulatedUser:
 
     def do_mix(self) -> None:
         first = {"text": self.words(), "weight": round(self.rng.uniform(0.5, 1.5), 2)}
-        second = ({"image": self.upload()} if self.rng.random() < 0.5 else {"text": self.words()})
+        second: dict[str, Any] = (
+            {"image": self.upload()} if self.rng.random() < 0.5 else {"text": self.words()}
+        )
         second["weight"] = round(self.rng.uniform(-1.0, 1.0), 2)
-        body = {**self.params(), "mix": [first, second]}
+        body: dict[str, Any] = {**self.params(), "mix": [first, second]}
         if self.rng.random() < 0.4:
             body["interpolation"] = round(self.rng.random(), 3)
         else:

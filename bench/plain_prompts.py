@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.evaluate import DEFAULT_MODEL, generate
-from model.families import load_family
+from model.families import Kandinsky22Family, load_family
 from model.world import analyze
 
 PROMPTS = (
@@ -33,6 +33,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     args = parser.parse_args()
     family = load_family(args.model)
+    if not isinstance(family, Kandinsky22Family):
+        parser.error(
+            f"--model: {args.model} is not a Kandinsky 2.2 layout model, the only kind model.evaluate runs"
+        )
     print(f"| prompt (seeds 0-{args.seeds - 1}) | background | colour | shape | position |")
     print("|---|---|---|---|---|")
     for prompt in PROMPTS:

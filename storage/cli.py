@@ -20,14 +20,14 @@ from .types import OPERATOR, ReviewStatus, Role
 Handler = Callable[[argparse.Namespace, Storage], int]
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `users`, `tokens`, `db` and `export` on an argparse subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DRAFTROOM_DATA, else ./data)")
 
     def leaf(
         group: argparse._SubParsersAction, name: str, handler: Handler, help_: str
-    ) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    ) -> argparse.ArgumentParser:
         parser = group.add_parser(name, parents=[common], help=help_, description=help_)
         parser.set_defaults(handler=lambda args: _run(args, handler))
         return parser

@@ -11,7 +11,7 @@ as the first active admin (a single-user studio on one's own machine).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -89,7 +89,7 @@ class Auth:
         except PermissionDenied as exc:
             raise ApiError(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"}) from None
 
-    def require(self, *roles: Role, allow_password_change: bool = False) -> Callable[..., Any]:
+    def require(self, *roles: Role, allow_password_change: bool = False) -> Any:
         """A FastAPI dependency giving the checked caller; 401 unauthenticated, 403 wrong role."""
         wanted = roles or ALL_ROLES
 

@@ -79,7 +79,8 @@ def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) 
                     digest.update(chunk)
     if not found:
         raise ModelLoadError(f"no .safetensors weights under {', '.join(map(str, folders))}")
-    drawn = {key: settings[key] for key in OUTPUT_SETTINGS if key in (settings or {})}
+    present = settings or {}
+    drawn = {key: present[key] for key in OUTPUT_SETTINGS if key in present}
     if drawn:
         digest.update(json.dumps(drawn, sort_keys=True).encode())
     return digest.hexdigest()

@@ -60,7 +60,7 @@ def retrieval_top1(
             text_encoder(tokenize(tokenizer, [c.text for _, c in pairs], device)).text_embeds, dim=-1
         )
         image = F.normalize(image_encoder(pixel_values=pixels).image_embeds, dim=-1)
-        hits += (text @ image.T).argmax(dim=1).eq(torch.arange(64, device=device)).sum().item()
+        hits += int((text @ image.T).argmax(dim=1).eq(torch.arange(64, device=device)).sum())
         total += 64
     return hits / total
 
@@ -95,7 +95,7 @@ def attribute_targets(scenes: list[Scene], device: torch.device) -> dict[str, to
 
 
 def attribute_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum(F.cross_entropy(logits[name], targets[name]) for name in logits) / len(logits)
+    return torch.stack([F.cross_entropy(logits[name], targets[name]) for name in logits]).mean()
 
 
 @torch.no_grad()

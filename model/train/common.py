@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -210,7 +211,7 @@ def train_loop(stage_dir: Path, plan: StagePlan, modules: dict[str, torch.nn.Mod
     stage_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = stage_dir / "checkpoint"
     all_modules = dict(modules, **({"ema": ema} if ema is not None else {}))
-    state = {"step": 0, "total_steps": plan.steps, "seconds": 0.0}
+    state: dict[str, Any] = {"step": 0, "total_steps": plan.steps, "seconds": 0.0}
     if (ckpt_dir / "state.json").exists():
         state = load_checkpoint(ckpt_dir, all_modules, optimizer)
         print(f"[{stage_dir.name}] resumed at step {state['step']}/{state['total_steps'] or '?'}")

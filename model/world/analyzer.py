@@ -224,7 +224,6 @@ def score(scene: Scene, caption: Caption, analysis: Analysis) -> dict[str, bool]
         by_colour = {o.colour: o for o in reversed(analysis.objects)}  # the largest of a colour wins
         matches = [by_colour.get(o.colour) for o in scene.objects]
     pairs = list(zip(scene.objects, matches, strict=True))
-    found = all(m is not None for m in matches)
     checks = {
         "colour": all(m is not None and m.colour == o.colour for o, m in pairs),
         "shape": all(m is not None and m.shape == o.shape for o, m in pairs),
@@ -232,11 +231,16 @@ def score(scene: Scene, caption: Caption, analysis: Analysis) -> dict[str, bool]
         "background": analysis.background == scene.background,
     }
     if len(scene.objects) == 1:
-        checks["position"] = found and matches[0].position == scene.objects[0].position
+        only = matches[0]
+        checks["position"] = only is not None and only.position == scene.objects[0].position
     else:
         first, second = matches
         above = relation(scene) == "above"
-        checks["position"] = found and (first.cy < second.cy if above else first.cx < second.cx)
+        checks["position"] = (
+            first is not None
+            and second is not None
+            and (first.cy < second.cy if above else first.cx < second.cx)
+        )
     result = {attribute: checks[attribute] for attribute in ATTRIBUTES if attribute in caption.mentions}
     result["all"] = all(result.values())
     return result

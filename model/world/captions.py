@@ -140,7 +140,7 @@ def _augment(text: str, rng: np.random.Generator) -> str:
     if rng.random() < ARTICLE_DROP:
         text = re.sub(r"\b(a|an) ", "", text)
     if rng.random() < SEPARATOR_SWAP:
-        text = text.translate(str.maketrans({",": ";", ";": ","}))
+        text = text.translate(str.maketrans(",;", ";,"))
     return text
 
 
@@ -156,9 +156,10 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Cap
     first = scene.objects[0]
     values = {"bg": scene.background, "colour": first.colour, "shape": _pick(rng, SHAPE_WORDS[first.shape]),
               "obj": _noun_phrase(first, with_size, rng), "pos": _pick(rng, POSITION_PHRASES[first.position])}
-    if len(scene.objects) == 2:
+    related = relation(scene)  # None for one object
+    if related is not None:
         second = scene.objects[1]
-        forward, backward = RELATION_PHRASES[relation(scene)]
+        forward, backward = RELATION_PHRASES[related]
         values |= {"obj1": values["obj"], "obj2": _noun_phrase(second, with_size, rng),
                    "rel": _pick(rng, forward), "rev": _pick(rng, backward)}
         values |= {"rev_obj": values["obj2"], "rev_ref": values["obj1"]}

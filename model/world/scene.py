@@ -103,7 +103,8 @@ def relation(scene: Scene) -> str | None:
 def _jitter_rgb(rng: np.random.Generator, colour: str) -> tuple[int, int, int]:
     base = np.array(COLOURS[colour])
     jittered = np.clip(base + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3), 0, 255)
-    return tuple(int(v) for v in jittered)
+    red, green, blue = (int(v) for v in jittered)
+    return red, green, blue
 
 
 def _place(rng: np.random.Generator, shape: str, colour: str, size: str, position: str) -> SceneObject:
@@ -137,6 +138,7 @@ def sample_scene(rng: np.random.Generator, two_object_prob: float = 0.25) -> Sce
     picked = rng.choice(len(object_colours), size=2 if two else 1, replace=False)
     colours_of_objects = [object_colours[int(i)] for i in picked]
     shapes = [_choice(rng, SHAPES) for _ in colours_of_objects]
+    objects: tuple[SceneObject, ...]
     if not two:
         position = _choice(rng, POSITIONS)
         objects = (_place(rng, shapes[0], colours_of_objects[0], _choice(rng, SIZES), position),)

@@ -66,6 +66,7 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
 def _upload_exists(session: Session, upload_id: object, field: str) -> int:
     if not is_row_id(upload_id) or session.get(Upload, upload_id) is None:
         raise ValidationFailed(field, f"Upload {upload_id} does not exist.")
+    assert isinstance(upload_id, int)  # is_row_id accepted it
     return upload_id
 
 
