@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/engine.py [--model model/weights/embedded] [--device
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -21,14 +22,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.engine import GenerationRequest  # noqa: E402
-from model.engine.engine_local import LocalEngine, call_on_fresh_thread  # noqa: E402
-from model.families import Family, Kandinsky22Family, load_family  # noqa: E402
+from model.engine import GenerationRequest, Progress
+from model.engine.engine_local import LocalEngine, call_on_fresh_thread
+from model.families import Family, Kandinsky22Family, StableDiffusionFamily, load_family
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "embedded"
-PROMPTS = ["a red circle on a white background", "a blue square at the top left", "a small green triangle",
-           "a yellow star on a black background", "a big purple circle", "an orange square on a grey background",
-           "a red triangle at the bottom right", "a blue circle next to a green square"]
+PROMPTS = [
+    "a red circle on a white background",
+    "a blue square at the top left",
+    "a small green triangle",
+    "a yellow star on a black background",
+    "a big purple circle",
+    "an orange square on a grey background",
+    "a red triangle at the bottom right",
+    "a blue circle next to a green square",
+]
 
 
 def ask(index: int, user: str, seed: int | None = None, num_images: int = 1) -> GenerationRequest:
@@ -46,11 +54,18 @@ def raw_pipeline_seconds(family: Family, request: GenerationRequest) -> float:
         family.decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
                        height=info.default_size[1], width=info.default_size[0], generator=generator,
                        num_inference_steps=info.default_steps, guidance_scale=info.default_guidance)
-    else:
+    elif isinstance(family, StableDiffusionFamily):
         family.pipe(prompt=request.prompt, height=info.default_size[1], width=info.default_size[0],
                     generator=generator, num_inference_steps=info.default_steps,
                     guidance_scale=info.default_guidance)
+    else:
+        raise TypeError(f"no raw pipeline call for {type(family).__name__}")
     return time.perf_counter() - start
+
+
+def _stamp_when_finished(finished: list[float], index: int, progress: Progress) -> None:
+    if progress.status.finished:
+        finished[index] = time.perf_counter()
 
 
 def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float, list[float], list[float]]:
@@ -61,8 +76,7 @@ def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float
     for index, request in enumerate(requests):
         handle = engine.submit(request)
         submitted.append(time.perf_counter())
-        handle.subscribe(lambda progress, i=index: finished.__setitem__(i, time.perf_counter())
-                         if progress.status.finished else None)
+        handle.subscribe(functools.partial(_stamp_when_finished, finished, index))
         handles.append(handle)
     waits = [handle.result().queue_wait_s for handle in handles]
     latencies = [done - sent for done, sent in zip(finished, submitted, strict=True)]
@@ -83,13 +97,17 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     args = parser.parse_args()
     if not args.model.is_dir():
-        print(f"No model at {args.model}. Train the embedded model (python -m model.train) or pass --model PATH "
-              "to a Kandinsky 2.2 or Stable Diffusion folder.", file=sys.stderr)
+        print(
+            f"No model at {args.model}. Train the embedded model (python -m model.train) or pass "
+            "--model PATH to a Kandinsky 2.2 or Stable Diffusion folder.",
+            file=sys.stderr,
+        )
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
     # Torch work runs on short-lived threads or an engine's worker, never on this thread, as in the studio
-    # (see call_on_fresh_thread): the raw calls run before any engine exists, each figure on the only live pool.
+    # (see call_on_fresh_thread): the raw calls run before any engine exists, each figure on the only live
+    # pool.
     family = call_on_fresh_thread(lambda: load_family(args.model, device=args.device, dtype=args.dtype))
     info = family.info
     print(f"model {info.name} ({info.family}, {info.short_hash}) on {info.device}/{info.dtype}, "
@@ -135,15 +153,19 @@ def main() -> int:
     print()
     print("| figure | measured | target |")
     print("|---|---|---|")
-    print(f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s vs FIFO {8 / fifo_s:.2f} img/s = "
-          f"**{fifo_s / batched_s:.2f}x** | >= 3x |")
+    print(
+        f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s "
+        f"vs FIFO {8 / fifo_s:.2f} img/s = **{fifo_s / batched_s:.2f}x** | >= 3x |"
+    )
     print(f"| engine overhead at batch 1 | engine {lone_s:.3f}s vs raw pipeline {raw_s:.3f}s = "
           f"**{100 * (lone_s / raw_s - 1):+.1f}%** | <= 3% |")
     print(f"| fairness, A asks 32 + 7 users x 1 | others' p95 latency {p95(others_latency):.2f}s = "
           f"**{p95(others_latency) / lone_s:.2f}x** a lone request ({lone_s:.2f}s); p95 queue wait "
           f"{p95(others_wait):.2f}s = {p95(others_wait) / lone_s:.2f}x | <= 2x |")
-    print(f"\nlone request once a second long-lived thread has run torch kernels: {two_pools_s:.3f}s = "
-          f"{two_pools_s / lone_s:.2f}x the engine's own (why the engine loads models on a short-lived thread)")
+    print(
+        f"\nlone request once a second long-lived thread has run torch kernels: {two_pools_s:.3f}s = "
+        f"{two_pools_s / lone_s:.2f}x the engine's own (why the engine loads models on a short-lived thread)"
+    )
     return 0
 
 

@@ -5,7 +5,8 @@
 Times the product's own generation path (the model family the engine drives: prior, decoder with CFG, the
 verifier's pick among decoder candidates, movq decode) at batch 1 and batch 8, for DDIM at 25 steps and
 DPM-Solver++ at fewer steps, with the model's own number of decoder candidates and with one (or the counts
-given). With --accuracy N, each setting is also scored by `model.evaluate` on N held-out single-object prompts.
+given). With --accuracy N, each setting is also scored by `model.evaluate` on N held-out single-object
+prompts.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.evaluate import DEFAULT_MODEL, evaluate, generate  # noqa: E402
-from model.families import load_family  # noqa: E402
+from model.evaluate import DEFAULT_MODEL, evaluate, generate
+from model.families import Kandinsky22Family, load_family
 
 SETTINGS = (("ddim", 25), ("dpmpp", 15), ("dpmpp", 10))
 PROMPT = "a red circle on a white background"
 
 
-def seconds_per_image(family, scheduler: str, steps: int, candidates: int, batch: int, repeats: int) -> float:
+def seconds_per_image(
+    family: Kandinsky22Family, scheduler: str, steps: int, candidates: int, batch: int, repeats: int
+) -> float:
     generate(family, [PROMPT] * batch, 0, steps, None, scheduler, candidates)  # warm-up
     started = time.perf_counter()
     for r in range(repeats):
@@ -36,7 +39,9 @@ def seconds_per_image(family, scheduler: str, steps: int, candidates: int, batch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--accuracy", type=int, default=0, help="held-out prompts to score per setting")
     parser.add_argument("--repeats", type=int, default=5)
@@ -44,6 +49,10 @@ def main() -> None:
                         help="comma-separated counts to time (default: the model's own, and 1)")
     args = parser.parse_args()
     family = load_family(args.model)
+    if not isinstance(family, Kandinsky22Family):
+        parser.error(
+            f"--model: {args.model} is not a Kandinsky 2.2 layout model, the only kind model.evaluate runs"
+        )
     info = family.info
     try:
         counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \
@@ -64,7 +73,10 @@ def main() -> None:
         row = f"| {count} | {scheduler} | {steps} | {one:.3f} | {eight:.3f} |"
         if args.accuracy:
             score = evaluate(family, args.accuracy, 0, steps, None, scheduler, candidates=count)["one object"]
-            row += f" {score['colour']:.2f} | {score['shape']:.2f} | {score['background']:.2f} | {score['all']:.2f} |"
+            row += (
+                f" {score['colour']:.2f} | {score['shape']:.2f} | {score['background']:.2f}"
+                f" | {score['all']:.2f} |"
+            )
         print(row, flush=True)
 
 

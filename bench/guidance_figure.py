@@ -53,11 +53,22 @@ def main() -> int:
         print("| decay | scale | distance to reference (0-255) | red circle seen |\n|---|---|---|---|")
         for row, decay in enumerate(("none", "linear")):
             for column, scale in enumerate(SCALES, start=1):
-                handles = [engine.submit(GenerationRequest(prompt=PROMPT, seed=seed, guidance_image=ref,
-                                                           image_guidance_scale=scale, image_guidance_decay=decay))
-                           for seed in range(args.seeds)]
+                handles = [
+                    engine.submit(
+                        GenerationRequest(
+                            prompt=PROMPT,
+                            seed=seed,
+                            guidance_image=ref,
+                            image_guidance_scale=scale,
+                            image_guidance_decay=decay,
+                        )
+                    )
+                    for seed in range(args.seeds)
+                ]
                 images = [handle.result().images[0] for handle in handles]
-                distance = np.mean([np.abs(np.asarray(i, dtype=np.float64) - ref_pixels).mean() for i in images])
+                distance = np.mean(
+                    [np.abs(np.asarray(i, dtype=np.float64) - ref_pixels).mean() for i in images]
+                )
                 seen = np.mean([any((o.shape, o.colour) == ("circle", "red") for o in analyze(i).objects)
                                 for i in images])
                 grid.paste(images[0], (column * width, row * height))

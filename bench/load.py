@@ -41,6 +41,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image, ImageDraw
@@ -215,10 +216,14 @@ def shape_png(rng: random.Random) -> bytes:
 class SimulatedUser:
     """One person: their requests in order, each timed from first call to final answer."""
 
-    def __init__(self, account: Account, url: str, record: Record, kinds: list[str], steps: int, seed: int) -> None:
+    def __init__(
+        self, account: Account, url: str, record: Record, kinds: list[str], steps: int, seed: int
+    ) -> None:
         self.account, self.record, self.kinds, self.steps = account, record, kinds, steps
         self.rng = random.Random(seed)
-        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.token}"}, timeout=60)
+        self.client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {account.token}"}, timeout=60
+        )
         self.own_images: list[int] = []
 
     def run(self) -> None:
@@ -252,8 +257,12 @@ class SimulatedUser:
         return f"a {self.rng.choice(COLOURS)} {self.rng.choice(SHAPES)}"
 
     def params(self) -> dict:
-        body: dict = {"seed": self.rng.randrange(2**32), "steps": self.rng.randint(max(1, self.steps // 2), self.steps),
-                      "guidance_scale": round(self.rng.uniform(1.0, 8.0), 2), "num_images": self.rng.choice([1, 1, 2])}
+        body: dict = {
+            "seed": self.rng.randrange(2**32),
+            "steps": self.rng.randint(max(1, self.steps // 2), self.steps),
+            "guidance_scale": round(self.rng.uniform(1.0, 8.0), 2),
+            "num_images": self.rng.choice([1, 1, 2]),
+        }
         scheduler = self.rng.choice(SCHEDULERS)
         if scheduler:
             body["scheduler"] = scheduler
@@ -262,8 +271,12 @@ class SimulatedUser:
         return body
 
     def upload(self) -> int:
-        response = expect(self.client.post("/api/v1/uploads", files={"file": ("guide.png", shape_png(self.rng),
-                                                                              "image/png")}), 201)
+        response = expect(
+            self.client.post(
+                "/api/v1/uploads", files={"file": ("guide.png", shape_png(self.rng), "image/png")}
+            ),
+            201,
+        )
         upload_id = response.json()["id"]
         with self.record.lock:
             self.record.upload_ids.add(upload_id)
@@ -313,9 +326,11 @@ class SimulatedUser:
 
     def do_mix(self) -> None:
         first = {"text": self.words(), "weight": round(self.rng.uniform(0.5, 1.5), 2)}
-        second = ({"image": self.upload()} if self.rng.random() < 0.5 else {"text": self.words()})
+        second: dict[str, Any] = (
+            {"image": self.upload()} if self.rng.random() < 0.5 else {"text": self.words()}
+        )
         second["weight"] = round(self.rng.uniform(-1.0, 1.0), 2)
-        body = {**self.params(), "mix": [first, second]}
+        body: dict[str, Any] = {**self.params(), "mix": [first, second]}
         if self.rng.random() < 0.4:
             body["interpolation"] = round(self.rng.random(), 3)
         else:
@@ -357,7 +372,9 @@ class SimulatedUser:
             return
         while True:
             with self.record.lock:
-                mine = next((entry for entry in self.record.pending_pool if entry[1] != self.account.name), None)
+                mine = next(
+                    (entry for entry in self.record.pending_pool if entry[1] != self.account.name), None
+                )
                 if mine is not None:
                     self.record.pending_pool.remove(mine)
                 waiting = mine is None and self.record.submits_left > 0
@@ -375,7 +392,9 @@ class SimulatedUser:
                                 json={"decision": decision, "comment": "load test"}), 201)
         with self.record.lock:
             self.record.decisions[mine[0]] = decision
-        self.record.outcome(f"review: {decision.replace('approve', 'approved').replace('reject', 'rejected')}")
+        self.record.outcome(
+            f"review: {decision.replace('approve', 'approved').replace('reject', 'rejected')}"
+        )
 
     def do_search(self) -> None:
         params = {"q": self.rng.choice(COLOURS + SHAPES)}
@@ -396,7 +415,9 @@ def make_accounts(url: str, admin_token: str, users: int, run_id: str) -> list[A
             role = "reviewer" if index % 4 == 3 else "member"
             name = f"load-{run_id}-{index:02d}"
             expect(admin.post("/api/v1/users", json={"name": name, "role": role, "password": PASSWORD}), 201)
-            token = expect(admin.post("/api/v1/tokens", json={"user": name, "name": "load"}), 201).json()["token"]
+            token = expect(admin.post("/api/v1/tokens", json={"user": name, "name": "load"}), 201).json()[
+                "token"
+            ]
             accounts.append(Account(name, role, token))
     return accounts
 
@@ -436,7 +457,9 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
             images = sorted(row.images, key=lambda image: image.index)
             wanted = "cancelled" if accepted.cancel_status == 200 else "succeeded"
             if row.status != wanted:
-                problems.append(f"generation {generation_id} is {row.status}, expected {wanted} ({row.error})")
+                problems.append(
+                    f"generation {generation_id} is {row.status}, expected {wanted} ({row.error})"
+                )
             if row.status == "succeeded":
                 if [image.index for image in images] != list(range(accepted.num_images)):
                     problems.append(f"generation {generation_id} has images {[i.index for i in images]}, "
@@ -444,11 +467,15 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
                 for image in images:
                     on_disk = file_sha256(storage.images.path_for(image.sha256))
                     if on_disk != image.sha256 or image.file_missing:
-                        problems.append(f"image {image.id}: file {'missing' if on_disk is None else 'differs'}")
+                        problems.append(
+                            f"image {image.id}: file {'missing' if on_disk is None else 'differs'}"
+                        )
                     if image.id in record.served_sha and record.served_sha[image.id] != image.sha256:
                         problems.append(f"image {image.id}: the API served other bytes than its row names")
             elif images:
-                problems.append(f"generation {generation_id} is {row.status} but has {len(images)} image rows")
+                problems.append(
+                    f"generation {generation_id} is {row.status} but has {len(images)} image rows"
+                )
         reviews: dict[int, list[str]] = defaultdict(list)
         for review in session.scalars(select(Review).join(ImageRow).join(Generation)
                                       .where(Generation.user_id.in_(user_ids))):
@@ -456,7 +483,9 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
         for image_id in sorted(set(reviews) | set(record.decisions)):
             told = record.decisions.get(image_id)
             if reviews[image_id] != ([told] if told else []):
-                problems.append(f"image {image_id}: review rows {reviews[image_id]}, accepted decision {told}")
+                problems.append(
+                    f"image {image_id}: review rows {reviews[image_id]}, accepted decision {told}"
+                )
         uploads = session.execute(select(Upload.id, Upload.uploader_id, Upload.sha256)
                                   .where(Upload.uploader_id.in_(user_ids))).all()
         if len({(u.uploader_id, u.sha256) for u in uploads}) != len(uploads):
@@ -478,8 +507,12 @@ def percentile(values: list[float], share: float) -> float:
 
 def report(record: Record, elapsed: float, users: int, requests: int, steps: int) -> None:
     every = [value for values in record.latencies.values() for value in values]
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}")
-    print(f"{users} users x {requests} requests, up to {steps} steps: {len(every)} requests in {elapsed:.1f} s")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    )
+    print(
+        f"{users} users x {requests} requests, up to {steps} steps: {len(every)} requests in {elapsed:.1f} s"
+    )
     print(f"throughput: {len(every) / elapsed:.2f} requests/s, {record.images / elapsed:.2f} images/s "
           f"({record.images} images, {len(record.accepted)} generations accepted)")
     print(f"latency, all requests: p50 {percentile(every, 0.5):.2f} s, p95 {percentile(every, 0.95):.2f} s")
@@ -492,7 +525,9 @@ def report(record: Record, elapsed: float, users: int, requests: int, steps: int
     print("errors by kind: " + (", ".join(f"{k} {v}" for k, v in sorted(record.errors.items())) or "none"))
 
 
-def run(url: str, admin_token: str, data_dir: Path, args: argparse.Namespace, server: ServerProcess | None) -> int:
+def run(
+    url: str, admin_token: str, data_dir: Path, args: argparse.Namespace, server: ServerProcess | None
+) -> int:
     run_id = hashlib.sha256(os.urandom(8)).hexdigest()[:6]
     accounts = make_accounts(url, admin_token, args.users, run_id)
     kinds = plan(args.users, args.requests)
@@ -522,8 +557,10 @@ def run(url: str, admin_token: str, data_dir: Path, args: argparse.Namespace, se
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print(f"verified: {len(record.accepted)} accepted generations final, {len(record.served_sha)} images match "
-          f"their rows and files, {len(record.decisions)} decisions recorded once, db check clean")
+    print(
+        f"verified: {len(record.accepted)} accepted generations final, {len(record.served_sha)} images match "
+        f"their rows and files, {len(record.decisions)} decisions recorded once, db check clean"
+    )
     return 0
 
 
@@ -532,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--requests", type=int, default=10, help="requests per user")
     parser.add_argument("--steps", type=int, default=4, help="the most denoising steps a request asks for")
-    parser.add_argument("--time-limit", type=float, default=900, help="seconds before the run gives up (fails)")
+    parser.add_argument(
+        "--time-limit", type=float, default=900, help="seconds before the run gives up (fails)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--data-dir", type=Path, help="the data directory (required with --url)")

@@ -19,16 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.engine import GenerationRequest, MixIngredient  # noqa: E402
-from model.engine.engine_local import LocalEngine  # noqa: E402
-from model.world import analyze  # noqa: E402
+from model.engine import GenerationRequest, MixIngredient
+from model.engine.engine_local import LocalEngine
+from model.world import analyze
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "embedded"
 BASE = "a red circle on a white background"
 
 
 def rates(engine: LocalEngine, request: GenerationRequest, samples: int) -> tuple[float, float, float]:
-    """How often the analyzer sees a blue circle, a blue object, and a circle: which of colour and shape moved."""
+    """How often the analyzer sees a blue circle, a blue object, and a circle: which of colour and shape
+    moved."""
     handles = [engine.submit(GenerationRequest(**{**request.__dict__, "seed": seed, "user": f"s{seed % 8}"}))
                for seed in range(samples)]
     blue_circle = blue = circle = 0
@@ -54,7 +55,7 @@ def main() -> int:
         cases = {
             f'"{BASE}" - "red" + "blue"': GenerationRequest(
                 prompt=BASE, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))),
-            f'same, not renormalised': GenerationRequest(
+            'same, not renormalised': GenerationRequest(
                 prompt=BASE, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue")),
                 renormalize_mix=False),
             '"a blue circle on a white background" (plain prompt)': GenerationRequest(
@@ -63,7 +64,11 @@ def main() -> int:
         }
         print(f"| request ({args.samples} seeds) | blue circle | blue | circle |\n|---|---|---|---|")
         for label, request in cases.items():
-            print(f"| {label} | " + " | ".join(f"{rate:.0%}" for rate in rates(engine, request, args.samples)) + " |")
+            print(
+                f"| {label} | "
+                + " | ".join(f"{rate:.0%}" for rate in rates(engine, request, args.samples))
+                + " |"
+            )
     return 0
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.evaluate import DEFAULT_MODEL, generate  # noqa: E402
-from model.families import load_family  # noqa: E402
-from model.world import analyze  # noqa: E402
+from model.evaluate import DEFAULT_MODEL, generate
+from model.families import Kandinsky22Family, load_family
+from model.world import analyze
 
 PROMPTS = (
     "a red circle on a white background",
@@ -33,14 +33,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     args = parser.parse_args()
     family = load_family(args.model)
-    print(f"| prompt (seeds 0-{args.seeds - 1}) | background | colour | shape | position |\n|---|---|---|---|---|")
+    if not isinstance(family, Kandinsky22Family):
+        parser.error(
+            f"--model: {args.model} is not a Kandinsky 2.2 layout model, the only kind model.evaluate runs"
+        )
+    print(f"| prompt (seeds 0-{args.seeds - 1}) | background | colour | shape | position |")
+    print("|---|---|---|---|---|")
     for prompt in PROMPTS:
         seen = [analyze(image) for image in generate(family, [prompt] * args.seeds, 0, None, None, None)]
         objects = [a.objects[0] for a in seen if a.objects]
         counts = [Counter(a.background for a in seen), *(Counter(getattr(o, key) for o in objects)
                                                           for key in ("colour", "shape", "position"))]
-        print(f"| {prompt} | " + " | ".join(", ".join(f"{k} {n}" for k, n in c.most_common()) for c in counts) + " |",
-              flush=True)
+        print(
+            f"| {prompt} | "
+            + " | ".join(", ".join(f"{k} {n}" for k, n in c.most_common()) for c in counts)
+            + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

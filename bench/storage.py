@@ -175,7 +175,10 @@ def bulk_load(storage: Storage, authors: list[int], count: int) -> None:
                 ],
             )
     elapsed = time.perf_counter() - start
-    print(f"bulk load: {count} prompts + generations + image rows in {elapsed:.1f} s ({count / elapsed:.0f} rows/s)")
+    print(
+        f"bulk load: {count} prompts + generations + image rows in {elapsed:.1f} s "
+        f"({count / elapsed:.0f} rows/s)"
+    )
 
 
 def bench_search(storage: Storage, member: int, authors: list[str], searches: int) -> None:
@@ -210,13 +213,17 @@ def bench_search(storage: Storage, member: int, authors: list[str], searches: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--generations", type=int, default=200)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--searches", type=int, default=300)
-    parser.add_argument("--data-dir", type=Path, help="where to build the database (default: a temp dir, removed)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="where to build the database (default: a temp dir, removed)"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

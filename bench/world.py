@@ -6,6 +6,7 @@ Run: .venv/bin/python bench/world.py [--device cuda] [--batch 32]
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.world import analyze, render_image, render_scenes, sample_scene  # noqa: E402
+from model.world import analyze, render_image, render_scenes, sample_scene
 
 
 def _per_call_ms(function, repeats: int, sync=lambda: None) -> float:
@@ -38,7 +39,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
     for batch in args.batch:
         scenes = [sample_scene(rng) for _ in range(batch)]
-        ms = _per_call_ms(lambda: render_scenes(scenes, device=args.device), repeats=10, sync=sync)
+        ms = _per_call_ms(functools.partial(render_scenes, scenes, device=args.device), repeats=10, sync=sync)
         print(f"render_scenes batch {batch}: {ms:.1f} ms")
     images = [render_image(sample_scene(rng)) for _ in range(20)]
     ms = _per_call_ms(lambda: [analyze(image) for image in images], repeats=2) / len(images)

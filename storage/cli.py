@@ -20,17 +20,21 @@ from .types import OPERATOR, ReviewStatus, Role
 Handler = Callable[[argparse.Namespace, Storage], int]
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `users`, `tokens`, `db` and `export` on an argparse subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DRAFTROOM_DATA, else ./data)")
 
-    def leaf(group: argparse._SubParsersAction, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    def leaf(
+        group: argparse._SubParsersAction, name: str, handler: Handler, help_: str
+    ) -> argparse.ArgumentParser:
         parser = group.add_parser(name, parents=[common], help=help_, description=help_)
         parser.set_defaults(handler=lambda args: _run(args, handler))
         return parser
 
-    users = subparsers.add_parser("users", help="manage accounts").add_subparsers(dest="action", required=True)
+    users = subparsers.add_parser("users", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
     add = leaf(users, "add", _users_add, "create an account (prints a one-time password if none is given)")
     add.add_argument("name")
     add.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
@@ -43,11 +47,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     leaf(users, "disable", _users_disable, "disable an account: it can do nothing").add_argument("name")
     leaf(users, "enable", _users_enable, "enable a disabled account").add_argument("name")
 
-    tokens = subparsers.add_parser("tokens", help="manage API tokens").add_subparsers(dest="action", required=True)
+    tokens = subparsers.add_parser("tokens", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
     create = leaf(tokens, "create", _tokens_create, "create an API token; the token is the last line printed")
     create.add_argument("name", help="the user the token acts as")
     create.add_argument("--label", default="", help="a note to recognise the token by")
-    leaf(tokens, "revoke", _tokens_revoke, "revoke a token by id or prefix").add_argument("token", metavar="ID|PREFIX")
+    leaf(tokens, "revoke", _tokens_revoke, "revoke a token by id or prefix").add_argument(
+        "token", metavar="ID|PREFIX"
+    )
     leaf(tokens, "list", _tokens_list, "list a user's tokens").add_argument("name")
 
     db = subparsers.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
@@ -56,7 +64,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     leaf(db, "upgrade", _db_upgrade, "apply database migrations (also done at every start)")
 
     export = leaf(subparsers, "export", _export, "write a zip of images with manifest.csv and manifest.json")
-    export.add_argument("--status", choices=[s.value for s in ReviewStatus], default=ReviewStatus.APPROVED.value)
+    export.add_argument(
+        "--status", choices=[s.value for s in ReviewStatus], default=ReviewStatus.APPROVED.value
+    )
     export.add_argument("--out", required=True, type=Path, help="the zip file to write")
 
 
@@ -138,7 +148,10 @@ def _tokens_revoke(args: argparse.Namespace, storage: Storage) -> int:
 def _tokens_list(args: argparse.Namespace, storage: Storage) -> int:
     tokens = storage.tokens.list_for(OPERATOR, storage.users.find(args.name).id)
     _table(
-        [(t.id, t.prefix, t.label, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at)) for t in tokens],
+        [
+            (t.id, t.prefix, t.label, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
+            for t in tokens
+        ],
         ("id", "prefix", "label", "created", "last used", "revoked"),
     )
     return 0
@@ -151,7 +164,8 @@ def _db_check(args: argparse.Namespace, storage: Storage) -> int:
         print(f"{state}: {problem.kind} {problem.store}/{problem.relpath}: {problem.detail}")
     unresolved = sum(not p.repaired for p in report.problems)
     print(
-        f"checked {report.rows} rows and {report.files} files: {len(report.problems)} problems, {unresolved} unresolved"
+        f"checked {report.rows} rows and {report.files} files: "
+        f"{len(report.problems)} problems, {unresolved} unresolved"
     )
     if unresolved and not args.repair:
         print("run `db check --repair` to fix what is safe to fix")

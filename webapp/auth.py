@@ -11,7 +11,7 @@ as the first active admin (a single-user studio on one's own machine).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +130,9 @@ class Auth:
             raise PermissionDenied("No active admin exists; create one with `app.py users add`.")
         return admins[0]
 
-    def check(self, user: UserInfo, roles: Iterable[Role], *, allow_password_change: bool = False) -> UserInfo:
+    def check(
+        self, user: UserInfo, roles: Iterable[Role], *, allow_password_change: bool = False
+    ) -> UserInfo:
         """Raise PermissionDenied unless `user` is active, has one of `roles` and may act now."""
         if not user.active:
             raise PermissionDenied("This account is disabled.")
@@ -161,7 +163,7 @@ class Auth:
         except PermissionDenied as exc:
             raise ApiError(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"}) from None
 
-    def require(self, *roles: Role, allow_password_change: bool = False) -> Callable[..., Any]:
+    def require(self, *roles: Role, allow_password_change: bool = False) -> Any:
         """A FastAPI dependency giving the checked caller; 401 unauthenticated, 403 wrong role."""
         wanted = roles or ALL_ROLES
 

@@ -23,7 +23,7 @@ DEFAULT_PORT = 7860
 log = logging.getLogger("draftroom")
 
 
-def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `serve` on app.py's argparse tree; its handler returns the exit status."""
     serve = subparsers.add_parser("serve", help="serve the studio (UI at /, REST API at /api/v1)",
                                   description="Serve the studio: the UI at / and the REST API at /api/v1.")
@@ -81,7 +81,7 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
-    from model.engine import LocalEngine
+    from model.engine.engine_local import LocalEngine
     from storage import open_storage
     from storage.db import resolve_database_url
     from webapp.server import allowed_hosts_for, create_app

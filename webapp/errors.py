@@ -68,8 +68,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestError)
     async def _engine_request(_: Request, exc: RequestError) -> JSONResponse:
-        return error_response(422, "invalid_request",
-                              [{"field": getattr(exc, "field", "body"), "message": getattr(exc, "message", str(exc))}])
+        return error_response(
+            422,
+            "invalid_request",
+            [{"field": getattr(exc, "field", "body"), "message": getattr(exc, "message", str(exc))}],
+        )
 
     @app.exception_handler(QueueFull)
     async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:

@@ -32,7 +32,9 @@ def resolve_source(source: str | Path) -> Path:
         try:
             return Path(snapshot_download(source, local_files_only=True))
         except LocalEntryNotFoundError as error:
-            raise ModelLoadError(f"{source} is neither a folder nor a model in the local Hugging Face cache") from error
+            raise ModelLoadError(
+                f"{source} is neither a folder nor a model in the local Hugging Face cache"
+            ) from error
     raise ModelLoadError(f"model folder not found: {source}")
 
 
@@ -79,7 +81,8 @@ def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) 
                     digest.update(chunk)
     if not found:
         raise ModelLoadError(f"no .safetensors weights under {', '.join(map(str, folders))}")
-    drawn = {key: settings[key] for key in OUTPUT_SETTINGS if key in (settings or {})}
+    present = settings or {}
+    drawn = {key: present[key] for key in OUTPUT_SETTINGS if key in present}
     if drawn:
         digest.update(json.dumps(drawn, sort_keys=True).encode())
     return digest.hexdigest()
@@ -121,7 +124,9 @@ def read_settings(root: Path) -> dict[str, Any]:
         if key in _COUNTS and value < 1:
             raise ModelLoadError(f"{file}: {key} must be at least 1")
     sizes = settings.get("sizes", [])
-    if not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes):
+    if not all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in sizes
+    ):
         raise ModelLoadError(f"{file}: sizes must be a list of [width, height] pairs")
     return settings
 

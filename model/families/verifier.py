@@ -1,16 +1,17 @@
 """A learned judge of how well a picture shows what its text asks, for picking among decoder candidates.
 
-The embedded model's decoder leaves much of the shape to its starting noise: over 4 seeds of one prompt, single
-seeds draw the asked shape about 70% of the time, yet one of the 4 is right for 96% of prompts (MODEL_CARD.md).
-The shape is settled 30% of the way into sampling, so the family starts several noises per picture,
-reads each one's predicted clean picture at that point, and finishes only the one this verifier scores highest.
-Our CLIP is too weak a judge for that (its embedding carries shape at 70%).
+The embedded model's decoder leaves much of the shape to its starting noise: over 4 seeds of one prompt,
+single seeds draw the asked shape about 70% of the time, yet one of the 4 is right for 96% of prompts
+(MODEL_CARD.md). The shape is settled 30% of the way into sampling, so the family starts several noises per
+picture, reads each one's predicted clean picture at that point, and finishes only the one this verifier
+scores highest. Our CLIP is too weak a judge for that (its embedding carries shape at 70%).
 
-The verifier reads attributes, in groups of labels: an image classifier (transformers' ``ResNetForImageClassification``)
-gives each label's probability from the pixels; a small head on the model's own CLIP text embedding gives
-the probability that the text asks for it. The score is the expected log-likelihood of the text's labels
-under the picture's: ``sum q log p + (1 - q) log (1 - p)`` over "any of" groups (shapes and colours present;
-a scene may hold two) and ``sum q log p`` over "one of" groups (the background).
+The verifier reads attributes, in groups of labels: an image classifier (transformers'
+``ResNetForImageClassification``) gives each label's probability from the pixels; a small head on the model's
+own CLIP text embedding gives the probability that the text asks for it. The score is the expected
+log-likelihood of the text's labels under the picture's: ``sum q log p + (1 - q) log (1 - p)`` over "any of"
+groups (shapes and colours present; a scene may hold two) and ``sum q log p`` over "one of" groups (the
+background).
 
 Folder (``verifier/`` beside ``prior/`` and ``decoder/``): ``verifier.json`` (groups and the head's sizes),
 ``image/`` (the classifier, safetensors) and ``text_head.safetensors``.
@@ -50,11 +51,20 @@ class AttributeVerifier(torch.nn.Module):
         self.groups = groups
         self.text_dim, self.hidden = text_dim, hidden
         labels = sum(len(g.labels) for g in groups)
-        self.image = image or ResNetForImageClassification(ResNetConfig(
-            num_channels=3, layer_type="basic", embedding_size=32, hidden_sizes=[32, 64, 128], depths=[1, 1, 1],
-            num_labels=labels))
+        self.image = image or ResNetForImageClassification(
+            ResNetConfig(
+                num_channels=3,
+                layer_type="basic",
+                embedding_size=32,
+                hidden_sizes=[32, 64, 128],
+                depths=[1, 1, 1],
+                num_labels=labels,
+            )
+        )
         if self.image.config.num_labels != labels:
-            raise ValueError(f"the image classifier has {self.image.config.num_labels} labels, the groups {labels}")
+            raise ValueError(
+                f"the image classifier has {self.image.config.num_labels} labels, the groups {labels}"
+            )
         self.text_head = torch.nn.Sequential(torch.nn.Linear(text_dim, hidden), torch.nn.GELU(),
                                              torch.nn.Linear(hidden, labels))
 

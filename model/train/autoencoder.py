@@ -2,10 +2,11 @@
 
 Kandinsky decodes with `force_not_quantize=True`, so the codebook is never used and we train encode -> decode
 directly. Lessons from the CPU feasibility run (shared/MODEL_TRAINING_NOTES.md): the autoencoder is the first
-ceiling, so the loss is L1 + MSE weighted 10x on object pixels (the renderer gives the masks). Two more terms make
-the latents easy for the decoder UNet: per-channel mean 0 / std 1 (the pipeline applies no scaling factor), and a
-little latent noise during training so slightly-off diffusion samples still decode cleanly.
-Reported: PSNR, plus the world analyzer's accuracy on reconstructions (it must stay near its score on originals).
+ceiling, so the loss is L1 + MSE weighted 10x on object pixels (the renderer gives the masks). Two more terms
+make the latents easy for the decoder UNet: per-channel mean 0 / std 1 (the pipeline applies no scaling
+factor), and a little latent noise during training so slightly-off diffusion samples still decode cleanly.
+Reported: PSNR, plus the world analyzer's accuracy on reconstructions (it must stay near its score on
+originals).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def evaluate_autoencoder(model, device, seed: int = 4321, n: int = 128) -> dict[
     mse = ((recon - batch.pixels) / 2).pow(2).mean(dim=(1, 2, 3))
     psnr = (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item()
     hits = {"colour": 0, "shape": 0, "background": 0}
-    for scene, image in zip(batch.scenes, to_pil(recon)):
+    for scene, image in zip(batch.scenes, to_pil(recon), strict=True):
         found = analyze(image)
         hits["background"] += found.background == scene.background
         truth = scene.objects[0]
@@ -56,7 +57,9 @@ def evaluate_autoencoder(model, device, seed: int = 4321, n: int = 128) -> dict[
             "latent_std": round(latents.std().item(), 3)}
 
 
-def train_autoencoder(out: Path, preset: Preset, device: torch.device, seed: int, minutes: float | None) -> None:
+def train_autoencoder(
+    out: Path, preset: Preset, device: torch.device, seed: int, minutes: float | None
+) -> None:
     stage_dir = out / "autoencoder"
     plan = preset.plans["autoencoder"]
     model = networks.movq(preset).to(device)
@@ -81,10 +84,16 @@ def train_autoencoder(out: Path, preset: Preset, device: torch.device, seed: int
         with torch.no_grad():
             batch = world_batch(seed + 99, 0, 16, device=device)
             recon = model.decode(model.encode(batch.pixels).latents, force_not_quantize=True).sample
-        save_grid(torch.cat([batch.pixels, recon.float()]), stage_dir / f"samples_{step_done:06d}.png", columns=16)
+        save_grid(
+            torch.cat([batch.pixels, recon.float()]), stage_dir / f"samples_{step_done:06d}.png", columns=16
+        )
 
-    result = train_loop(stage_dir, plan, {"model": model}, optimizer, step, on_checkpoint=samples, minutes=minutes)
+    result = train_loop(
+        stage_dir, plan, {"model": model}, optimizer, step, on_checkpoint=samples, minutes=minutes
+    )
     model.eval()
     model.save_pretrained(stage_dir / "movq")
-    write_report(stage_dir, {**evaluate_autoencoder(model, device, n=2 * preset.eval_samples), **result.summary()})
+    write_report(
+        stage_dir, {**evaluate_autoencoder(model, device, n=2 * preset.eval_samples), **result.summary()}
+    )
     assert math.isfinite(result.last_losses.get("loss", 0.0)), "autoencoder training diverged"

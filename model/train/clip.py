@@ -10,9 +10,9 @@ embedding also classify the scene's attributes (shape, colour, size, position of
 background) from the world's ground truth; the heads are a training aid and are not shipped.
 
 Continuing a shipped model (`--init-from`), the image encoder stays frozen, because the shipped decoder was
-trained on its embedding, and only the text encoder learns (e.g. new caption phrasings); the heads then act as a
-linear probe of what the frozen embedding carries.
-Reported: held-out retrieval accuracy (text -> image, top-1 among 64) and the heads' held-out accuracy.
+trained on its embedding, and only the text encoder learns (e.g. new caption phrasings); the heads then act as
+a linear probe of what the frozen embedding carries. Reported: held-out retrieval accuracy (text -> image,
+top-1 among 64) and the heads' held-out accuracy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
 from model.train import networks
@@ -31,7 +30,8 @@ from model.world import COLOURS, POSITIONS, SHAPES, SIZES, Scene, heldout_prompt
 
 
 def tokenize(tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
-    """Exactly what KandinskyV22PriorPipeline does: pad to model_max_length, no attention mask to the encoder."""
+    """Exactly what KandinskyV22PriorPipeline does: pad to model_max_length, no attention mask to the
+    encoder."""
     return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                      return_tensors="pt").input_ids.to(device)
 
@@ -48,15 +48,19 @@ def contrastive_loss(text: torch.Tensor, image: torch.Tensor, captions: list[str
 
 
 @torch.no_grad()
-def retrieval_top1(text_encoder, image_encoder, tokenizer, device, seed: int = 1234, rounds: int = 8) -> float:
+def retrieval_top1(
+    text_encoder, image_encoder, tokenizer, device, seed: int = 1234, rounds: int = 8
+) -> float:
     """Text -> image top-1 among 64 on held-out phrasings (chance: 1/64)."""
     hits = total = 0
     for r in range(rounds):
         pairs = heldout_prompts(seed + r, 64)
         pixels, _ = render_scenes([scene for scene, _ in pairs], device=device)
-        text = F.normalize(text_encoder(tokenize(tokenizer, [c.text for _, c in pairs], device)).text_embeds, dim=-1)
+        text = F.normalize(
+            text_encoder(tokenize(tokenizer, [c.text for _, c in pairs], device)).text_embeds, dim=-1
+        )
         image = F.normalize(image_encoder(pixel_values=pixels).image_embeds, dim=-1)
-        hits += (text @ image.T).argmax(dim=1).eq(torch.arange(64, device=device)).sum().item()
+        hits += int((text @ image.T).argmax(dim=1).eq(torch.arange(64, device=device)).sum())
         total += 64
     return hits / total
 
@@ -73,8 +77,13 @@ class AttributeHeads(torch.nn.Module):
         return {name: head(embeds.float()) for name, head in self.heads.items()}
 
 
-ATTRIBUTE_VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES), "position": tuple(POSITIONS),
-                    "background": tuple(COLOURS)}
+ATTRIBUTE_VALUES = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
+    "background": tuple(COLOURS),
+}
 
 
 def attribute_targets(scenes: list[Scene], device: torch.device) -> dict[str, torch.Tensor]:
@@ -86,7 +95,7 @@ def attribute_targets(scenes: list[Scene], device: torch.device) -> dict[str, to
 
 
 def attribute_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum(F.cross_entropy(logits[name], targets[name]) for name in logits) / len(logits)
+    return torch.stack([F.cross_entropy(logits[name], targets[name]) for name in logits]).mean()
 
 
 @torch.no_grad()
@@ -139,6 +148,11 @@ def train_clip(out: Path, preset: Preset, device: torch.device, seed: int, minut
     trained.eval()
     text_encoder.save_pretrained(stage_dir / "text_encoder")
     image_encoder.save_pretrained(stage_dir / "image_encoder")
-    write_report(stage_dir, {"heldout_retrieval_top1_of_64": retrieval_top1(text_encoder, image_encoder, tokenizer,
-                                                                             device),
-                             **attribute_accuracy(image_encoder, heads, device), **result.summary()})
+    write_report(
+        stage_dir,
+        {
+            "heldout_retrieval_top1_of_64": retrieval_top1(text_encoder, image_encoder, tokenizer, device),
+            **attribute_accuracy(image_encoder, heads, device),
+            **result.summary(),
+        },
+    )

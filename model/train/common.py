@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,8 +31,9 @@ class StagePlan:
     """How long one stage trains: `steps` fixes the learning-rate horizon; 0 means "fill `minutes`".
 
     `echo` (the decoder only): each picture is trained on in `echo` consecutive steps, with fresh noise and
-    timesteps, so each step encodes only batch_size / echo new pictures through the frozen autoencoder and image
-    encoder. On a CPU they are a large share of the step: echo 4 gave run 10 1.7x the steps a minute (MODEL_CARD).
+    timesteps, so each step encodes only batch_size / echo new pictures through the frozen autoencoder and
+    image encoder. On a CPU they are a large share of the step: echo 4 gave run 10 1.7x the steps a minute
+    (MODEL_CARD).
     """
 
     batch_size: int
@@ -42,12 +44,15 @@ class StagePlan:
 
     def __post_init__(self) -> None:
         if self.echo < 1 or self.batch_size % self.echo:
-            raise ValueError(f"echo must be at least 1 and divide the batch ({self.batch_size}), got {self.echo}")
+            raise ValueError(
+                f"echo must be at least 1 and divide the batch ({self.batch_size}), got {self.echo}"
+            )
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Network sizes, stage plans and precision: `tiny` for tests, `cpu` for this 2-core box, `gpu` for an H100."""
+    """Network sizes, stage plans and precision: `tiny` for tests, `cpu` for this 2-core box, `gpu` for an
+    H100."""
 
     name: str
     text_layers: int = 4
@@ -67,10 +72,20 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        name="tiny", text_layers=1, vision_layers=1, vision_width=EMBED_DIM, vision_patch=8, ae_channels=(8, 16, 32),
-        prior_layers=1, unet_channels=(32, 32, 64), unet_heads=(1, 1, 2), eval_samples=8,
-        plans={s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
-               for s in ("clip", "autoencoder", "prior", "decoder", "verifier")},
+        name="tiny",
+        text_layers=1,
+        vision_layers=1,
+        vision_width=EMBED_DIM,
+        vision_patch=8,
+        ae_channels=(8, 16, 32),
+        prior_layers=1,
+        unet_channels=(32, 32, 64),
+        unet_heads=(1, 1, 2),
+        eval_samples=8,
+        plans={
+            s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
+            for s in ("clip", "autoencoder", "prior", "decoder", "verifier")
+        },
     ),
     "cpu": Preset(
         name="cpu",
@@ -107,8 +122,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 def autocast(device: torch.device, precision: str = "auto"):
     """bf16 autocast where it pays: always on CUDA; on a CPU only when asked ("bf16").
 
-    On this project's VM (AMD EPYC with AVX512-BF16) a decoder training step runs about 1.3x faster in bf16 (run 8
-    in the model card). CPUs without native bf16 instructions may not gain from it, so "auto" keeps a CPU in fp32.
+    On this project's VM (AMD EPYC with AVX512-BF16) a decoder training step runs about 1.3x faster in bf16
+    (run 8 in the model card). CPUs without native bf16 instructions may not gain from it, so "auto" keeps a
+    CPU in fp32.
     """
     enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -119,7 +135,8 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
                     state: dict) -> None:
-    """Write modules, optimizer moments and loop state; rename into place so a kill never leaves half a checkpoint."""
+    """Write modules, optimizer moments and loop state; rename into place so a kill never leaves half a
+    checkpoint."""
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
@@ -143,7 +160,9 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer
         tmp.rename(folder)
 
 
-def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(
+    folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer
+) -> dict:
     for name, module in modules.items():
         module.load_state_dict(load_file(folder / f"{name}.safetensors", device="cpu"))
     state = json.loads((folder / "state.json").read_text())
@@ -153,10 +172,14 @@ def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer
         index, slot = key.split(".", 1)
         slots.setdefault(int(index), {})[slot] = value
     device = next(iter(modules.values())).parameters().__next__().device
-    optimizer.load_state_dict({
-        "state": {i: {k: (v if k == "step" else v.to(device)) for k, v in s.items()} for i, s in slots.items()},
-        "param_groups": state.pop("param_groups"),
-    })
+    optimizer.load_state_dict(
+        {
+            "state": {
+                i: {k: (v if k == "step" else v.to(device)) for k, v in s.items()} for i, s in slots.items()
+            },
+            "param_groups": state.pop("param_groups"),
+        }
+    )
     return state
 
 
@@ -181,20 +204,20 @@ def train_loop(stage_dir: Path, plan: StagePlan, modules: dict[str, torch.nn.Mod
                minutes: float | None = None) -> LoopResult:
     """Run `step_fn(step)` with warm-up + cosine LR, resuming from stage_dir/checkpoint if present.
 
-    `ema` (a copy of modules["model"]) is updated every step and checkpointed with the rest. With plan.steps == 0
-    the horizon is calibrated from steps 10-50 to fill the time budget, then frozen into the checkpoint,
+    `ema` (a copy of modules["model"]) is updated every step and checkpointed with the rest. With plan.steps
+    == 0 the horizon is calibrated from steps 10-50 to fill the time budget, then frozen into the checkpoint,
     so a resumed run keeps the same schedule.
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = stage_dir / "checkpoint"
     all_modules = dict(modules, **({"ema": ema} if ema is not None else {}))
-    state = {"step": 0, "total_steps": plan.steps, "seconds": 0.0}
+    state: dict[str, Any] = {"step": 0, "total_steps": plan.steps, "seconds": 0.0}
     if (ckpt_dir / "state.json").exists():
         state = load_checkpoint(ckpt_dir, all_modules, optimizer)
         print(f"[{stage_dir.name}] resumed at step {state['step']}/{state['total_steps'] or '?'}")
     budget_s = 60.0 * (plan.minutes if minutes is None else minutes)
     base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    for group, lr in zip(optimizer.param_groups, base_lrs):
+    for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
         group["initial_lr"] = lr
     log = (stage_dir / "log.jsonl").open("a")
     start, seconds_before = time.perf_counter(), state["seconds"]
@@ -218,13 +241,13 @@ def train_loop(stage_dir: Path, plan: StagePlan, modules: dict[str, torch.nn.Mod
         warmup = 100 if (total or 10_000) > 1000 else max(1, (total or 20) // 10)
         frac = step / total if total else 0.0
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        for group, lr in zip(optimizer.param_groups, base_lrs):
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = lr * max(scale, 0.02)
         losses = step_fn(step)
         if ema is not None:
             with torch.no_grad():
                 decay = min(ema_decay, (1 + step) / (10 + step))
-                for e, p in zip(ema.parameters(), modules["model"].parameters()):
+                for e, p in zip(ema.parameters(), modules["model"].parameters(), strict=True):
                     e.lerp_(p.detach(), 1 - decay)
         step += 1
         bar.update(1)
@@ -246,4 +269,6 @@ def train_loop(stage_dir: Path, plan: StagePlan, modules: dict[str, torch.nn.Mod
 def write_report(stage_dir: Path, report: dict) -> None:
     """Metrics the model card quotes, one JSON file per stage."""
     (stage_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    print(f"[{stage_dir.name}] " + ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, dict)))
+    print(
+        f"[{stage_dir.name}] " + ", ".join(f"{k}={v}" for k, v in report.items() if not isinstance(v, dict))
+    )

@@ -4,7 +4,8 @@ Targets are the frozen autoencoder's latents of world pictures; the condition is
 embedding of the same picture. 10% of conditions are replaced by the embedding of an all-zero image, which is
 exactly what KandinskyV22PriorPipeline returns as the negative embedding, so classifier-free guidance works.
 Epsilon prediction on a cosine schedule with min-SNR weighting (gamma 5), per shared/MODEL_TRAINING_NOTES.md.
-Reported: the analyzer's accuracy on samples decoded from held-out pictures' true embeddings (the decoder alone).
+Reported: the analyzer's accuracy on samples decoded from held-out pictures' true embeddings (the decoder
+alone).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def decoder_only_accuracy(pipe, image_encoder, zero_embed, device, seed: int = 3
     images = pipe(image_embeds=embeds, negative_image_embeds=zero_embed.expand(n, -1), height=64, width=64,
                   num_inference_steps=25, guidance_scale=4.0, generator=generator, output_type="pil").images
     hits = {"colour": 0, "shape": 0, "background": 0, "all": 0}
-    for scene, image in zip(batch.scenes, images):
+    for scene, image in zip(batch.scenes, images, strict=True):
         found, truth = analyze(image), scene.objects[0]
         obj = found.objects[0] if found.objects else None
         ok = {"colour": obj is not None and obj.colour == truth.colour,
@@ -79,7 +80,8 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=0.01)
     rng = torch.Generator(device=device).manual_seed(seed)
     chunk = plan.batch_size // plan.echo
-    window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=plan.echo)  # the last `echo` chunks, encoded
+    # The last `echo` chunks, encoded.
+    window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=plan.echo)
 
     @torch.no_grad()
     def encoded_chunk(index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +103,9 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         with autocast(device, preset.precision):
             predicted = model(noisy, t, encoder_hidden_states=None,
                               added_cond_kwargs={"image_embeds": embeds}).sample[:, : latents.shape[1]]
-        per_sample = loss_weight[t] * F.mse_loss(predicted.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        per_sample = loss_weight[t] * F.mse_loss(predicted.float(), noise, reduction="none").mean(
+            dim=(1, 2, 3)
+        )
         loss = per_sample.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,13 +113,15 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         optimizer.step()
         if plan.echo == 1:
             return {"loss": loss.item()}
-        # The newest chunk is seen for the first time: if echoing made the UNet memorise, its loss would run higher.
+        # The newest chunk is seen for the first time: if echoing made the UNet memorise, its loss would run
+        # higher.
         return {"loss": loss.item(), "loss_fresh": per_sample[-chunk:].mean().item()}
 
     def samples(step_done: int) -> None:
         ema.eval()
-        metrics, images = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device,
-                                                n=min(32, preset.eval_samples))
+        metrics, images = decoder_only_accuracy(
+            sampling_pipeline(ema, movq), image_encoder, zero_embed, device, n=min(32, preset.eval_samples)
+        )
         grid(images, 8).save(stage_dir / f"samples_{step_done:06d}.png")
         print(f"[decoder] step {step_done}: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 

@@ -1,8 +1,8 @@
 """Assemble the trained stages into the shipped Kandinsky 2.2 pipeline folders.
 
 Weights are stored as fp16 safetensors (half the bytes in git; loaders upcast to fp32 on CPU), beside a
-`draftroom.json` with the model's defaults that the engine reads. A trained verifier (stage `verifier`) goes to
-`verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates.
+`draftroom.json` with the model's defaults that the engine reads. A trained verifier (stage `verifier`) goes
+to `verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ import shutil
 from pathlib import Path
 
 import torch
-from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline, PriorTransformer, UNet2DConditionModel, VQModel
+from diffusers import (
+    KandinskyV22Pipeline,
+    KandinskyV22PriorPipeline,
+    PriorTransformer,
+    UNet2DConditionModel,
+    VQModel,
+)
 
 from model.families.verifier import AttributeVerifier
 from model.train import networks
@@ -27,24 +33,28 @@ DEFAULTS = {
     "prior_steps": 25,
     "prior_guidance": 4.0,
     "prior_candidates": 2,  # DALL-E 2's two prior samples, the one nearest the text kept: +5 points of shape
-    "default_scheduler": "dpmpp",  # DPM-Solver++ 15 steps: as accurate as DDIM 25, 1.3-1.5x faster (MODEL_CARD.md)
+    # DPM-Solver++ 15 steps: as accurate as DDIM 25, 1.3-1.5x faster (MODEL_CARD.md).
+    "default_scheduler": "dpmpp",
 }
-DECODER_CANDIDATES = 8  # written only beside a verifier, which judges them: shape 0.645 -> 0.93 (MODEL_CARD.md)
+# Written only beside a verifier, which judges them: shape 0.645 -> 0.93 (MODEL_CARD.md).
+DECODER_CANDIDATES = 8
 
 
 SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier")
 
 
 def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABLE_PARTS) -> None:
-    """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from it.
+    """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from
+    it.
 
-    Each trained part goes where `export` reads it and, for the text encoder, prior and decoder, also where their
-    stages look for a starting point (init_*), so any subset of stages can be re-run on top of the shipped model.
-    `parts` (stage names) picks what to take: a stage left out starts fresh, e.g. a new image encoder with the
-    shipped tokenizer and autoencoder. Parts already in `out` are kept: re-running with --init-from must not
-    overwrite what a stage has trained.
+    Each trained part goes where `export` reads it and, for the text encoder, prior and decoder, also where
+    their stages look for a starting point (init_*), so any subset of stages can be re-run on top of the
+    shipped model. `parts` (stage names) picks what to take: a stage left out starts fresh, e.g. a new image
+    encoder with the shipped tokenizer and autoencoder. Parts already in `out` are kept: re-running with
+    --init-from must not overwrite what a stage has trained.
     """
     from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+
     from model.train.tokenizer import load_tokenizer
 
     unknown = set(parts) - set(SEEDABLE_PARTS)
@@ -104,8 +114,9 @@ def export(out: Path, target: Path) -> None:
 def _pin_image_processor_class(model_index: Path) -> None:
     """Record the standard `CLIPImageProcessor`, whatever this machine instantiated.
 
-    Without torchvision, transformers hands out `CLIPImageProcessorPil` and the pipeline records that name, so the
-    folder's layout would depend on the machine that exported it. Both names load the same settings everywhere.
+    Without torchvision, transformers hands out `CLIPImageProcessorPil` and the pipeline records that name, so
+    the folder's layout would depend on the machine that exported it. Both names load the same settings
+    everywhere.
     """
     index = json.loads(model_index.read_text())
     index["image_processor"] = ["transformers", "CLIPImageProcessor"]
@@ -113,7 +124,8 @@ def _pin_image_processor_class(model_index: Path) -> None:
 
 
 def _drop_run_paths(folder: Path) -> None:
-    """Remove `_name_or_path` (the run folder a part was loaded from) so the shipped configs name no machine path."""
+    """Remove `_name_or_path` (the run folder a part was loaded from) so the shipped configs name no machine
+    path."""
     for config in folder.rglob("config.json"):
         values = json.loads(config.read_text())
         if values.pop("_name_or_path", None) is not None:

@@ -10,7 +10,9 @@ from PIL import Image
 
 def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     """(B,3,H,W) in [-1,1] -> RGB pictures."""
-    array = ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    array = (
+        ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    )
     return [Image.fromarray(a) for a in array]
 
 

@@ -5,15 +5,21 @@ Sizes come from a Preset; everything else here is fixed by the design:
   PriorTransformer reads the text hidden states through a linear layer of width `embedding_dim`.
 - MoVQ-style VQModel, 64x64x3 <-> 16x16x4, decoded with `force_not_quantize=True` as Kandinsky does.
 - PriorTransformer predicting the normalised image embedding (UnCLIPScheduler, prediction_type "sample").
-- Decoder UNet with `encoder_hid_dim_type="image_proj"` and `addition_embed_type="image"`; out_channels 8 because
-  KandinskyV22Pipeline splits off a (here unused) learned-variance half.
+- Decoder UNet with `encoder_hid_dim_type="image_proj"` and `addition_embed_type="image"`; out_channels 8
+  because KandinskyV22Pipeline splits off a (here unused) learned-variance half.
 """
 
 from __future__ import annotations
 
 from diffusers import DDPMScheduler, PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, VQModel
-from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig,
-                          CLIPVisionModelWithProjection, PreTrainedTokenizerBase)
+from transformers import (
+    CLIPImageProcessor,
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+    PreTrainedTokenizerBase,
+)
 
 from model.train.common import EMBED_DIM, IMAGE_SIZE, MAX_TEXT_TOKENS, Preset
 
@@ -48,10 +54,18 @@ def image_processor() -> CLIPImageProcessor:
 def movq(preset: Preset) -> VQModel:
     levels = len(preset.ae_channels)
     return VQModel(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=preset.ae_channels, layers_per_block=1,
-        latent_channels=LATENT_CHANNELS, vq_embed_dim=LATENT_CHANNELS, num_vq_embeddings=256,
-        norm_num_groups=8, sample_size=IMAGE_SIZE)
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=preset.ae_channels,
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        vq_embed_dim=LATENT_CHANNELS,
+        num_vq_embeddings=256,
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
+    )
 
 
 def prior(preset: Preset) -> PriorTransformer:
@@ -83,8 +97,16 @@ def decoder_scheduler() -> DDPMScheduler:
     """Cosine schedule, epsilon prediction, "leading" spacing with offset 1.
 
     Not "trailing": the cosine schedule's last step has alpha_bar ~ 2e-9, where an epsilon model's x0 estimate
-    divides by sqrt(alpha_bar) and blows any error up ~20000x; the first GPU run's samples were noise because of
-    it. Starting at t=961 (alpha_bar ~ 0.004, as Stable Diffusion's schedule ends) keeps every step well-posed.
+    divides by sqrt(alpha_bar) and blows any error up ~20000x; the first GPU run's samples were noise because
+    of it. Starting at t=961 (alpha_bar ~ 0.004, as Stable Diffusion's schedule ends) keeps every step
+    well-posed.
     """
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-                         clip_sample=False, timestep_spacing="leading", steps_offset=1, variance_type="fixed_small")
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=False,
+        timestep_spacing="leading",
+        steps_offset=1,
+        variance_type="fixed_small",
+    )

@@ -29,7 +29,9 @@ CAPTION_DROPOUT = 0.1
 def load_encoders(out: Path, device: torch.device):
     tokenizer = load_tokenizer(out / "tokenizer")
     text = CLIPTextModelWithProjection.from_pretrained(out / "clip" / "text_encoder", use_safetensors=True)
-    image = CLIPVisionModelWithProjection.from_pretrained(out / "clip" / "image_encoder", use_safetensors=True)
+    image = CLIPVisionModelWithProjection.from_pretrained(
+        out / "clip" / "image_encoder", use_safetensors=True
+    )
     for model in (text, image):
         model.to(device).eval().requires_grad_(False)
     return tokenizer, text, image
@@ -43,9 +45,15 @@ def encode_text(tokenizer, text_encoder, captions: list[str], device: torch.devi
 
 
 @torch.no_grad()
-def image_embedding_stats(image_encoder, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    embeds = torch.cat([image_encoder(pixel_values=world_batch(seed, i, 256, device=device).pixels).image_embeds
-                        for i in range(8)]).float()
+def image_embedding_stats(
+    image_encoder, seed: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    embeds = torch.cat(
+        [
+            image_encoder(pixel_values=world_batch(seed, i, 256, device=device).pixels).image_embeds
+            for i in range(8)
+        ]
+    ).float()
     return embeds.mean(dim=0, keepdim=True), embeds.std(dim=0, keepdim=True).clamp(min=1e-4)
 
 
@@ -61,18 +69,29 @@ def sample_prior(prior, scheduler, tokenizer, text_encoder, captions: list[str],
         predicted = prior(latents, timestep=t, proj_embedding=text_embeds, encoder_hidden_states=hidden,
                           attention_mask=mask).predicted_image_embedding
         previous = timesteps[i + 1] if i + 1 < len(timesteps) else None
-        latents = scheduler.step(predicted, t, latents, prev_timestep=previous, generator=generator).prev_sample
+        latents = scheduler.step(
+            predicted, t, latents, prev_timestep=previous, generator=generator
+        ).prev_sample
     return prior.post_process_latents(latents)
 
 
 @torch.no_grad()
-def heldout_cosine(prior, tokenizer, text_encoder, image_encoder, device, seed: int = 777, n: int = 256) -> float:
+def heldout_cosine(
+    prior, tokenizer, text_encoder, image_encoder, device, seed: int = 777, n: int = 256
+) -> float:
     pairs = heldout_prompts(seed, n)
     pixels, _ = render_scenes([s for s, _ in pairs], device=device)
     truth = image_encoder(pixel_values=pixels).image_embeds.float()
     generator = torch.Generator(device=device).manual_seed(0)
-    predicted = sample_prior(prior, networks.prior_scheduler(), tokenizer, text_encoder, [c.text for _, c in pairs],
-                             device, generator=generator)
+    predicted = sample_prior(
+        prior,
+        networks.prior_scheduler(),
+        tokenizer,
+        text_encoder,
+        [c.text for _, c in pairs],
+        device,
+        generator=generator,
+    )
     return F.cosine_similarity(predicted, truth).mean().item()
 
 
@@ -95,13 +114,15 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
     ema = copy.deepcopy(model).requires_grad_(False)
     scheduler = networks.prior_scheduler()
     alphas = scheduler.alphas_cumprod.to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=plan.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=plan.lr, weight_decay=0.01
+    )
     rng = torch.Generator().manual_seed(seed)
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed + 2, i, plan.batch_size, device=device)
         drop = torch.rand(len(batch.captions), generator=rng) < CAPTION_DROPOUT
-        captions = ["" if d else c for c, d in zip(batch.captions, drop.tolist())]
+        captions = ["" if d else c for c, d in zip(batch.captions, drop.tolist(), strict=True)]
         text_embeds, hidden, mask = encode_text(tokenizer, text_encoder, captions, device)
         with torch.no_grad():
             target = (image_encoder(pixel_values=batch.pixels).image_embeds.float() - mean) / std
@@ -121,5 +142,10 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
     result = train_loop(stage_dir, plan, {"model": model}, optimizer, step, ema=ema, minutes=minutes)
     ema.eval()
     ema.save_pretrained(stage_dir / "prior")
-    write_report(stage_dir, {"heldout_cosine": round(heldout_cosine(ema, tokenizer, text_encoder, image_encoder,
-                                                                    device), 4), **result.summary()})
+    write_report(
+        stage_dir,
+        {
+            "heldout_cosine": round(heldout_cosine(ema, tokenizer, text_encoder, image_encoder, device), 4),
+            **result.summary(),
+        },
+    )

@@ -68,7 +68,9 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
         batch = world_batch(seed, i, plan.batch_size, device=device, two_object_prob=TWO_OBJECT_SHARE)
         targets = label_targets(batch.scenes, device)
         pixels = random_blur(batch.pixels * 0.5 + 0.5, generator)
-        noise = torch.randn(pixels.shape, generator=generator) * torch.rand(len(pixels), 1, 1, 1, generator=generator)
+        noise = torch.randn(pixels.shape, generator=generator) * torch.rand(
+            len(pixels), 1, 1, 1, generator=generator
+        )
         pixels = pixels + noise.to(pixels) * MAX_NOISE
         text_embeds = encode_text(tokenizer, text_encoder, batch.captions, device)[0]
         image_loss = verifier.loss(verifier.image_logits(pixels), targets)
@@ -82,22 +84,31 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
     result = train_loop(stage_dir, plan, {"model": verifier}, optimizer, step, minutes=minutes)
     verifier.eval()
     verifier.save_pretrained(stage_dir / "model")
-    write_report(stage_dir, {**heldout_accuracy(verifier, tokenizer, text_encoder, device), **result.summary()})
+    write_report(
+        stage_dir, {**heldout_accuracy(verifier, tokenizer, text_encoder, device), **result.summary()}
+    )
 
 
 @torch.no_grad()
 def heldout_accuracy(verifier: AttributeVerifier, tokenizer, text_encoder, device: torch.device,
                      seed: int = 4242, n: int = 512) -> dict[str, float]:
-    """Per group, how often each side's top label is the truth, on single-object scenes with held-out phrasings."""
+    """Per group, how often each side's top label is the truth, on single-object scenes with held-out
+    phrasings."""
     pairs = heldout_prompts(seed, n)
     scenes = [scene for scene, _ in pairs]
     pixels = render_scenes(scenes, device=device)[0] * 0.5 + 0.5
     truth = label_targets(scenes, device)
-    sides = {"image": verifier.image_logits(pixels),
-             "text": verifier.text_logits(encode_text(tokenizer, text_encoder, [c.text for _, c in pairs], device)[0])}
+    sides = {
+        "image": verifier.image_logits(pixels),
+        "text": verifier.text_logits(
+            encode_text(tokenizer, text_encoder, [c.text for _, c in pairs], device)[0]
+        ),
+    }
     sizes = [len(g.labels) for g in GROUPS]
     report = {}
     for side, logits in sides.items():
         for group, guess, target in zip(GROUPS, logits.split(sizes, 1), truth.split(sizes, 1), strict=True):
-            report[f"{side}_{group.name}"] = round(guess.argmax(1).eq(target.argmax(1)).float().mean().item(), 3)
+            report[f"{side}_{group.name}"] = round(
+                guess.argmax(1).eq(target.argmax(1)).float().mean().item(), 3
+            )
     return report

@@ -1,4 +1,5 @@
-"""The procedural world of coloured shapes: scenes, a torch renderer, captions, an analyzer and a data stream."""
+"""The procedural world of coloured shapes: scenes, a torch renderer, captions, an analyzer and a data
+stream."""
 
 from model.world.analyzer import Analysis, DetectedObject, analyze, score
 from model.world.captions import ATTRIBUTES, Caption, caption, heldout_prompts

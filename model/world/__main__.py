@@ -20,7 +20,9 @@ def sample_grid(seed: int = 0, count: int = 64) -> Image.Image:
     step = _TILE + _GAP
     grid = Image.new("RGB", (_COLUMNS * step + _GAP, rows * step + _GAP), (128, 128, 128))
     for i, tile in enumerate(to_uint8(batch.pixels)):
-        grid.paste(Image.fromarray(tile, mode="RGB"), (_GAP + (i % _COLUMNS) * step, _GAP + (i // _COLUMNS) * step))
+        grid.paste(
+            Image.fromarray(tile, mode="RGB"), (_GAP + (i % _COLUMNS) * step, _GAP + (i // _COLUMNS) * step)
+        )
     return grid
 
 

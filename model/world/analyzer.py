@@ -1,11 +1,11 @@
 """The judge: reads a picture back into background, colours, shapes, positions and sizes, without learning.
 
 Background = palette colour nearest the median border colour. Objects are found colour by colour: foreground
-pixels are grouped by nearest palette colour, the group with the largest solid core becomes an object, and every
-pixel that is a blend of that object's colour and the background (its anti-aliased or blurred edge) is explained
-away before the next group is considered, so edge blends (red on yellow looks orange) never become objects.
-Each object gets a soft coverage mask; its shape is the world's own rendering (at the mask's centroid, with the
-radius that matches its area, over a sweep of rotations) with the best soft IoU.
+pixels are grouped by nearest palette colour, the group with the largest solid core becomes an object, and
+every pixel that is a blend of that object's colour and the background (its anti-aliased or blurred edge) is
+explained away before the next group is considered, so edge blends (red on yellow looks orange) never become
+objects. Each object gets a soft coverage mask; its shape is the world's own rendering (at the mask's
+centroid, with the radius that matches its area, over a sweep of rotations) with the best soft IoU.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def _as_frame(image: Image.Image | np.ndarray) -> np.ndarray:
         raise TypeError(f"image must be a PIL image or a numpy array, got {type(image).__name__}")
     image = image.convert("RGB")
     if image.size != (FRAME, FRAME):
-        image = image.resize((FRAME, FRAME), Image.Resampling.BOX if image.width > FRAME else Image.Resampling.BICUBIC)
+        image = image.resize(
+            (FRAME, FRAME), Image.Resampling.BOX if image.width > FRAME else Image.Resampling.BICUBIC
+        )
     return np.asarray(image, dtype=np.float32)
 
 
@@ -98,7 +100,9 @@ def _blend(pixels: np.ndarray, background: np.ndarray, colour: np.ndarray) -> tu
     return alpha, residual
 
 
-def _object_masks(pixels: np.ndarray, background: np.ndarray, background_index: int) -> list[tuple[int, np.ndarray]]:
+def _object_masks(
+    pixels: np.ndarray, background: np.ndarray, background_index: int
+) -> list[tuple[int, np.ndarray]]:
     """(palette index, soft coverage mask) per object, found largest core first."""
     nearest, palette_distance = _nearest_palette(pixels)
     foreground = np.linalg.norm(pixels - background, axis=-1) > _FOREGROUND_DISTANCE
@@ -118,8 +122,9 @@ def _object_masks(pixels: np.ndarray, background: np.ndarray, background_index: 
         colour = np.median(pixels[cores[index]], axis=0)
         alpha, residual = _blend(pixels, background, colour)
         blended = residual < _EXPLAINED_DISTANCE
-        # Only the object and a thin band around it: a blend of two colours can look like a third (red and blue
-        # make purple), so a distant object of that colour must not be explained away, nor noise count as coverage.
+        # Only the object and a thin band around it: a blend of two colours can look like a third (red and
+        # blue make purple), so a distant object of that colour must not be explained away, nor noise count as
+        # coverage.
         near = _dilate(blended & (alpha > _SOLID_ALPHA), _EDGE_WIDTH)
         found.append((index, alpha, np.where(near, residual, np.inf)))
         unexplained &= ~(near & blended)
@@ -144,23 +149,26 @@ def _best_rotations(mask: torch.Tensor, candidates: list[tuple[str, float]], cx:
     templates = templates[:, 0]
     ious = torch.minimum(templates, mask).sum((1, 2)) / torch.maximum(templates, mask).sum((1, 2))
     best: dict[str, tuple[float, float]] = {}
-    for (shape, rotation), iou in zip(candidates, ious.tolist()):
+    for (shape, rotation), iou in zip(candidates, ious.tolist(), strict=True):
         if shape not in best or iou > best[shape][0]:
             best[shape] = (iou, rotation)
     return best
 
 
 def _classify_shape(mask: np.ndarray, cx: float, cy: float, area: float) -> str:
-    """Best-fitting shape: a coarse sweep of rotations over each shape's symmetry, then a finer one around the best."""
+    """Best-fitting shape: a coarse sweep of rotations over each shape's symmetry, then a finer one around the
+    best."""
     soft = torch.as_tensor(mask, dtype=torch.float32)
     coarse = [(s, SHAPE_SYMMETRY[s] * i / _COARSE_ROTATIONS) for s in SHAPES if s != "circle"
               for i in range(_COARSE_ROTATIONS)]
-    best = _best_rotations(soft, [("circle", 0.0)] + coarse, cx, cy, area)
+    best = _best_rotations(soft, [("circle", 0.0), *coarse], cx, cy, area)
     fine = []
     for shape, (_, rotation) in best.items():
         if shape != "circle":
             step = SHAPE_SYMMETRY[shape] / _COARSE_ROTATIONS
-            fine += [(shape, rotation + step * ((i + 0.5) / _FINE_ROTATIONS - 0.5)) for i in range(_FINE_ROTATIONS)]
+            fine += [
+                (shape, rotation + step * ((i + 0.5) / _FINE_ROTATIONS - 0.5)) for i in range(_FINE_ROTATIONS)
+            ]
     for shape, (iou, rotation) in _best_rotations(soft, fine, cx, cy, area).items():
         if iou > best[shape][0]:
             best[shape] = (iou, rotation)
@@ -193,7 +201,9 @@ def analyze(image: Image.Image | np.ndarray) -> Analysis:
         cy = float((mask.sum(1) * centres).sum() / area)
         shape = _classify_shape(mask, cx, cy, area)
         size = _size_name(math.sqrt(area / SHAPE_UNIT_AREA[shape]))
-        objects.append(DetectedObject(shape, _PALETTE_NAMES[index], _position_name(cx, cy), size, area, cx, cy))
+        objects.append(
+            DetectedObject(shape, _PALETTE_NAMES[index], _position_name(cx, cy), size, area, cx, cy)
+        )
     objects.sort(key=lambda o: o.area, reverse=True)
     return Analysis(_PALETTE_NAMES[background_index], tuple(objects))
 
@@ -201,8 +211,9 @@ def analyze(image: Image.Image | np.ndarray) -> Analysis:
 def score(scene: Scene, caption: Caption, analysis: Analysis) -> dict[str, bool]:
     """Whether the analysis agrees with the scene on every attribute the caption mentions, plus "all".
 
-    One object: the largest detected object is judged. Two objects: each scene object is matched to the detected
-    object of its colour; "position" means the stated relation (left of / above) holds between the matches.
+    One object: the largest detected object is judged. Two objects: each scene object is matched to the
+    detected object of its colour; "position" means the stated relation (left of / above) holds between the
+    matches.
     """
     unknown = caption.mentions - set(ATTRIBUTES)
     if unknown:
@@ -212,8 +223,7 @@ def score(scene: Scene, caption: Caption, analysis: Analysis) -> dict[str, bool]
     else:
         by_colour = {o.colour: o for o in reversed(analysis.objects)}  # the largest of a colour wins
         matches = [by_colour.get(o.colour) for o in scene.objects]
-    pairs = list(zip(scene.objects, matches))
-    found = all(m is not None for m in matches)
+    pairs = list(zip(scene.objects, matches, strict=True))
     checks = {
         "colour": all(m is not None and m.colour == o.colour for o, m in pairs),
         "shape": all(m is not None and m.shape == o.shape for o, m in pairs),
@@ -221,11 +231,16 @@ def score(scene: Scene, caption: Caption, analysis: Analysis) -> dict[str, bool]
         "background": analysis.background == scene.background,
     }
     if len(scene.objects) == 1:
-        checks["position"] = found and matches[0].position == scene.objects[0].position
+        only = matches[0]
+        checks["position"] = only is not None and only.position == scene.objects[0].position
     else:
         first, second = matches
         above = relation(scene) == "above"
-        checks["position"] = found and (first.cy < second.cy if above else first.cx < second.cx)
+        checks["position"] = (
+            first is not None
+            and second is not None
+            and (first.cy < second.cy if above else first.cx < second.cx)
+        )
     result = {attribute: checks[attribute] for attribute in ATTRIBUTES if attribute in caption.mentions}
     result["all"] = all(result.values())
     return result

@@ -26,7 +26,11 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
     "star": ("star",),
     "cross": ("cross", "plus sign"),
 }
-SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("small", "tiny"), "medium": ("medium",), "large": ("large", "big")}
+SIZE_WORDS: dict[str, tuple[str, ...]] = {
+    "small": ("small", "tiny"),
+    "medium": ("medium",),
+    "large": ("large", "big"),
+}
 POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "top left": ("in the top left corner", "at the top left", "in the upper left corner"),
     "top": ("at the top", "near the top"),
@@ -120,7 +124,7 @@ def _fields_of(template: str) -> set[str]:
 
 def _noun_phrase(obj: SceneObject, with_size: bool, rng: np.random.Generator) -> str:
     words = [_pick(rng, SIZE_WORDS[obj.size])] if with_size else []
-    return " ".join(words + [obj.colour, _pick(rng, SHAPE_WORDS[obj.shape])])
+    return " ".join([*words, obj.colour, _pick(rng, SHAPE_WORDS[obj.shape])])
 
 
 ARTICLE_DROP = 0.25  # share of training captions written without "a" / "an"
@@ -130,13 +134,13 @@ SEPARATOR_SWAP = 0.25  # share of training captions with "," and ";" swapped
 def _augment(text: str, rng: np.random.Generator) -> str:
     """Training-only noise a user's typing has too: articles dropped, the other clause separator.
 
-    It keeps the text side from keying on exact token positions: without it, the first colour of a short caption
-    was read as the object's, whatever word followed it.
+    It keeps the text side from keying on exact token positions: without it, the first colour of a short
+    caption was read as the object's, whatever word followed it.
     """
     if rng.random() < ARTICLE_DROP:
         text = re.sub(r"\b(a|an) ", "", text)
     if rng.random() < SEPARATOR_SWAP:
-        text = text.translate(str.maketrans({",": ";", ";": ","}))
+        text = text.translate(str.maketrans(",;", ";,"))
     return text
 
 
@@ -152,9 +156,10 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Cap
     first = scene.objects[0]
     values = {"bg": scene.background, "colour": first.colour, "shape": _pick(rng, SHAPE_WORDS[first.shape]),
               "obj": _noun_phrase(first, with_size, rng), "pos": _pick(rng, POSITION_PHRASES[first.position])}
-    if len(scene.objects) == 2:
+    related = relation(scene)  # None for one object
+    if related is not None:
         second = scene.objects[1]
-        forward, backward = RELATION_PHRASES[relation(scene)]
+        forward, backward = RELATION_PHRASES[related]
         values |= {"obj1": values["obj"], "obj2": _noun_phrase(second, with_size, rng),
                    "rel": _pick(rng, forward), "rev": _pick(rng, backward)}
         values |= {"rev_obj": values["obj2"], "rev_ref": values["obj1"]}
@@ -169,7 +174,8 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Cap
 
 
 def heldout_prompts(seed: int, n: int, two_objects: bool = False) -> list[tuple[Scene, Caption]]:
-    """The fixed evaluation set: n scenes with exactly one (or two) objects, captioned with held-out phrasings."""
+    """The fixed evaluation set: n scenes with exactly one (or two) objects, captioned with held-out
+    phrasings."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.default_rng([seed, 2 if two_objects else 1])

@@ -19,12 +19,25 @@ def _regular(n: int, radius: float, phase: float = -math.pi / 2) -> list[tuple[f
 def _star(points: int, outer: float, inner: float) -> list[tuple[float, float]]:
     tips = _regular(points, outer)
     dents = _regular(points, inner, phase=-math.pi / 2 + math.pi / points)
-    return [vertex for pair in zip(tips, dents) for vertex in pair]
+    return [vertex for pair in zip(tips, dents, strict=True) for vertex in pair]
 
 
 def _plus(half_width: float, half_length: float) -> list[tuple[float, float]]:
     w, h = half_width, half_length
-    return [(-w, -h), (w, -h), (w, -w), (h, -w), (h, w), (w, w), (w, h), (-w, h), (-w, w), (-h, w), (-h, -w), (-w, -w)]
+    return [
+        (-w, -h),
+        (w, -h),
+        (w, -w),
+        (h, -w),
+        (h, w),
+        (w, w),
+        (w, h),
+        (-w, h),
+        (-w, w),
+        (-h, w),
+        (-h, -w),
+        (-w, -w),
+    ]
 
 
 # Polygons (vertices in order); the circle is drawn analytically as x^2 + y^2 <= 1.
@@ -42,7 +55,9 @@ def _polygon_area(vertices: np.ndarray) -> float:
 
 
 # Area of each shape at radius 1 (pixels^2 per radius^2): the analyzer inverts it to estimate a radius.
-SHAPE_UNIT_AREA: dict[str, float] = {"circle": math.pi} | {s: _polygon_area(p) for s, p in SHAPE_POLYGONS.items()}
+SHAPE_UNIT_AREA: dict[str, float] = {"circle": math.pi} | {
+    s: _polygon_area(p) for s, p in SHAPE_POLYGONS.items()
+}
 # Radius of the enclosing circle at radius 1: keeps shapes inside the frame and apart.
 SHAPE_EXTENT: dict[str, float] = {"circle": 1.0} | {
     s: float(np.hypot(p[:, 0], p[:, 1]).max()) for s, p in SHAPE_POLYGONS.items()}

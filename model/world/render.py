@@ -1,11 +1,11 @@
 """Vectorised, anti-aliased torch renderer for scenes.
 
-Every object becomes a list of edge crossings per supersampled row: polygons are rotated, scaled and moved into
-image coordinates, and each edge gives the x where it crosses the row (a circle crosses at cx +- half-chord).
-By the crossing-number rule, a point is inside when an odd number of crossings lies to its right, so the sorted
-crossings pair up into the row's inside spans. Each pixel's coverage on a row is then its exact overlap with those
-spans, and averaging `supersample` rows per pixel anti-aliases vertically: the cost is a few element-wise passes
-over (rows x spans x pixels), with no per-sample inside test.
+Every object becomes a list of edge crossings per supersampled row: polygons are rotated, scaled and moved
+into image coordinates, and each edge gives the x where it crosses the row (a circle crosses at cx +-
+half-chord). By the crossing-number rule, a point is inside when an odd number of crossings lies to its right,
+so the sorted crossings pair up into the row's inside spans. Each pixel's coverage on a row is then its exact
+overlap with those spans, and averaging `supersample` rows per pixel anti-aliases vertically: the cost is a
+few element-wise passes over (rows x spans x pixels), with no per-sample inside test.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def _row_crossings(shape_id: torch.Tensor, params: torch.Tensor, rows: torch.Ten
 
 def render_scenes(scenes: Sequence[Scene], size: int = 64, device: str | torch.device = "cpu",
                   supersample: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw scenes: pixels float32 (B,3,size,size) in [-1,1] and object coverage masks float32 (B,1,size,size)."""
+    """Draw scenes: pixels float32 (B,3,size,size) in [-1,1] and object coverage masks float32
+    (B,1,size,size)."""
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
     if not isinstance(supersample, int) or supersample < 1:
@@ -86,13 +87,15 @@ def render_scenes(scenes: Sequence[Scene], size: int = 64, device: str | torch.d
     shape_id = torch.as_tensor(shape_id_np, device=device)
     params = torch.as_tensor(params_np, dtype=torch.float32, device=device)
     rgb = torch.as_tensor(rgb_np, dtype=torch.float32, device=device) / 127.5 - 1.0
-    background = torch.as_tensor([s.background_rgb for s in scenes], dtype=torch.float32, device=device) / 127.5 - 1
+    background = (
+        torch.as_tensor([s.background_rgb for s in scenes], dtype=torch.float32, device=device) / 127.5 - 1
+    )
 
     rows = size * supersample
     row_centres = (torch.arange(rows, dtype=torch.float32, device=device) + 0.5) * (FRAME / rows)
     crossings = _row_crossings(shape_id, params, row_centres).sort(dim=-1).values * (size / FRAME)
-    # Sorted crossings pair up into the row's inside spans; -inf padding sorts first and pairs into empty spans,
-    # so only the last (most crossings any row has) entries matter.
+    # Sorted crossings pair up into the row's inside spans; -inf padding sorts first and pairs into empty
+    # spans, so only the last (most crossings any row has) entries matter.
     most = int((crossings > -math.inf).sum(dim=-1).max())
     crossings = crossings[..., _MAX_VERTICES - max(most, 2) :]
     starts, ends = crossings[..., 0::2, None], crossings[..., 1::2, None]  # (B, K, rows, spans, 1)

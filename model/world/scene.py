@@ -103,7 +103,8 @@ def relation(scene: Scene) -> str | None:
 def _jitter_rgb(rng: np.random.Generator, colour: str) -> tuple[int, int, int]:
     base = np.array(COLOURS[colour])
     jittered = np.clip(base + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3), 0, 255)
-    return tuple(int(v) for v in jittered)
+    red, green, blue = (int(v) for v in jittered)
+    return red, green, blue
 
 
 def _place(rng: np.random.Generator, shape: str, colour: str, size: str, position: str) -> SceneObject:
@@ -137,6 +138,7 @@ def sample_scene(rng: np.random.Generator, two_object_prob: float = 0.25) -> Sce
     picked = rng.choice(len(object_colours), size=2 if two else 1, replace=False)
     colours_of_objects = [object_colours[int(i)] for i in picked]
     shapes = [_choice(rng, SHAPES) for _ in colours_of_objects]
+    objects: tuple[SceneObject, ...]
     if not two:
         position = _choice(rng, POSITIONS)
         objects = (_place(rng, shapes[0], colours_of_objects[0], _choice(rng, SIZES), position),)
@@ -145,7 +147,9 @@ def sample_scene(rng: np.random.Generator, two_object_prob: float = 0.25) -> Sce
     return Scene(background, _jitter_rgb(rng, background), objects)
 
 
-def _place_pair(rng: np.random.Generator, shapes: list[str], colours: list[str]) -> tuple[SceneObject, SceneObject]:
+def _place_pair(
+    rng: np.random.Generator, shapes: list[str], colours: list[str]
+) -> tuple[SceneObject, SceneObject]:
     side_by_side = bool(rng.random() < 0.5)
     lines = [int(rng.integers(3)), int(rng.integers(3))]  # the row (side by side) or column (stacked) of each
     if side_by_side:
@@ -154,9 +158,9 @@ def _place_pair(rng: np.random.Generator, shapes: list[str], colours: list[str])
         positions = [position_of_cell(lines[0], 0), position_of_cell(lines[1], 2)]
     for _ in range(_PAIR_ATTEMPTS):
         sizes = [_choice(rng, SIZES), _choice(rng, SIZES)]
-        a, b = (_place(rng, s, c, z, p) for s, c, z, p in zip(shapes, colours, sizes, positions))
+        a, b = (_place(rng, s, c, z, p) for s, c, z, p in zip(shapes, colours, sizes, positions, strict=True))
         if math.hypot(a.cx - b.cx, a.cy - b.cy) >= a.extent + b.extent + _MIN_GAP:
             return a, b
     # Two small shapes in opposite cells are always far enough apart.
-    a, b = (_place(rng, s, c, "small", p) for s, c, p in zip(shapes, colours, positions))
+    a, b = (_place(rng, s, c, "small", p) for s, c, p in zip(shapes, colours, positions, strict=True))
     return a, b

@@ -67,6 +67,7 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
 def _upload_exists(session: Session, upload_id: object, field: str) -> int:
     if not is_row_id(upload_id) or session.get(Upload, upload_id) is None:
         raise ValidationFailed(field, f"Upload {upload_id} does not exist.")
+    assert isinstance(upload_id, int)  # is_row_id accepted it
     return upload_id
 
 
@@ -85,7 +86,9 @@ def _mix_json(session: Session, mix: Sequence[MixItem]) -> list[dict[str, Any]]:
                 raise ValidationFailed(f"{field}.text", "An ingredient's text is empty.")
             result.append({"weight": weight, "text": text})
         else:
-            result.append({"weight": weight, "upload_id": _upload_exists(session, item.upload_id, f"{field}.image")})
+            result.append(
+                {"weight": weight, "upload_id": _upload_exists(session, item.upload_id, f"{field}.image")}
+            )
     return result
 
 
@@ -102,7 +105,8 @@ class PromptService(Service):
         shared: bool = True,
         parent_id: int | None = None,
     ) -> PromptInfo:
-        """A new prompt; with `parent_id` it is a remix of a prompt the actor can see (which counts as a use)."""
+        """A new prompt; with `parent_id` it is a remix of a prompt the actor can see (which counts as a
+        use)."""
         text = _text(text, "text")
         negative_prompt = _text(negative_prompt, "negative_prompt")
         tags = normalise_tags(tags)
@@ -163,7 +167,9 @@ class PromptService(Service):
             if favourite and not exists:
                 session.add(Favourite(user_id=user.id, prompt_id=prompt_id))
             elif not favourite and exists:
-                session.execute(delete(Favourite).where(Favourite.user_id == user.id, Favourite.prompt_id == prompt_id))
+                session.execute(
+                    delete(Favourite).where(Favourite.user_id == user.id, Favourite.prompt_id == prompt_id)
+                )
 
     def favourites(self, actor: Actor) -> list[PromptInfo]:
         """The actor's favourite prompts still visible to them, most recently starred first."""

@@ -15,7 +15,12 @@ from diffusers import DDIMScheduler
 from image_checks import max_pixel_diff
 
 from model.engine.engine_common import (
-    GenerationRequest, JobStatus, MixIngredient, Progress, RequestError, request_params,
+    GenerationRequest,
+    JobStatus,
+    MixIngredient,
+    Progress,
+    RequestError,
+    request_params,
 )
 from model.engine.validation import resolve_request
 from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
@@ -194,7 +199,7 @@ def test_verifier_round_trips_through_safetensors(tmp_path: Path) -> None:
     assert loaded.groups == groups
     assert torch.allclose(loaded.score(text, pixels), verifier.score(text, pixels), atol=1e-5)
     (tmp_path / "v" / "verifier.json").write_text(json.dumps({"groups": []}))
-    with pytest.raises(ValueError, match="verifier.json"):
+    with pytest.raises(ValueError, match=r"verifier\.json"):
         AttributeVerifier.from_pretrained(tmp_path / "v")
 
 

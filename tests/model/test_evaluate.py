@@ -1,8 +1,8 @@
 """python -m model.evaluate: the report a model developer reads to decide whether a run is worth shipping.
 
-Scoring is checked with stand-in painters (the true pictures, or the true pictures with every shape turned into a
-circle) around the tiny family's encoders, so the expected figures follow from the prompts themselves; the command
-is then run end to end on the tiny family.
+Scoring is checked with stand-in painters (the true pictures, or the true pictures with every shape turned
+into a circle) around the tiny family's encoders, so the expected figures follow from the prompts themselves;
+the command is then run end to end on the tiny family.
 """
 
 from __future__ import annotations
@@ -22,18 +22,25 @@ ONE, TWO = 40, 10
 
 
 def painter(monkeypatch: pytest.MonkeyPatch, draw) -> list[Scene]:
-    """Make evaluate.generate paint draw(scene) for the scene each prompt was written from; return those scenes."""
+    """Make evaluate.generate paint draw(scene) for the scene each prompt was written from; return those
+    scenes."""
     pairs = heldout_prompts(10_000, ONE) + heldout_prompts(10_001, TWO, two_objects=True)
     scene_of = {caption.text: scene for scene, caption in pairs}
-    monkeypatch.setattr(evaluate, "generate", lambda family, prompts, *_: [draw(scene_of[p]) for p in prompts])
+    monkeypatch.setattr(
+        evaluate, "generate", lambda family, prompts, *_: [draw(scene_of[p]) for p in prompts]
+    )
     return [scene for scene, _ in pairs[:ONE]]
 
 
 def as_circles(scene: Scene) -> Scene:
-    return dataclasses.replace(scene, objects=tuple(dataclasses.replace(o, shape="circle") for o in scene.objects))
+    return dataclasses.replace(
+        scene, objects=tuple(dataclasses.replace(o, shape="circle") for o in scene.objects)
+    )
 
 
-def test_true_pictures_score_full_marks(kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_true_pictures_score_full_marks(
+    kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenes = painter(monkeypatch, render_image)
     report = evaluate.evaluate(kandinsky, ONE, TWO)
     one = report["one object"]
@@ -64,8 +71,22 @@ def test_a_model_that_only_draws_circles_is_caught(kandinsky: Kandinsky22Family,
 
 def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22Family, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    evaluate.main(["--model", str(kandinsky_path), "--prompts", "3", "--two-object-prompts", "2", "--prior-candidates",
-                   "2", "--json", str(tmp_path / "report.json"), "--sheet", str(tmp_path / "sheet.png")])
+    evaluate.main(
+        [
+            "--model",
+            str(kandinsky_path),
+            "--prompts",
+            "3",
+            "--two-object-prompts",
+            "2",
+            "--prior-candidates",
+            "2",
+            "--json",
+            str(tmp_path / "report.json"),
+            "--sheet",
+            str(tmp_path / "sheet.png"),
+        ]
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["settings"]["model_hash"] == kandinsky.info.hash
     assert report["settings"]["prior_candidates"] == 2 and report["settings"]["decoder_candidates"] == 1
@@ -84,11 +105,20 @@ def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22F
     ("no decoder candidates", "--decoder-candidates must be at least 1"),
     ("no verifier", "has no verifier/ to judge decoder candidates"),
 ])
-def test_command_refuses_what_it_cannot_evaluate(which: str, message: str, sd_path: Path, kandinsky_path: Path,
-                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_refuses_what_it_cannot_evaluate(
+    which: str,
+    message: str,
+    sd_path: Path,
+    kandinsky_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     folder = {"sd": sd_path, "missing": tmp_path / "no-such-model"}.get(which, kandinsky_path)
-    candidates = {"no candidates": ["--prior-candidates", "0"], "no decoder candidates": ["--decoder-candidates", "0"],
-                  "no verifier": ["--decoder-candidates", "2"]}.get(which, [])
+    candidates = {
+        "no candidates": ["--prior-candidates", "0"],
+        "no decoder candidates": ["--decoder-candidates", "0"],
+        "no verifier": ["--decoder-candidates", "2"],
+    }.get(which, [])
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--model", str(folder), "--prompts", "1", "--two-object-prompts", "0", *candidates])
     assert exit_info.value.code == 2

@@ -66,7 +66,11 @@ def test_remove_and_positions() -> None:
     a1, a2, b = Job("a", images=2, name="a1-"), Job("a", name="a2-"), Job("b")
     for job in (a1, a2, b):
         queue.push(job)
-    assert [(job.name or job.user, ahead) for job, ahead in queue.order()] == [("a1-", 0), ("b", 1), ("a2-", 3)]
+    assert [(job.name or job.user, ahead) for job, ahead in queue.order()] == [
+        ("a1-", 0),
+        ("b", 1),
+        ("a2-", 3),
+    ]
     assert queue.remove(b) and not queue.remove(b)
     assert b not in queue and a2 in queue
     assert names(queue.take(8)) == ["a1-0", "a1-1", "a2-0"]

@@ -2,7 +2,8 @@
 
 This is the model's quality regression test: the world's analyzer judges pictures generated at fixed seeds.
 Its thresholds sit below what the shipped weights measured (see the model card), so that a regression in the
-weights, the scheduler configuration or the generation path fails it, while float noise across machines does not.
+weights, the scheduler configuration or the generation path fails it, while float noise across machines does
+not.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def test_draws_a_red_circle_on_white(family: Family) -> None:
     colours = Counter(o.colour for o in objects)
     shapes = Counter(o.shape for o in objects)
     report = f"backgrounds {dict(backgrounds)}, colours {dict(colours)}, shapes {dict(shapes)}"
-    # Measured on the shipped model at its defaults (8 decoder candidates, seeds 0-15): white 16, red 16, circle 16;
-    # a red circle on white 16. Without the verifier's pick (one candidate) it drew 13 circles.
+    # Measured on the shipped model at its defaults (8 decoder candidates, seeds 0-15): white 16, red 16,
+    # circle 16; a red circle on white 16. Without the verifier's pick (one candidate) it drew 13 circles.
     assert backgrounds["white"] >= 15, report
     assert colours["red"] >= 15, report
     assert shapes["circle"] >= 14, report  # chance would be about 3 of 16

@@ -53,7 +53,7 @@ def tiny_tokenizer() -> CLIPTokenizer:
         vocab.setdefault(token, len(vocab))
     merges = []
     for word in WORDS:  # merge each word left to right so it becomes one token
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*word[:-1], word[-1] + "</w>"]
         while len(pieces) > 1:
             merges.append((pieces[0], pieces[1]))
             merged = pieces[0] + pieces[1]

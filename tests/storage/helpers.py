@@ -11,12 +11,16 @@ from storage.metadata import Recipe, encode_png
 from storage.types import GenerationInfo, NewImage
 
 
-def png(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30), **recipe: object) -> bytes:
+def png(
+    width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30), **recipe: object
+) -> bytes:
     """A small PNG carrying a recipe (so equal pixels in different generations still differ in bytes)."""
     return encode_png(Image.new("RGB", (width, height), color), Recipe(prompt="test", **recipe))  # type: ignore[arg-type]
 
 
-def plain_png(width: int = 8, height: int = 8, color: tuple[int, int, int] = (0, 0, 255), fmt: str = "PNG") -> bytes:
+def plain_png(
+    width: int = 8, height: int = 8, color: tuple[int, int, int] = (0, 0, 255), fmt: str = "PNG"
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, format=fmt)
     return buffer.getvalue()

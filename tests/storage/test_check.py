@@ -50,7 +50,9 @@ def test_a_row_without_its_file_is_found_and_marked(storage: Storage, people: Pe
 
 def test_orphans_are_deleted_only_once_old_enough(storage: Storage, people: People) -> None:
     stored = storage.images.put(b"written, then the process died before the commit")
-    assert _kinds(storage, repair=True) == [(ProblemKind.ORPHAN_FILE, "images", False)]  # young: maybe in flight
+    assert _kinds(storage, repair=True) == [
+        (ProblemKind.ORPHAN_FILE, "images", False)
+    ]  # young: maybe in flight
     assert storage.images.exists(stored.sha256)
     _age(storage.images.path_for(stored.sha256))
     assert _kinds(storage, repair=True) == [(ProblemKind.ORPHAN_FILE, "images", True)]
@@ -76,7 +78,10 @@ def test_stray_and_temp_files_in_the_upload_store(storage: Storage, people: Peop
     temp.parent.mkdir(parents=True, exist_ok=True)
     temp.write_bytes(b"half a png")
     _age(temp)
-    assert _kinds(storage) == [(ProblemKind.STRAY_FILE, "uploads", False), (ProblemKind.TEMP_FILE, "uploads", False)]
+    assert _kinds(storage) == [
+        (ProblemKind.STRAY_FILE, "uploads", False),
+        (ProblemKind.TEMP_FILE, "uploads", False),
+    ]
     assert _kinds(storage, repair=True) == [
         (ProblemKind.STRAY_FILE, "uploads", True),
         (ProblemKind.TEMP_FILE, "uploads", True),

@@ -26,7 +26,10 @@ Runner = Callable[..., tuple[int, str, str]]
 
 @pytest.fixture
 def cli(
-    data_dir: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    data_dir: Path,
+    database_url: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Runner]:
     """Runs `app.py` in-process against the test's database; returns (exit code, stdout, stderr)."""
     if database_url:
@@ -50,7 +53,12 @@ def test_db_check_works_on_a_fresh_data_dir(tmp_path: Path) -> None:
     env = {**os.environ, "DRAFTROOM_DATA": str(tmp_path / "fresh")}
     env.pop("DATABASE_URL", None)
     done = subprocess.run(
-        [sys.executable, "app.py", "db", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "app.py", "db", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "0 problems" in done.stdout
@@ -82,7 +90,9 @@ def test_user_administration(cli: Runner, data_dir: Path, database_url: str | No
     assert code == 1 and "at least 12 characters" in err
 
 
-def test_tokens_print_the_secret_last_and_can_be_revoked(cli: Runner, data_dir: Path, database_url: str | None) -> None:
+def test_tokens_print_the_secret_last_and_can_be_revoked(
+    cli: Runner, data_dir: Path, database_url: str | None
+) -> None:
     cli("users", "add", "alice", "--password", "a long password")
     code, out, _ = cli("tokens", "create", "alice", "--label", "ci")
     secret = out.strip().splitlines()[-1]

@@ -27,7 +27,9 @@ def test_eight_threads_record_fifty_generations_each(storage: Storage, people: P
         try:
             start.wait()
             for i in range(PER_THREAD):
-                generate(storage, owners[n % len(owners)], f"thread {n} job {i}", images=IMAGES, seed=n * 1000 + i)
+                generate(
+                    storage, owners[n % len(owners)], f"thread {n} job {i}", images=IMAGES, seed=n * 1000 + i
+                )
         except BaseException as exc:  # reported below, with the thread's traceback
             errors.append(exc)
 

@@ -27,7 +27,17 @@ from storage.models import Base, User
 
 from .conftest import FAST_HASHER
 
-TABLES = {"users", "api_tokens", "uploads", "prompts", "favourites", "generations", "images", "reviews", "audit_events"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "uploads",
+    "prompts",
+    "favourites",
+    "generations",
+    "images",
+    "reviews",
+    "audit_events",
+}
 # Created by the migration on purpose but not described by the ORM (see 0001_initial.py).
 MIGRATION_ONLY = {
     "prompts_fts",
@@ -40,7 +50,9 @@ MIGRATION_ONLY = {
 }
 
 
-def test_data_dir_comes_from_argument_then_env_then_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_data_dir_comes_from_argument_then_env_then_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DRAFTROOM_DATA", str(tmp_path / "from-env"))
     assert resolve_data_dir(str(tmp_path / "from-arg")) == tmp_path / "from-arg"
     assert resolve_data_dir(None) == tmp_path / "from-env"
@@ -118,7 +130,7 @@ def test_timestamps_come_back_aware_utc_and_naive_ones_are_refused(storage: Stor
     assert user.created_at.tzinfo == UTC
     assert abs((datetime.now(UTC) - user.created_at).total_seconds()) < 60
     with pytest.raises(Exception, match="naive datetime"), storage.db.write() as session:
-        session.get(User, user.id).last_login_at = datetime.now()  # noqa: DTZ005 - the point of the test
+        session.get(User, user.id).last_login_at = datetime.now()
 
 
 def test_a_second_engine_sees_committed_writes_while_reading(tmp_path: Path) -> None:

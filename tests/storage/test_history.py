@@ -116,7 +116,7 @@ def test_filters_by_date_range(storage: Storage, people: People, gallery: dict[s
     local = start.astimezone(ZoneInfo("Asia/Tokyo"))  # the same instant in another zone
     assert len(_texts(storage, people.bob, created_from=local)) == 4
     with pytest.raises(ValidationFailed) as error:
-        storage.history.search(people.bob, HistoryQuery(created_from=datetime(2025, 3, 1)))  # noqa: DTZ001
+        storage.history.search(people.bob, HistoryQuery(created_from=datetime(2025, 3, 1)))
     assert error.value.field == "created_from"
     with pytest.raises(ValidationFailed):
         storage.history.search(people.bob, HistoryQuery(created_from=start, created_to=start - timedelta(days=1)))

@@ -17,7 +17,9 @@ from tests.storage.helpers import generate, plain_png, png
 
 
 @pytest.mark.parametrize("ident", [2**63, 10**30, 0, -1, -(2**63) - 1])
-def test_ids_out_of_any_column_range_are_simply_not_found(storage: Storage, people: People, ident: int) -> None:
+def test_ids_out_of_any_column_range_are_simply_not_found(
+    storage: Storage, people: People, ident: int
+) -> None:
     with pytest.raises(NotFound):
         storage.generations.get(people.alice, ident)
     with pytest.raises(NotFound):
@@ -40,7 +42,9 @@ def test_names_no_account_can_have_are_not_found(storage: Storage, people: Peopl
         storage.history.search(people.alice, HistoryQuery(author=name))
 
 
-def test_start_up_removes_what_a_killed_process_wrote_but_never_recorded(storage: Storage, people: People) -> None:
+def test_start_up_removes_what_a_killed_process_wrote_but_never_recorded(
+    storage: Storage, people: People
+) -> None:
     recorded = generate(storage, people.alice, images=1).images[0]
     orphan = storage.images.put(png(color=(1, 2, 3)))
     upload_orphan = storage.upload_store.put(plain_png(color=(4, 5, 6)))

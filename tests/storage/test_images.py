@@ -32,7 +32,9 @@ def test_putting_the_same_bytes_again_writes_nothing_new(tmp_path: Path) -> None
     assert store.path_for(first.sha256).stat().st_mtime_ns == mtime
 
 
-def test_writes_leave_no_temp_files_even_when_they_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writes_leave_no_temp_files_even_when_they_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ImageStore(tmp_path)
     store.put(b"one")
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
@@ -42,7 +44,9 @@ def test_writes_leave_no_temp_files_even_when_they_fail(tmp_path: Path, monkeypa
     assert names == [f"{hashlib.sha256(b'one').hexdigest()}.png"]
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "A" * 64, "0" * 63, "0" * 65, "g" * 64, "", "0" * 62 + "/."])
+@pytest.mark.parametrize(
+    "bad", ["../../etc/passwd", "A" * 64, "0" * 63, "0" * 65, "g" * 64, "", "0" * 62 + "/."]
+)
 def test_paths_only_come_from_valid_hex_digests(tmp_path: Path, bad: str) -> None:
     store = ImageStore(tmp_path)
     with pytest.raises(ValidationFailed) as error:

@@ -94,14 +94,21 @@ def test_a1111_without_negative_prompt_or_settings() -> None:
 
 
 def test_pngs_without_a_recipe_and_non_pngs_are_refused_by_field() -> None:
-    for data, message in ((_png_with_text(), "no generation parameters"), (b"GIF89a....", "not a readable image")):
+    for data, message in (
+        (_png_with_text(), "no generation parameters"),
+        (b"GIF89a....", "not a readable image"),
+    ):
         with pytest.raises(ValidationFailed, match=message) as error:
             read_png_metadata(data)
         assert error.value.field == "image"
 
 
 _LINE_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
-_line = st.text(_LINE_CHARS, max_size=30).map(str.strip).filter(lambda line: not line.startswith("Negative prompt:"))
+_line = (
+    st.text(_LINE_CHARS, max_size=30)
+    .map(str.strip)
+    .filter(lambda line: not line.startswith("Negative prompt:"))
+)
 _block = st.lists(_line, max_size=4).map("\n".join).map(str.strip)
 _key = (
     st.text(string.ascii_letters + string.digits + " _-/", min_size=1, max_size=15)

@@ -44,7 +44,9 @@ def with_chunks(*chunks: bytes) -> bytes:
 
 def draftroom_chunk(text: bytes, compressed: bool = False) -> bytes:
     body = zlib.compress(text) if compressed else text
-    return chunk(b"iTXt", b"draftroom\x00" + (b"\x01\x00" if compressed else b"\x00\x00") + b"\x00\x00" + body)
+    return chunk(
+        b"iTXt", b"draftroom\x00" + (b"\x01\x00" if compressed else b"\x00\x00") + b"\x00\x00" + body
+    )
 
 
 def read_or_refuse(data: bytes) -> Recipe | None:
@@ -59,10 +61,11 @@ def read_or_refuse(data: bytes) -> Recipe | None:
     return recipe
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 recipe_keys = st.sampled_from([*TYPES, "version", "unknown"])
 
 
@@ -79,7 +82,9 @@ def test_any_bytes_give_a_recipe_or_a_refusal(data: bytes) -> None:
 def test_a_damaged_recipe_png_gives_a_recipe_or_a_refusal(position: int, value: int, truncate: bool) -> None:
     data = bytearray(encode_png(Image.new("RGB", (8, 8)), Recipe(prompt="a red circle", seed=3, steps=2)))
     position %= len(data)
-    damaged = bytes(data[:position]) if truncate else bytes(data[:position] + bytes([value]) + data[position + 1:])
+    damaged = (
+        bytes(data[:position]) if truncate else bytes(data[:position] + bytes([value]) + data[position + 1 :])
+    )
     read_or_refuse(damaged)
 
 
@@ -105,22 +110,41 @@ def test_a_text_chunk_that_decompresses_huge_is_refused(key: bytes) -> None:
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
-small_json = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | text |
-                          st.floats(allow_nan=False, allow_infinity=False),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
-                          max_leaves=8)
+small_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | text
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
 optional_int = st.none() | st.integers(0, 2**63 - 1)
 recipes = st.builds(
-    Recipe, prompt=text, negative_prompt=text, steps=st.none() | st.integers(1, 500), sampler=st.none() | text,
-    cfg_scale=st.none() | st.floats(0, 50), seed=optional_int, width=st.none() | st.integers(1, 4096),
-    height=st.none() | st.integers(1, 4096), model_hash=st.none() | text, model_name=st.none() | text,
+    Recipe,
+    prompt=text,
+    negative_prompt=text,
+    steps=st.none() | st.integers(1, 500),
+    sampler=st.none() | text,
+    cfg_scale=st.none() | st.floats(0, 50),
+    seed=optional_int,
+    width=st.none() | st.integers(1, 4096),
+    height=st.none() | st.integers(1, 4096),
+    model_hash=st.none() | text,
+    model_name=st.none() | text,
     mix=st.lists(st.fixed_dictionaries({"weight": st.floats(-10, 10), "text": text}), max_size=3).map(tuple),
-    guidance=st.none() | st.fixed_dictionaries({"upload_sha256": st.text("0123456789abcdef", min_size=64,
-                                                                          max_size=64),
-                                                 "scale": st.floats(0, 1), "decay": st.sampled_from(["none",
-                                                                                                     "cosine"])}),
-    generation_id=optional_int, image_index=st.none() | st.integers(0, 63),
-    params=st.dictionaries(text, small_json, max_size=5))
+    guidance=st.none()
+    | st.fixed_dictionaries(
+        {
+            "upload_sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
+            "scale": st.floats(0, 1),
+            "decay": st.sampled_from(["none", "cosine"]),
+        }
+    ),
+    generation_id=optional_int,
+    image_index=st.none() | st.integers(0, 63),
+    params=st.dictionaries(text, small_json, max_size=5),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -73,13 +73,17 @@ def test_only_pending_images_can_be_decided(storage: Storage, people: People, st
     image_id = generate(storage, people.alice, images=1).images[0].id
     if status != "draft":
         storage.reviews.submit(people.alice, image_id)
-        storage.reviews.decide(people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT)
+        storage.reviews.decide(
+            people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT
+        )
     with pytest.raises(InvalidState, match=f"is {status}, not pending"):
         storage.reviews.decide(people.ruth, image_id, Decision.REJECT)
     assert _status(storage, image_id) == ReviewStatus(status)
 
 
-def test_request_changes_sends_it_back_and_history_keeps_every_decision(storage: Storage, people: People) -> None:
+def test_request_changes_sends_it_back_and_history_keeps_every_decision(
+    storage: Storage, people: People
+) -> None:
     image_id = _pending_image(storage, people.alice)
     with pytest.raises(ValidationFailed) as error:
         storage.reviews.decide(people.rita, image_id, Decision.REQUEST_CHANGES)
@@ -97,7 +101,9 @@ def test_request_changes_sends_it_back_and_history_keeps_every_decision(storage:
 
 
 @pytest.mark.parametrize("statement", ["UPDATE reviews SET decision = 'approve'", "DELETE FROM reviews"])
-def test_the_database_refuses_to_change_or_delete_a_review(storage: Storage, people: People, statement: str) -> None:
+def test_the_database_refuses_to_change_or_delete_a_review(
+    storage: Storage, people: People, statement: str
+) -> None:
     image_id = _pending_image(storage, people.alice)
     storage.reviews.decide(people.rita, image_id, Decision.REJECT, "no")
     with pytest.raises(DBAPIError, match="append-only"), storage.db.write() as session:
@@ -123,7 +129,9 @@ def test_a_disabled_user_can_do_nothing(storage: Storage, people: People) -> Non
         lambda: storage.history.search(people.rita),
         lambda: storage.history.most_reused(people.rita),
         lambda: storage.tokens.create(people.rita, people.rita),
-        lambda: storage.users.change_password(people.rita, people.rita, "new password!", current_password="x"),
+        lambda: storage.users.change_password(
+            people.rita, people.rita, "new password!", current_password="x"
+        ),
     ]
     for attempt in attempts:
         with pytest.raises(PermissionDenied, match="disabled"):

@@ -60,7 +60,9 @@ def test_tokens_of_a_disabled_user_are_refused(storage: Storage, people: People)
         storage.tokens.create(people.bob, people.bob)
 
 
-def test_users_manage_only_their_own_tokens_admins_and_the_cli_anyones(storage: Storage, people: People) -> None:
+def test_users_manage_only_their_own_tokens_admins_and_the_cli_anyones(
+    storage: Storage, people: People
+) -> None:
     new = storage.tokens.create(people.alice, people.alice)
     with pytest.raises(NotFound, match=f"^Token {new.info.id} does not exist"):
         storage.tokens.revoke(people.bob, new.info.id)
@@ -100,7 +102,9 @@ def test_unknown_short_and_ambiguous_references(storage: Storage, people: People
     ids = [storage.tokens.create(people.alice, people.alice).info.id for _ in range(2)]
     with storage.db.write() as session:  # two prefixes that share their first 9 characters
         for token_id, prefix in zip(ids, ("dr_abcdefg", "dr_abcdefh"), strict=True):
-            session.execute(text("UPDATE api_tokens SET prefix = :p WHERE id = :i"), {"p": prefix, "i": token_id})
+            session.execute(
+                text("UPDATE api_tokens SET prefix = :p WHERE id = :i"), {"p": prefix, "i": token_id}
+            )
     with pytest.raises(Conflict, match="use the token id"):
         storage.tokens.revoke(OPERATOR, "dr_abcdef")
     assert storage.tokens.revoke(OPERATOR, "dr_abcdefh").id == ids[1]

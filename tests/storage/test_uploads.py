@@ -51,7 +51,9 @@ def test_metadata_is_stripped(storage: Storage, people: People) -> None:
         (plain_png()[:40], "not a readable"),
     ],
 )
-def test_bad_uploads_are_refused_by_field(storage: Storage, people: People, data: bytes, message: str) -> None:
+def test_bad_uploads_are_refused_by_field(
+    storage: Storage, people: People, data: bytes, message: str
+) -> None:
     with pytest.raises(ValidationFailed, match=message) as error:
         storage.uploads.add(people.alice, data)
     assert error.value.field == "image"

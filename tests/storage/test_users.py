@@ -47,7 +47,7 @@ def test_passwords_are_stored_as_argon2id_hashes_only(storage: Storage, people: 
     assert PasswordHasher().verify(stored, PASSWORD)
 
 
-def test_the_default_hasher_has_argon2_cffi_recommended_cost(data_dir, database_url) -> None:  # noqa: ANN001
+def test_the_default_hasher_has_argon2_cffi_recommended_cost(data_dir, database_url) -> None:
     from storage import open_storage
 
     with open_storage(data_dir, database_url) as storage:
@@ -61,7 +61,9 @@ def test_generated_passwords_are_shown_once_and_must_be_changed(storage: Storage
     created = storage.users.create(OPERATOR, "carol")
     assert created.generated_password and created.user.must_change_password
     user = storage.users.authenticate("carol", created.generated_password)
-    storage.users.change_password(user.id, user.id, "a brand new secret", current_password=created.generated_password)
+    storage.users.change_password(
+        user.id, user.id, "a brand new secret", current_password=created.generated_password
+    )
     assert not storage.users.get(user.id).must_change_password
     with pytest.raises(PermissionDenied, match="Wrong username or password"):
         storage.users.authenticate("carol", created.generated_password)

@@ -141,7 +141,7 @@ def test_the_matrix_lists_every_rest_operation(live: Live) -> None:
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("operation", list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
 def test_access_cell(live: Live, stage: Stage, operation: tuple[str, str], role: str) -> None:
-    caller, token = caller_for(role, stage)
+    _caller, token = caller_for(role, stage)
     path, kwargs = build(operation, stage, decider=role in ("reviewer", "admin"))
     response = live.client(token).request(operation[0], path, **kwargs)
     expected = MATRIX[operation][role]
@@ -172,7 +172,7 @@ def test_two_reviewers_at_once_one_decision_wins(live: Live) -> None:
         barrier.wait()
         answers.append(client.post(f"/api/v1/images/{image_id}/reviews", json={"decision": decision}).status_code)
 
-    threads = [threading.Thread(target=decide, args=(c, d)) for c, d in zip(clients, ("approve", "reject"))]
+    threads = [threading.Thread(target=decide, args=(c, d)) for c, d in zip(clients, ("approve", "reject"), strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

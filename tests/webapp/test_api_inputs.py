@@ -91,13 +91,13 @@ def test_bad_generation_bodies_name_the_field(live: Live, member: Person, body: 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(live: Live, member: Person, literal: str) -> None:
-    raw = '{"prompt": "a circle", "guidance_scale": %s}' % literal
+    raw = f'{{"prompt": "a circle", "guidance_scale": {literal}}}'
     response = live.client(member).post("/api/v1/generations", content=raw,
                                         headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "guidance_scale"
 
 
-def chunks(head: bytes, megabytes: int, tail: bytes):  # noqa: ANN201 (a generator)
+def chunks(head: bytes, megabytes: int, tail: bytes):
     """A body sent chunked, without Content-Length: the size is only known as it arrives."""
     yield head
     for _ in range(megabytes):

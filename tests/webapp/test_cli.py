@@ -34,7 +34,10 @@ def test_first_start_creates_admin_with_a_one_time_password(tmp_path: Path, mode
                                                             capsys: pytest.CaptureFixture,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--port", "7999"]) == 0
+    assert (
+        draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--port", "7999"])
+        == 0
+    )
     [(_, options)] = served
     assert (options["host"], options["port"]) == ("127.0.0.1", 7999)
     printed = capsys.readouterr().out
@@ -63,7 +66,9 @@ def test_a_restart_marks_unfinished_jobs_interrupted(tmp_path: Path, model_path:
 
 
 def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path, served: list) -> None:
-    assert draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    assert (
+        draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    )
     [(app, _)] = served
     with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         me = client.get("/api/v1/me")

@@ -42,7 +42,7 @@ def test_generate_event_with_auth(live: Live) -> None:
 
 def test_a_wrong_password_does_not_sign_in(live: Live) -> None:
     person = live.person()
-    with pytest.raises(Exception, match="(?i)credentials|login|401"):
+    with pytest.raises(Exception, match=r"(?i)credentials|login|401"):
         Client(live.url, auth=(person.name, "not-the-password"), verbose=False)
 
 

@@ -4,11 +4,11 @@ are the same before and after). Complements test_api_inputs.py (uploads, generat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import time
 import zlib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,7 +328,7 @@ def test_a_polyglot_upload_is_stored_as_a_clean_png(live: Live, scene: Scene) ->
     assert b"<script>" not in stored and stored.startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("query", ["\x00", "名前 ∗ 🔴", "\u202e evil", "a" * 500])
+@pytest.mark.parametrize("query", ["\x00", "名前 \u2217 🔴", "\u202e evil", "a" * 500])
 def test_odd_but_legal_searches_are_answered(live: Live, scene: Scene, query: str) -> None:
     response = live.client(scene.people["member"]).get("/api/v1/prompts", params={"q": query})
     assert response.status_code == 200 and isinstance(response.json()["total"], int), response.text

@@ -4,6 +4,7 @@ prompt, and Remix records the lineage."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -34,7 +35,7 @@ def run_generate(tab: GenerateTab, person: Person, values: dict[Any, Any]) -> di
     return updates[-1]
 
 
-def latest(live: Live, person: Person):  # noqa: ANN201
+def latest(live: Live, person: Person):
     return live.storage.history.search(person.user.id, HistoryQuery(mine=True)).items[0]
 
 
@@ -49,7 +50,7 @@ def test_reuse_fills_the_form_with_a_colleagues_recipe(live: Live, tab: Generate
     values = tab.recipe_values(colleague.user, done["id"], remix=False)
     assert (values[tab.prompt], values[tab.negative], values[tab.seed]) == (prompt, "blurry", 99)
     assert (values[tab.guidance_scale], values[tab.guidance_decay]) == (0.02, "cosine")
-    assert open(values[tab.guidance_image], "rb").read() == live.storage.upload_store.read(guide["sha256"])
+    assert Path(values[tab.guidance_image]).read_bytes() == live.storage.upload_store.read(guide["sha256"])
     assert values[tab.mix_count] == 1
     first = tab.slots[0]
     assert (values[first.kind], values[first.text], values[first.weight]) == ("text", "red square", -0.75)

@@ -23,10 +23,10 @@ def router(studio: Studio) -> APIRouter:
              responses={200: {"content": {"application/zip": {}}, "description": "the zip"}})
     def export(status: Literal["draft", "pending", "approved", "rejected"] = "approved",
                user: UserInfo = reviewer) -> FileResponse:
-        handle = tempfile.NamedTemporaryFile(prefix="draftroom-export-", suffix=".zip", delete=False)
-        path = Path(handle.name)
+        descriptor, name = tempfile.mkstemp(prefix="draftroom-export-", suffix=".zip")
+        path = Path(name)
         try:
-            with handle:
+            with open(descriptor, "wb") as handle:
                 summary = studio.storage.export.write_zip(user.id, handle, ReviewStatus(status))
         except BaseException:
             path.unlink(missing_ok=True)

@@ -32,9 +32,18 @@ def history_query(q: str, author: str | None, status: str | None, mine: bool, fa
     elif status:
         raise ApiError(422, "invalid_request",
                        [{"field": "status", "message": f"use one of {', '.join(STATUSES)}"}])
-    return HistoryQuery(text=q, author=author or None, mine=mine, review_status=review_status,
-                        status=generation_status, created_from=_utc(created_from), created_to=_utc(created_to),
-                        favourites_only=favourites, page=page, page_size=page_size)
+    return HistoryQuery(
+        text=q,
+        author=author or None,
+        mine=mine,
+        review_status=review_status,
+        status=generation_status,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
+        favourites_only=favourites,
+        page=page,
+        page_size=page_size,
+    )
 
 
 def router(studio: Studio) -> APIRouter:

@@ -24,8 +24,15 @@ def user_out(user: UserInfo) -> UserOut:
 
 
 def token_info_out(token: TokenInfo) -> TokenInfoOut:
-    return TokenInfoOut(id=token.id, user=token.username, name=token.label, prefix=token.prefix,
-                        created_at=token.created_at, last_used_at=token.last_used_at, revoked_at=token.revoked_at)
+    return TokenInfoOut(
+        id=token.id,
+        user=token.username,
+        name=token.label,
+        prefix=token.prefix,
+        created_at=token.created_at,
+        last_used_at=token.last_used_at,
+        revoked_at=token.revoked_at,
+    )
 
 
 class TokenList(BaseModel):

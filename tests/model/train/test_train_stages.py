@@ -1,4 +1,5 @@
-"""Training: the losses really fall, a run resumes where it stopped, and `--stage all` yields loadable pipelines."""
+"""Training: the losses really fall, a run resumes where it stopped, and `--stage all` yields loadable
+pipelines."""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def test_verifier_loss_falls_on_a_fixed_batch_and_its_targets_match_the_scenes()
 
 @pytest.mark.parametrize("precision, computed_in", [("auto", torch.float32), ("bf16", torch.bfloat16)])
 def test_decoder_loss_falls_on_a_fixed_batch(precision: str, computed_in: torch.dtype):
-    """Also under `--precision bf16` on a CPU, which really computes in bf16 (and "auto" keeps a CPU in fp32)."""
+    """Also under `--precision bf16` on a CPU, which really computes in bf16 (and "auto" keeps a CPU in
+    fp32)."""
     seed_everything(0)
     unet, scheduler = networks.unet(TINY), networks.decoder_scheduler()
     latents, embeds = torch.randn(4, 4, 16, 16), torch.randn(4, 128)
@@ -101,7 +103,9 @@ def test_decoder_loss_falls_on_a_fixed_batch(precision: str, computed_in: torch.
 
     def loss():
         with autocast(torch.device("cpu"), precision):
-            predicted = unet(noisy, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": embeds}).sample
+            predicted = unet(
+                noisy, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": embeds}
+            ).sample
         assert predicted.dtype == computed_in
         return torch.nn.functional.mse_loss(predicted[:, :4].float(), noise)
 
@@ -126,34 +130,49 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     first = json.loads((run / "autoencoder" / "checkpoint" / "state.json").read_text())
     assert 1 <= first["step"] < TINY.plans["autoencoder"].steps
     train_main(["--stage", "all", "--out", str(run), "--preset", "tiny", "--export", str(export)])
-    logged = [json.loads(line)["step"] for line in (run / "autoencoder" / "log.jsonl").read_text().splitlines()]
-    assert logged == sorted(logged) and logged[-1] == TINY.plans["autoencoder"].steps  # continued, not restarted
+    logged = [
+        json.loads(line)["step"] for line in (run / "autoencoder" / "log.jsonl").read_text().splitlines()
+    ]
+    # Continued, not restarted.
+    assert logged == sorted(logged) and logged[-1] == TINY.plans["autoencoder"].steps
     assert any((run / "autoencoder").glob("samples_*.png"))
     for stage in ("clip", "autoencoder", "prior", "decoder", "verifier"):
         assert json.loads((run / stage / "report.json").read_text())["steps_done"] == TINY.plans[stage].steps
     verifier_report = json.loads((run / "verifier" / "report.json").read_text())
     assert {"image_shape", "text_shape", "image_background"} <= set(verifier_report)
 
-    prior = KandinskyV22PriorPipeline.from_pretrained(export / "prior", dtype=torch.float32, use_safetensors=True)
-    decoder = KandinskyV22Pipeline.from_pretrained(export / "decoder", dtype=torch.float32, use_safetensors=True)
+    prior = KandinskyV22PriorPipeline.from_pretrained(
+        export / "prior", dtype=torch.float32, use_safetensors=True
+    )
+    decoder = KandinskyV22Pipeline.from_pretrained(
+        export / "decoder", dtype=torch.float32, use_safetensors=True
+    )
     embeds = prior("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     image = decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
                     height=64, width=64, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 64, 64, 3)
-    # the verifier ships beside the pipelines and the defaults then ask for decoder candidates, which it judges
+    # the verifier ships beside the pipelines and the defaults then ask for decoder candidates, which it
+    # judges
     settings = json.loads((export / "draftroom.json").read_text())
-    assert settings["decoder_candidates"] == DECODER_CANDIDATES and (export / "verifier" / "verifier.json").is_file()
+    assert (
+        settings["decoder_candidates"] == DECODER_CANDIDATES
+        and (export / "verifier" / "verifier.json").is_file()
+    )
     family = load_family(export, device="cpu")
     assert family.verifier is not None and family.info.default_candidates == DECODER_CANDIDATES
     request = resolve_request(GenerationRequest(prompt="a red circle", seed=1, steps=2), family.info)
     assert family.generate([Row(request)])[0].size == (64, 64)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
     index = json.loads((export / "prior" / "model_index.json").read_text())
-    assert index["image_processor"] == ["transformers", "CLIPImageProcessor"]  # the standard layout, any machine
+    assert index["image_processor"] == [
+        "transformers",
+        "CLIPImageProcessor",
+    ]  # the standard layout, any machine
     assert not [c for c in export.rglob("config.json") if "_name_or_path" in json.loads(c.read_text())]
 
-    # Continuing the exported model retrains the text side only: the image encoder, whose embedding the decoder
-    # was trained on, must come out unchanged, or the shipped decoder would draw from a space it never saw.
+    # Continuing the exported model retrains the text side only: the image encoder, whose embedding the
+    # decoder was trained on, must come out unchanged, or the shipped decoder would draw from a space it never
+    # saw.
     again = tmp_path / "continued"
     train_main(["--stage", "clip", "--out", str(again), "--preset", "tiny", "--init-from", str(export)])
     for part, changed in (("image_encoder", False), ("text_encoder", True)):
@@ -192,7 +211,8 @@ def test_train_cli_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, ca
 
 @pytest.mark.slow
 def test_decoder_echo_trains_each_picture_in_consecutive_steps_and_resumes(tmp_path: Path, monkeypatch):
-    """`--echo 2`: each step encodes half a batch of fresh pictures; a resumed run re-encodes the one it still needs."""
+    """`--echo 2`: each step encodes half a batch of fresh pictures; a resumed run re-encodes the one it still
+    needs."""
     run = tmp_path / "run"
     train_main(["--stage", "tokenizer", "--out", str(run), "--preset", "tiny"])
     for stage in ("clip", "autoencoder"):
@@ -212,4 +232,6 @@ def test_decoder_echo_trains_each_picture_in_consecutive_steps_and_resumes(tmp_p
     assert drawn == [(0, half), (0, half), (1, half), (2, half), (3, half)]
     report = json.loads((run / "decoder" / "report.json").read_text())
     assert report["steps_done"] == 4 and report["echo"] == 2
-    assert all("loss_fresh" in json.loads(line) for line in (run / "decoder" / "log.jsonl").read_text().splitlines())
+    assert all(
+        "loss_fresh" in json.loads(line) for line in (run / "decoder" / "log.jsonl").read_text().splitlines()
+    )

@@ -3,8 +3,15 @@ import re
 import numpy as np
 import pytest
 
-from model.world.captions import (ATTRIBUTES, POSITION_PHRASES, RELATION_PHRASES, SHAPE_WORDS, SIZE_WORDS, caption,
-                                  heldout_prompts)
+from model.world.captions import (
+    ATTRIBUTES,
+    POSITION_PHRASES,
+    RELATION_PHRASES,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    caption,
+    heldout_prompts,
+)
 from model.world.scene import COLOURS, relation, sample_scene
 
 
@@ -32,7 +39,9 @@ def test_captions_describe_their_scene(split):
         text = cap.text
         assert {"colour", "shape"} <= cap.mentions <= set(ATTRIBUTES)
         named_colours = {c for c in COLOURS if re.search(rf"\b{c}\b", text)}
-        expected = {o.colour for o in scene.objects} | ({scene.background} if "background" in cap.mentions else set())
+        expected = {o.colour for o in scene.objects} | (
+            {scene.background} if "background" in cap.mentions else set()
+        )
         assert named_colours == expected, text
         for obj in scene.objects:
             bound = (rf"\b{obj.colour} {w}\b|\b{w} is {obj.colour}\b" for w in SHAPE_WORDS[obj.shape])
@@ -53,7 +62,9 @@ def test_heldout_phrasings_never_appear_in_training_and_use_known_words():
     assert len(train_skeletons) >= 15 and len(heldout_skeletons) >= 6
     assert not train_skeletons & heldout_skeletons
     train_words = {w for t in train for w in re.findall(r"[a-z]+", t)}
-    assert {w for t in heldout for w in re.findall(r"[a-z]+", t)} <= train_words  # no word unknown to the tokenizer
+    assert {
+        w for t in heldout for w in re.findall(r"[a-z]+", t)
+    } <= train_words  # no word unknown to the tokenizer
 
 
 def test_training_captions_carry_typing_noise_and_heldout_ones_never_do():

@@ -9,9 +9,20 @@ from model.world.render import render_image, render_scenes, to_uint8
 from model.world.scene import SHAPES, Scene, SceneObject, sample_scene
 
 
-def _single(shape: str, rotation: float = 0.3, radius: float = 11.0, cx: float = 30.0, cy: float = 34.0) -> Scene:
-    obj = SceneObject(shape, "red", "medium", "centre", cx, cy, radius, 0.0 if shape == "circle" else rotation,
-                      (220, 30, 30))
+def _single(
+    shape: str, rotation: float = 0.3, radius: float = 11.0, cx: float = 30.0, cy: float = 34.0
+) -> Scene:
+    obj = SceneObject(
+        shape,
+        "red",
+        "medium",
+        "centre",
+        cx,
+        cy,
+        radius,
+        0.0 if shape == "circle" else rotation,
+        (220, 30, 30),
+    )
     return Scene("blue", (40, 80, 220), (obj,))
 
 
@@ -19,7 +30,7 @@ def test_object_colour_at_centre_and_background_at_corners():
     rng = np.random.default_rng(3)
     scenes = [sample_scene(rng, 0.5) for _ in range(64)]
     images = to_uint8(render_scenes(scenes)[0])
-    for scene, image in zip(scenes, images):
+    for scene, image in zip(scenes, images, strict=True):
         for corner in (image[0, 0], image[0, -1], image[-1, 0], image[-1, -1]):
             assert tuple(corner) == scene.background_rgb
         for obj in scene.objects:
@@ -44,7 +55,9 @@ def test_shapes_are_different_pictures_and_rotation_turns_them():
         for j in range(i + 1, len(SHAPES)):
             iou = torch.minimum(masks[i], masks[j]).sum() / torch.maximum(masks[i], masks[j]).sum()
             assert iou < 0.85, (SHAPES[i], SHAPES[j])
-    square = render_scenes([_single("square", 0.0), _single("square", math.pi / 2), _single("square", math.pi / 4)])[1]
+    square = render_scenes(
+        [_single("square", 0.0), _single("square", math.pi / 2), _single("square", math.pi / 4)]
+    )[1]
     assert torch.allclose(square[0], square[1], atol=1e-5)  # a quarter turn is the same square
     assert (square[0] - square[2]).abs().sum() > 30  # an eighth turn is a diamond
 

@@ -17,7 +17,7 @@ def test_batches_are_well_formed():
     assert batch.pixels.min() >= -1 and batch.pixels.max() <= 1
     assert batch.masks.min() >= 0 and batch.masks.max() <= 1
     assert len(batch.captions) == len(batch.scenes) == 16
-    for scene, text in zip(batch.scenes, batch.captions):
+    for scene, text in zip(batch.scenes, batch.captions, strict=True):
         assert all(o.colour in text for o in scene.objects) and scene.background in text
     assert any(len(s.objects) == 2 for s in batch.scenes)
 
