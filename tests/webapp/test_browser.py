@@ -82,7 +82,7 @@ def test_member_generates_reviewer_approves_history_shows_it(live: Live, browser
     sessions.append(member)
     page = member.page
     page.locator("#prompt").get_by_role("textbox").fill(prompt)
-    page.locator("#generate-btn").click()
+    page.locator("#generate").click()
     expect(page.locator("#progress")).to_contain_text("Done", timeout=WAIT_MS)
     expect(page.locator("#gallery img").first).to_be_visible()
     expect(page.locator("#recipe").get_by_role("textbox")).to_have_value(re.compile(re.escape(prompt)))
@@ -96,11 +96,11 @@ def test_member_generates_reviewer_approves_history_shows_it(live: Live, browser
     review = reviewer.page
     review.locator("#review-author").get_by_role("textbox").fill(member.person.name)
     review.locator("#review-refresh").click()
-    expect(review.locator("#review-detail")).to_contain_text(word, timeout=WAIT_MS)
+    expect(review.locator("#review-recipe")).to_contain_text(word, timeout=WAIT_MS)
     expect(review.locator("#review-gallery img").first).to_be_visible()
     review.locator("#review-comment").get_by_role("textbox").fill("Clean shapes; approved.")
     shots["review"] = review.screenshot(full_page=True)
-    review.locator("#approve-btn").click()
+    review.locator("#review-approve").click()
     expect(review.locator("#review-message")).to_contain_text("Approved image", timeout=WAIT_MS)
     expect(review.locator("#review-count")).to_contain_text("Nothing is waiting")
 

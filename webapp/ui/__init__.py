@@ -15,12 +15,13 @@ from webapp.auth import STAFF
 from webapp.context import Studio
 from webapp.ui.account import AccountTab
 from webapp.ui.admin import AdminTab
+from webapp.ui.assets import CSS, SHORTCUTS_JS
 from webapp.ui.common import ImageFiles, escape_md, guard
 from webapp.ui.generate import GenerateTab
 from webapp.ui.history import HistoryTab
 from webapp.ui.review import ReviewTab
 
-CSS = "#whoami { text-align: right; } #progress { min-height: 1.5em; }"
+__all__ = ["CSS", "build_ui"]
 
 
 def build_ui(studio: Studio) -> gr.Blocks:
@@ -58,12 +59,11 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
         shell = [whoami, tabs, generate_tab, review_tab, history_tab, admin_tab, account.notice]
         demo.load(on_load, outputs=shell, api_name="whoami")
+        demo.load(None, js=SHORTCUTS_JS)
         account.change.click(account.change_password, inputs=[account.current, account.new, account.confirm],
                              outputs=[account.current, account.new, account.confirm, account.message],
                              api_name="change_password").success(on_load, outputs=shell, api_visibility="private")
-        review_tab.select(review.load, inputs=[review.author, review.date_from, review.date_to],
-                          outputs=[review.gallery, review.items, review.selected, review.detail, review.count],
-                          api_visibility="private")
+        review_tab.select(review.load, inputs=review.filters, outputs=review.shown, api_visibility="private")
         history_tab.select(history.first_page, inputs=history.filters,
                            outputs=[history.table, history.ids, history.page, history.page_label],
                            api_visibility="private")

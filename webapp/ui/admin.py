@@ -16,7 +16,7 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import ReviewStatus, Role
 from webapp.context import Studio
-from webapp.ui.common import guard, ui_error, when
+from webapp.ui.common import export_zip, guard, ui_error, when
 
 USER_HEADERS = ["User", "Role", "Active", "Must change password", "Last login"]
 TOKEN_HEADERS = ["Id", "Label", "Prefix", "Created", "Last used", "Revoked"]
@@ -163,11 +163,4 @@ class AdminTab:
 
     def _export(self, status: str, request: gr.Request) -> str:
         admin = guard(self.studio, request, [Role.ADMIN])
-        target = Path(tempfile.mkdtemp(dir=self.export_dir)) / f"draftroom-{status}.zip"
-        try:
-            summary = self.studio.storage.export.write_zip(admin.id, target, status)
-        except StorageError as exc:
-            raise ui_error(exc) from None
-        gr.Info(f"{summary.count} image(s) exported"
-                + (f"; {len(summary.missing_image_ids)} missing file(s) left out" if summary.missing_image_ids else ""))
-        return str(target)
+        return export_zip(self.studio, admin, status, self.export_dir)

@@ -132,7 +132,7 @@ class GenerateTab:
                         self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
                                                 elem_id="interp")
                 with gr.Row():
-                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
                 self.progress = gr.Markdown("", elem_id="progress")
             with gr.Column(scale=2):
