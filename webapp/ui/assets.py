@@ -24,9 +24,18 @@ CSS = """
 .review-context figure.current img { outline: 3px solid var(--color-accent); }
 .review-context figure img.thumb { width: 96px; height: 96px; }
 .history-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 0.6em; }
-.history-card { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 0.5em;
-  overflow-wrap: anywhere; }
+.history-card { display: flex; flex-direction: column; gap: 0.2em; text-align: left; cursor: pointer;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 0.5em; overflow-wrap: anywhere;
+  background: var(--block-background-fill); color: var(--body-text-color); font: inherit; }
+.history-card:hover, .history-card:focus { border-color: var(--color-accent); }
+.history-card .thumbs { display: flex; gap: 0.3em; flex-wrap: wrap; }
 .history-card img.thumb { width: 64px; height: 64px; }
+ul.inbox { list-style: none; padding: 0; margin: 0; }
+.inbox-item { display: flex; gap: 0.8em; align-items: flex-start; padding: 0.5em 0; overflow-wrap: anywhere;
+  border-bottom: 1px solid var(--border-color-primary); }
+.inbox-item blockquote { margin: 0.3em 0; padding-left: 0.6em; border-left: 3px solid var(--color-accent); }
+.inbox-revise { cursor: pointer; padding: 0.2em 0.8em; border: 1px solid var(--border-color-primary);
+  border-radius: 4px; background: var(--button-secondary-background-fill); color: inherit; font: inherit; }
 #gallery .thumbnail-item.selected { outline: 4px solid var(--color-accent); outline-offset: 2px; }
 @media (max-width: 480px) {
   .gradio-container { padding: 4px !important; }

@@ -145,7 +145,10 @@ class GenerateTab:
                     self.reuse_btn = gr.Button("Reuse recipe", elem_id="reuse-btn")
                     self.download_btn = gr.DownloadButton("Download PNG", elem_id="download-btn")
                 self.message = gr.Markdown("", elem_id="generate-message")
+                self.revising_note = gr.Markdown("", elem_id="revising-note")
         self.generation = gr.State(None)
+        self.revising = gr.State(None)
+        """The image (from the Inbox) that the next submitted image revises."""
         self.results = gr.State([])
         self.selected = gr.State(None)
         self.loaded = gr.State(None)
@@ -244,8 +247,9 @@ class GenerateTab:
         self.gallery.select(self._select, inputs=[self.results], outputs=[self.selected, self.recipe,
                                                                           self.download_btn],
                             api_name="select_result")
-        self.submit_btn.click(self._submit, inputs=[self.selected, self.results],
-                              outputs=[self.message, self.results], api_name="submit_for_review")
+        self.submit_btn.click(self._submit, inputs=[self.selected, self.results, self.revising],
+                              outputs=[self.message, self.results, self.revising, self.revising_note],
+                              api_name="submit_for_review")
         self.reuse_btn.click(self._reuse, inputs=[self.selected, self.results], outputs=self.form,
                              api_name="reuse_result")
 
@@ -410,14 +414,24 @@ class GenerateTab:
             raise gr.Error("Generate an image first, then select it.")
         return chosen
 
-    def _submit(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+    def revising_values(self, image_id: int | None) -> dict[Any, Any]:
+        """Remember (or forget, with None) the image the next submitted one revises, and say so."""
+        note = (f"Revising image #{image_id}: the image you submit next is recorded as its revision."
+                if image_id is not None else "")
+        return {self.revising: image_id, self.revising_note: note}
+
+    def _submit(self, selected: int | None, results: list[dict[str, Any]], revising: int | None,
+                request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)
         chosen = self._chosen(selected, results)
         try:
-            image = self.studio.storage.reviews.submit(user.id, chosen["id"])
+            image = self.studio.storage.reviews.submit(user.id, chosen["id"], revision_of=revising)
         except StorageError as exc:
             raise ui_error(exc) from None
-        return [f"Image #{image.id} is submitted for review ({image.review_status.value}).", results]
+        revises = f" as a revision of image #{image.revision_of}" if image.revision_of else ""
+        done = self.revising_values(None)
+        return [f"Image #{image.id} is submitted for review{revises} ({image.review_status.value}).", results,
+                done[self.revising], done[self.revising_note]]
 
     def _reuse(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> dict[Any, Any]:
         user = guard(self.studio, request)
