@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, expect
 
 from storage.types import HistoryQuery
-from tests.webapp.conftest import Live
+from tests.webapp.conftest import TEST_STEPS, Live
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
 from tests.webapp.test_browser import WAIT_MS, Session, browser, sessions  # noqa: F401 - fixtures
 
@@ -75,16 +75,45 @@ def test_the_reviewer_sees_guidance_and_mix_and_cannot_reject_without_a_comment(
 
 
 def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessions: list[Session]) -> None:
+    """...and the result is marked selected, with Submit and Reuse usable only once there is one."""
     member = Session(browser, live, live.person("member", prefix="ada"))
     sessions.append(member)
+    page = member.page
+    expect(page.locator("#submit-review-btn")).to_be_disabled()
+    expect(page.locator("#reuse-btn")).to_be_disabled()
+    page.locator("#advanced").get_by_text("Advanced settings").first.click()
+    steps = page.locator("#steps input[type=number]")
+    steps.fill(str(TEST_STEPS))
+    steps.press("Enter")
     word = unique_word()
-    prompt = member.page.locator("#prompt").get_by_role("textbox")
+    prompt = page.locator("#prompt").get_by_role("textbox")
     prompt.fill(f"a red circle {word}")
     prompt.press("Control+Enter")
-    expect(member.page.locator("#progress")).to_contain_text("Done", timeout=WAIT_MS)
+    expect(page.locator("#progress")).to_contain_text("Done", timeout=WAIT_MS)
     [item] = live.storage.history.search(member.person.user.id, HistoryQuery(mine=True)).items
     assert word in item.prompt.text
     assert "\n" not in item.prompt.text  # the keys generated; they did not type a line break
+    expect(page.locator("#gallery .selected").first).to_be_visible()
+    expect(page.locator("#submit-review-btn")).to_be_enabled(timeout=WAIT_MS)
+    expect(page.locator("#reuse-btn")).to_be_enabled()
+
+
+def test_a_mix_ingredient_shows_only_its_own_control(live: Live, browser: Browser, sessions: list[Session]) -> None:
+    member = Session(browser, live, live.person("member", prefix="ada"))
+    sessions.append(member)
+    page = member.page
+    page.locator("#mixing").get_by_text("Mixing").first.click()
+    page.locator("#mix-add").click()
+    text, image = page.locator("#mix-text-0"), page.locator("#mix-image-0")
+    expect(text).to_be_visible(timeout=WAIT_MS)
+    expect(image).to_be_hidden()
+    page.locator("#mix-kind-0").get_by_text("image").click()
+    expect(image).to_be_visible(timeout=WAIT_MS)
+    expect(text).to_be_hidden()
+    slider = page.locator("#interp input[type=range]")
+    expect(slider).to_be_disabled()
+    page.locator("#interp-on").get_by_role("checkbox").check()
+    expect(slider).to_be_enabled(timeout=WAIT_MS)
 
 
 def test_a_draft_is_submitted_from_history_after_a_reload(live: Live, browser: Browser,

@@ -130,7 +130,7 @@ class GenerateTab:
                         self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
                                                      elem_id="interp-on")
                         self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
-                                                elem_id="interp")
+                                                interactive=False, elem_id="interp")
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
@@ -141,9 +141,9 @@ class GenerateTab:
                 self.recipe = gr.Textbox(label="Recipe (PNG parameters)", lines=4, interactive=False,
                                          elem_id="recipe")
                 with gr.Row():
-                    self.submit_btn = gr.Button("Submit for review", elem_id="submit-review-btn")
-                    self.reuse_btn = gr.Button("Reuse recipe", elem_id="reuse-btn")
-                    self.download_btn = gr.DownloadButton("Download PNG", elem_id="download-btn")
+                    self.submit_btn = gr.Button("Submit for review", interactive=False, elem_id="submit-review-btn")
+                    self.reuse_btn = gr.Button("Reuse recipe", interactive=False, elem_id="reuse-btn")
+                    self.download_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="download-btn")
                 self.message = gr.Markdown("", elem_id="generate-message")
                 self.revising_note = gr.Markdown("", elem_id="revising-note")
         self.generation = gr.State(None)
@@ -163,7 +163,7 @@ class GenerateTab:
                                    elem_id=f"mix-weight-{n}")
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
-                             height=120, elem_id=f"mix-image-{n}")
+                             height=120, visible=False, elem_id=f"mix-image-{n}")
             remove = gr.Button("Remove", size="sm", elem_id=f"mix-remove-{n}")
         return MixSlot(group, kind, text, image, weight, remove)
 
@@ -231,7 +231,11 @@ class GenerateTab:
         self.reroll.click(self._reroll, outputs=[self.seed], api_name="reroll_seed")
         self.add_slot.click(self._add_slot, inputs=[self.mix_count],
                             outputs=[self.mix_count, *(s.group for s in self.slots)], api_name="mix_add")
+        self.interp_on.change(self._interp_switch, inputs=[self.interp_on], outputs=[self.interp],
+                              api_visibility="private")
         for n, slot in enumerate(self.slots):
+            slot.kind.change(self._kind_switch, inputs=[slot.kind], outputs=[slot.text, slot.image],
+                             api_visibility="private")
             slot.remove.click(self._remove_slot(n), inputs=self._slot_inputs(),
                               outputs=[self.mix_count, *self._slot_outputs()], api_name=f"mix_remove_{n}")
         self.generate_inputs = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
@@ -242,16 +246,28 @@ class GenerateTab:
             self._generate, inputs=self.generate_inputs,
             outputs=[self.progress, self.gallery, self.generation, self.results, self.selected, self.recipe,
                      self.download_btn, self.message, self.loaded],
-            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal")
+            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal",
+        ).then(self._actions_enabled, inputs=[self.selected], outputs=[self.submit_btn, self.reuse_btn],
+               api_visibility="private")
         self.cancel_btn.click(self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel")
-        self.gallery.select(self._select, inputs=[self.results], outputs=[self.selected, self.recipe,
-                                                                          self.download_btn],
+        self.gallery.select(self._select, inputs=[self.results],
+                            outputs=[self.selected, self.recipe, self.download_btn, self.submit_btn, self.reuse_btn],
                             api_name="select_result")
         self.submit_btn.click(self._submit, inputs=[self.selected, self.results, self.revising],
                               outputs=[self.message, self.results, self.revising, self.revising_note],
                               api_name="submit_for_review")
         self.reuse_btn.click(self._reuse, inputs=[self.selected, self.results], outputs=self.form,
                              api_name="reuse_result")
+
+    def _kind_switch(self, kind: str, request: gr.Request) -> list[Any]:
+        """An ingredient is a text or an image: only its own control shows."""
+        guard(self.studio, request)
+        return [gr.Textbox(visible=kind != "image"), gr.Image(visible=kind == "image")]
+
+    def _interp_switch(self, on: bool, request: gr.Request) -> gr.Slider:
+        """The interpolation slider is usable only while interpolation is on."""
+        guard(self.studio, request)
+        return gr.Slider(interactive=bool(on))
 
     def _reroll(self, request: gr.Request) -> int:
         guard(self.studio, request)
@@ -385,11 +401,16 @@ class GenerateTab:
         first = results[0]
         return {
             self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
-            self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
-                           for image, path in zip(images, paths, strict=True)],
+            self.gallery: gr.Gallery(value=[(path, f"#{image.id} · seed {generation.seed + image.index}")
+                                            for image, path in zip(images, paths, strict=True)], selected_index=0),
             self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
-            self.download_btn: gr.DownloadButton(value=first["path"]),
+            self.download_btn: gr.DownloadButton(value=first["path"], interactive=True),
         }
+
+    def _actions_enabled(self, selected: int | None, request: gr.Request) -> list[gr.Button]:
+        """Submit and Reuse act on the selected result: usable only while there is one."""
+        guard(self.studio, request)
+        return [gr.Button(interactive=selected is not None)] * 2
 
     def _cancel(self, generation_id: int | None, request: gr.Request) -> str:
         user = guard(self.studio, request)
@@ -406,7 +427,9 @@ class GenerateTab:
         if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
             raise gr.Error("Select one of the results.")
         chosen = results[int(evt.index)]
-        return [chosen["id"], png_parameters(chosen["path"]), gr.DownloadButton(value=chosen["path"])]
+        download = gr.DownloadButton(value=chosen["path"], interactive=True)
+        return [chosen["id"], png_parameters(chosen["path"]), download, gr.Button(interactive=True),
+                gr.Button(interactive=True)]
 
     def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
         chosen = next((r for r in results or [] if r["id"] == selected), None)

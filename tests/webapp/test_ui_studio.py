@@ -1,6 +1,6 @@
-"""Admin and review UI handlers called directly: destructive actions act on the picked row only after a
-confirmation naming the target, the audit table says which decision was made on which image, and a
-reviewer exports approved images."""
+"""Studio UI handlers called directly: destructive admin actions act on the picked row only after a
+confirmation naming the target, the audit table says which decision was made on which image, a
+reviewer exports approved images, user text in HTML panels stays text, and element ids are unique."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zipfile
 import gradio as gr
 import pytest
 
-from storage.types import OPERATOR, Role
+from storage.types import OPERATOR, HistoryQuery, Role
 from tests.webapp.conftest import Live
 from tests.webapp.helpers import generate, unique_word
 from webapp.ui.admin import AdminTab
@@ -79,3 +79,35 @@ def test_a_reviewer_exports_the_approved_images(live: Live) -> None:
         assert any(name.startswith("images/") for name in archive.namelist())
     with pytest.raises(gr.Error, match="Only"):
         tab._export(gr.Request(username=author.name))
+
+
+def test_every_element_id_is_unique(live: Live) -> None:
+    from webapp.ui import build_ui
+
+    blocks = build_ui(live.studio)
+    ids = [block.elem_id for block in blocks.blocks.values() if getattr(block, "elem_id", None)]
+    assert len(ids) > 50
+    assert sorted(i for i in set(ids) if ids.count(i) > 1) == []
+    assert {"prompt", "generate", "review-image", "review-recipe", "review-comment", "review-approve",
+            "review-reject", "review-changes", "history-search", "history-results", "inbox"} <= set(ids)
+
+
+def test_hostile_prompts_stay_text_in_the_review_panel_and_history_cards(live: Live) -> None:
+    from webapp.ui.history import cards
+
+    author, reviewer = live.person(), live.person("reviewer")
+    hostile = f'<img src=x onerror="alert(1)"> {unique_word()}'
+    client = live.client(author)
+    done = generate(client, hostile, negative_prompt="<script>alert(2)</script>",
+                    mix=[{"text": "<b>bold</b>", "weight": 1.0}])
+    image_id = done["images"][0]["id"]
+    with gr.Blocks():
+        files = ImageFiles(live.studio)
+        tab = ReviewTab(live.studio, files)
+    _, recipe, context = tab.panel(live.storage.users.find(reviewer.name), image_id)
+    for html in (recipe, context):
+        assert "<script>" not in html and "<img src=x" not in html and "<b>bold</b>" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in recipe and "&lt;script&gt;" in recipe
+    page = live.storage.history.search(author.user.id, HistoryQuery(mine=True))
+    listing = cards(page.items, files)
+    assert "<img src=x" not in listing and "&lt;img src=x" in listing
