@@ -16,8 +16,9 @@ CSS = """
 .recipe dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 0.8em; margin: 0; }
 .recipe dt { font-weight: 600; }
 .recipe dd { margin: 0; overflow-wrap: anywhere; }
-.recipe img.thumb, .review-context img.thumb, #inbox-list img.thumb { width: 64px; height: 64px;
-  object-fit: contain; vertical-align: middle; border: 1px solid var(--border-color-primary); }
+.recipe img.thumb, .review-context img.thumb, #inbox-list img.thumb, .history-card img.thumb {
+  display: inline-block; width: 64px; height: 64px; margin: 0; object-fit: contain; vertical-align: middle;
+  border: 1px solid var(--border-color-primary); }
 .recipe ul.mix { margin: 0; padding-left: 1.2em; }
 .review-context .siblings { display: flex; flex-wrap: wrap; gap: 0.6em; }
 .review-context figure { margin: 0; text-align: center; }
@@ -29,7 +30,6 @@ CSS = """
   background: var(--block-background-fill); color: var(--body-text-color); font: inherit; }
 .history-card:hover, .history-card:focus { border-color: var(--color-accent); }
 .history-card .thumbs { display: flex; gap: 0.3em; flex-wrap: wrap; }
-.history-card img.thumb { width: 64px; height: 64px; }
 ul.inbox { list-style: none; padding: 0; margin: 0; }
 .inbox-item { display: flex; gap: 0.8em; align-items: flex-start; padding: 0.5em 0; overflow-wrap: anywhere;
   border-bottom: 1px solid var(--border-color-primary); }

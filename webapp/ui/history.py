@@ -84,7 +84,7 @@ class HistoryTab:
             self.next = gr.Button("Next page", size="sm", elem_id="history-next")
         with gr.Row():
             with gr.Column(scale=2):
-                self.detail = gr.Markdown("Select a row to see its details.", elem_id="history-detail")
+                self.detail = gr.Markdown("Select a result to see its details.", elem_id="history-detail")
                 self.reviews = gr.Markdown("", elem_id="history-reviews")
                 with gr.Row():
                     self.reuse = gr.Button("Reuse", elem_id="history-reuse-btn")

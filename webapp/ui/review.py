@@ -76,8 +76,9 @@ class ReviewTab:
                 with gr.Row():
                     self.prev = gr.Button("\u25c0 Previous (K)", size="sm", elem_id="review-prev", min_width=100)
                     self.next = gr.Button("Next (J) \u25b6", size="sm", elem_id="review-next", min_width=100)
-                self.gallery = gr.Gallery(label="Pending review", columns=6, height="auto", format="png",
-                                          allow_preview=False, elem_id="review-gallery", interactive=False)
+                self.gallery = gr.Gallery(label="Pending review", columns=6, height=180, fit_columns=False,
+                                          object_fit="contain", format="png", allow_preview=False,
+                                          elem_id="review-gallery", interactive=False)
                 self.count = gr.Markdown("", elem_id="review-count")
             with gr.Column(scale=2, min_width=300):
                 self.recipe = gr.HTML(NOTHING_SELECTED, elem_id="review-recipe")
