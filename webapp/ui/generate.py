@@ -247,8 +247,8 @@ class GenerateTab:
             outputs=[self.progress, self.gallery, self.generation, self.results, self.selected, self.recipe,
                      self.download_btn, self.message, self.loaded],
             api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal",
-        ).then(self._actions_enabled, inputs=[self.selected], outputs=[self.submit_btn, self.reuse_btn],
-               api_visibility="private")
+        ).then(self._mark_selected, inputs=[self.selected, self.results],
+               outputs=[self.gallery, self.submit_btn, self.reuse_btn], api_visibility="private")
         self.cancel_btn.click(self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel")
         self.gallery.select(self._select, inputs=[self.results],
                             outputs=[self.selected, self.recipe, self.download_btn, self.submit_btn, self.reuse_btn],
@@ -401,16 +401,17 @@ class GenerateTab:
         first = results[0]
         return {
             self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
-            self.gallery: gr.Gallery(value=[(path, f"#{image.id} · seed {generation.seed + image.index}")
-                                            for image, path in zip(images, paths, strict=True)], selected_index=0),
+            self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
+                           for image, path in zip(images, paths, strict=True)],
             self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
             self.download_btn: gr.DownloadButton(value=first["path"], interactive=True),
         }
 
-    def _actions_enabled(self, selected: int | None, request: gr.Request) -> list[gr.Button]:
-        """Submit and Reuse act on the selected result: usable only while there is one."""
+    def _mark_selected(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+        """Mark the selected result in the gallery; Submit and Reuse act on it, usable only while there is one."""
         guard(self.studio, request)
-        return [gr.Button(interactive=selected is not None)] * 2
+        index = next((n for n, result in enumerate(results or []) if result["id"] == selected), None)
+        return [gr.Gallery(selected_index=index), *[gr.Button(interactive=index is not None)] * 2]
 
     def _cancel(self, generation_id: int | None, request: gr.Request) -> str:
         user = guard(self.studio, request)
