@@ -213,6 +213,8 @@ class Image(Base):
     review_status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.DRAFT.value)
     file_missing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revision_of: Mapped[int | None] = mapped_column(ForeignKey("images.id"), index=True)
+    """The earlier image this one revises (set when the author submits it as a revision)."""
 
     generation: Mapped[Generation] = relationship(back_populates="images")
 

@@ -174,6 +174,8 @@ class ImageInfo:
     review_status: ReviewStatus
     file_missing: bool
     created_at: datetime
+    revision_of: int | None = None
+    """The earlier image this one revises, if the author submitted it as a revision."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,15 @@ class ReviewInfo:
     decision: Decision
     comment: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """A decision on one of the author's images, with what the author needs to find the image again."""
+
+    review: ReviewInfo
+    image: ImageInfo
+    prompt_text: str
 
 
 @dataclass(frozen=True)

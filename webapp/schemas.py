@@ -105,6 +105,13 @@ class ReviewBody(StrictBody):
         return reject_control_characters(value)
 
 
+class SubmitBody(StrictBody):
+    """`POST /images/{id}/submit`, optional: the earlier image of yours this one revises."""
+
+    revision_of: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                                    description="the id of an earlier image of yours that this one revises")
+
+
 class UserCreateBody(StrictBody):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     role: Literal["member", "reviewer", "admin"] = "member"
@@ -172,6 +179,7 @@ class ImageOut(BaseModel):
     width: int
     height: int
     review_status: str
+    revision_of: int | None = Field(default=None, description="the earlier image this one revises")
 
 
 class GenerationOut(BaseModel):

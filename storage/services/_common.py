@@ -219,6 +219,7 @@ def image_info(image: Image) -> ImageInfo:
         review_status=ReviewStatus(image.review_status),
         file_missing=image.file_missing,
         created_at=image.created_at,
+        revision_of=image.revision_of,
     )
 
 

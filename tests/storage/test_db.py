@@ -101,7 +101,7 @@ def test_foreign_keys_are_enforced(storage: Storage) -> None:
 def test_open_migrates_to_head_and_reopening_is_harmless(data_dir: Path, database_url: str | None) -> None:
     for _ in range(2):
         with open_storage(data_dir, database_url, password_hasher=FAST_HASHER) as storage:
-            assert current_revision(storage.db.engine) == head_revision() == "0001"
+            assert current_revision(storage.db.engine) == head_revision() == "0002"
             assert set(inspect(storage.db.engine).get_table_names()) >= TABLES
 
 

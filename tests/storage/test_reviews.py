@@ -73,11 +73,9 @@ def test_only_pending_images_can_be_decided(storage: Storage, people: People, st
     image_id = generate(storage, people.alice, images=1).images[0].id
     if status != "draft":
         storage.reviews.submit(people.alice, image_id)
-        storage.reviews.decide(
-            people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT
-        )
+        storage.reviews.decide(people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT, "no")
     with pytest.raises(InvalidState, match=f"is {status}, not pending"):
-        storage.reviews.decide(people.ruth, image_id, Decision.REJECT)
+        storage.reviews.decide(people.ruth, image_id, Decision.REJECT, "no")
     assert _status(storage, image_id) == ReviewStatus(status)
 
 
@@ -166,3 +164,83 @@ def test_unknown_images_are_not_found(storage: Storage, people: People) -> None:
     with pytest.raises(ValidationFailed) as error:
         storage.reviews.decide(people.rita, 404, "maybe")
     assert error.value.field == "decision"
+
+
+@pytest.mark.parametrize("decision", [Decision.REJECT, Decision.REQUEST_CHANGES])
+def test_reject_and_request_changes_need_a_comment(storage: Storage, people: People, decision: Decision) -> None:
+    image_id = _pending_image(storage, people.alice)
+    for blank in ("", "   "):
+        with pytest.raises(ValidationFailed) as error:
+            storage.reviews.decide(people.rita, image_id, decision, blank)
+        assert error.value.field == "comment"
+    assert _status(storage, image_id) == ReviewStatus.PENDING
+    assert storage.reviews.history(people.rita, image_id) == []
+    storage.reviews.decide(people.rita, image_id, decision, "the circle is off-centre")
+    assert storage.reviews.history(people.rita, image_id)[0].comment == "the circle is off-centre"
+
+
+def test_approval_needs_no_comment(storage: Storage, people: People) -> None:
+    image_id = _pending_image(storage, people.alice)
+    assert storage.reviews.decide(people.rita, image_id, Decision.APPROVE).comment == ""
+
+
+def test_a_revision_links_to_the_image_it_answers_and_the_lineage_follows_it(storage: Storage,
+                                                                           people: People) -> None:
+    first = _pending_image(storage, people.alice)
+    storage.reviews.decide(people.rita, first, Decision.REQUEST_CHANGES, "make it bigger")
+    second = generate(storage, people.alice, "a bigger red circle", images=1).images[0].id
+    assert storage.reviews.submit(people.alice, second, revision_of=first).revision_of == first
+    storage.reviews.decide(people.rita, second, Decision.REQUEST_CHANGES, "bigger still")
+    third = generate(storage, people.alice, "a huge red circle", images=1).images[0].id
+    storage.reviews.submit(people.alice, third, revision_of=second)
+    assert [i.id for i in storage.reviews.lineage(people.rita, third)] == [second, first]
+    assert storage.reviews.lineage(people.rita, first) == []
+    assert storage.generations.image(people.rita, third).revision_of == second
+    event = storage.audit.list_events(people.ada, action="review.submit").items[0]
+    assert (event.target_id, event.detail) == (str(third), {"revision_of": second})
+
+
+def test_a_revision_must_revise_an_earlier_image_of_ones_own_without_loops(storage: Storage,
+                                                                         people: People) -> None:
+    alices = generate(storage, people.alice, images=2).images
+    bobs = generate(storage, people.bob, images=1).images[0]
+    storage.reviews.submit(people.alice, alices[1].id, revision_of=alices[0].id)
+    storage.reviews.decide(people.rita, alices[1].id, Decision.REQUEST_CHANGES, "again")
+    refused = {
+        "someone else's image": (alices[0].id, bobs.id),
+        "an unknown image": (alices[0].id, 10**9),
+        "itself": (alices[0].id, alices[0].id),
+        "its own revision (a loop)": (alices[0].id, alices[1].id),
+        "a second, different original": (alices[1].id, bobs.id),
+    }
+    for why, (image_id, earlier) in refused.items():
+        with pytest.raises(ValidationFailed) as error:
+            storage.reviews.submit(people.alice, image_id, revision_of=earlier)
+        assert error.value.field == "revision_of", why
+        assert _status(storage, image_id) == ReviewStatus.DRAFT, why
+
+
+def test_the_inbox_lists_decisions_on_ones_own_images_newest_first(storage: Storage, people: People) -> None:
+    first, second = _pending_image(storage, people.alice), _pending_image(storage, people.alice)
+    _pending_image(storage, people.bob)
+    storage.reviews.decide(people.rita, first, Decision.APPROVE, "good")
+    storage.reviews.decide(people.ruth, second, Decision.REJECT, "blurry")
+    inbox = storage.reviews.inbox(people.alice)
+    assert inbox.total == 2
+    assert [(i.image.id, i.review.decision, i.review.comment, i.review.reviewer) for i in inbox.items] == [
+        (second, Decision.REJECT, "blurry", "ruth"),
+        (first, Decision.APPROVE, "good", "rita"),
+    ]
+    assert inbox.items[0].prompt_text == "a red circle"
+    assert storage.reviews.inbox(people.bob).total == 0
+
+
+def test_decisions_on_a_prompt_cover_every_image_made_from_it(storage: Storage, people: People) -> None:
+    prompt = storage.prompts.create(people.alice, text="a blue square")
+    images = [generate(storage, people.alice, prompt_id=prompt.id, images=1).images[0].id for _ in range(2)]
+    for image_id in images:
+        storage.reviews.submit(people.alice, image_id)
+    storage.reviews.decide(people.rita, images[0], Decision.REJECT, "too pale")
+    storage.reviews.decide(people.ruth, images[1], Decision.APPROVE)
+    assert [(r.image_id, r.decision) for r in storage.reviews.on_prompt(people.rita, prompt.id)] == [
+        (images[1], Decision.APPROVE), (images[0], Decision.REJECT)]

@@ -170,7 +170,8 @@ def test_two_reviewers_at_once_one_decision_wins(live: Live) -> None:
 
     def decide(client: httpx.Client, decision: str) -> None:
         barrier.wait()
-        answers.append(client.post(f"/api/v1/images/{image_id}/reviews", json={"decision": decision}).status_code)
+        answers.append(client.post(f"/api/v1/images/{image_id}/reviews",
+                                   json={"decision": decision, "comment": "both at once"}).status_code)
 
     threads = [threading.Thread(target=decide, args=(c, d)) for c, d in zip(clients, ("approve", "reject"), strict=True)]
     for thread in threads:

@@ -141,15 +141,16 @@ def test_history_search_pages_and_favourites(live: Live) -> None:
     request = gr.Request(username=reader.name)
     filters = [word, "everyone", "any", False, "", ""]
 
-    rows, shown, page, label = history.first_page(*filters, request)
-    assert (len(rows), page, label) == (PAGE_SIZE, 1, f"Page 1 of 2 · {PAGE_SIZE + 1} generation(s)")
+    cards, shown, page, label = history.first_page(*filters, request)
+    assert (cards.count('class="history-card"'), page, label) == (PAGE_SIZE, 1,
+                                                                  f"Page 1 of 2 · {PAGE_SIZE + 1} generation(s)")
     assert shown == ids[::-1][:PAGE_SIZE]  # newest first
-    rows, shown, page, _ = history._turn_page(+1)(*filters, page, request)
+    cards, shown, page, _ = history._turn_page(+1)(*filters, page, request)
     assert (shown, page) == ([ids[0]], 2)
     assert history._turn_page(+1)(*filters, page, request)[2] == 2  # past the end: stays on the last page
 
-    rows, *_ = history._toggle_favourite(ids[0], *filters, 2, request)
-    assert [(row[0], row[-1]) for row in rows] == [(ids[0], "★")]
+    cards, *_ = history._toggle_favourite(ids[0], *filters, 2, request)
+    assert f"<b>#{ids[0]}</b>" in cards and cards.count("\u2605") == 1
     favourites = history.first_page(word, "everyone", "any", True, "", "", request)
     assert favourites[1] == [ids[0]]
     assert history.first_page(word, "mine", "any", False, "", "", request)[1] == []

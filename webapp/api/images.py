@@ -1,4 +1,5 @@
-"""`GET /images/{id}` (the PNG with its recipe chunks), submit for review, and review decisions."""
+"""`GET /images/{id}` (the PNG with its recipe chunks), submit for review (optionally as a revision of an
+earlier image), review decisions, and an image's lineage."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from storage.errors import NotFound
 from storage.types import UserInfo
 from webapp.auth import STAFF
 from webapp.context import Studio
-from webapp.schemas import ImageOut, ReviewBody, ReviewOut
+from webapp.schemas import ImageOut, ReviewBody, ReviewOut, SubmitBody
 from webapp.views import image_out
 
 
@@ -30,8 +31,14 @@ def router(studio: Studio) -> APIRouter:
                             content_disposition_type="inline", headers={"X-Content-Type-Options": "nosniff"})
 
     @api.post("/images/{image_id}/submit", response_model=ImageOut)
-    def submit(image_id: int, user: UserInfo = caller) -> ImageOut:
-        return image_out(storage.reviews.submit(user.id, image_id))
+    def submit(image_id: int, body: SubmitBody | None = None, user: UserInfo = caller) -> ImageOut:
+        revision_of = body.revision_of if body is not None else None
+        return image_out(storage.reviews.submit(user.id, image_id, revision_of=revision_of))
+
+    @api.get("/images/{image_id}/lineage", response_model=list[ImageOut])
+    def lineage(image_id: int, user: UserInfo = caller) -> list[ImageOut]:
+        """The images this one revises, the nearest first."""
+        return [image_out(image) for image in storage.reviews.lineage(user.id, image_id)]
 
     @api.post("/images/{image_id}/reviews", status_code=201, response_model=ReviewOut)
     def review(image_id: int, body: ReviewBody, user: UserInfo = reviewer) -> ReviewOut:

@@ -15,15 +15,18 @@ from webapp.auth import STAFF
 from webapp.context import Studio
 from webapp.ui.account import AccountTab
 from webapp.ui.admin import AdminTab
+from webapp.ui.assets import CSS, SHORTCUTS_JS
 from webapp.ui.common import SWEEP_EVERY_S, TEMP_MAX_AGE_S, ImageFiles, escape_md, guard, plain_markdown
 from webapp.ui.generate import GenerateTab
 from webapp.ui.history import HistoryTab
+from webapp.ui.inbox import LABEL as INBOX_LABEL
+from webapp.ui.inbox import InboxTab
 from webapp.ui.review import ReviewTab
 
-CSS = ("#whoami { text-align: right; } #progress { min-height: 1.5em; } "
-       "#sign-out { flex-grow: 0; min-width: max-content; }")
 SIGN_OUT_FORM = ('<form method="post" action="/logout">'
                  '<button type="submit" id="sign-out-btn" class="lg secondary">Sign out</button></form>')
+
+__all__ = ["CSS", "build_ui"]
 
 
 def build_ui(studio: Studio) -> gr.Blocks:
@@ -42,6 +45,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 review = ReviewTab(studio, files)
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
                 history = HistoryTab(studio, files, generate, tabs)
+            with gr.Tab(INBOX_LABEL, id="inbox", elem_id="inbox") as inbox_tab:
+                inbox = InboxTab(studio, files, generate, tabs, inbox_tab)
             with gr.Tab("Admin", id="admin", elem_id="tab-admin", visible=False) as admin_tab:
                 admin = AdminTab(studio)
             with gr.Tab("Account", id="account", elem_id="tab-account"):
@@ -64,14 +69,15 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
         shell = [whoami, tabs, generate_tab, review_tab, history_tab, admin_tab, account.notice]
         demo.load(on_load, outputs=shell, api_name="whoami")
+        demo.load(None, js=SHORTCUTS_JS)
+        demo.load(inbox.on_page_load, outputs=inbox.shown, api_visibility="private")
+        inbox_tab.select(inbox.load, outputs=inbox.shown, api_visibility="private")
         account.change.click(account.change_password, inputs=[account.current, account.new, account.confirm],
                              outputs=[account.current, account.new, account.confirm, account.message],
                              api_name="change_password").success(on_load, outputs=shell, api_visibility="private")
-        review_tab.select(review.load, inputs=[review.author, review.date_from, review.date_to],
-                          outputs=[review.gallery, review.items, review.selected, review.detail, review.count],
-                          api_visibility="private")
+        review_tab.select(review.load, inputs=review.filters, outputs=review.shown, api_visibility="private")
         history_tab.select(history.first_page, inputs=history.filters,
-                           outputs=[history.table, history.ids, history.page, history.page_label],
+                           outputs=[history.results, history.ids, history.page, history.page_label],
                            api_visibility="private")
         admin_tab.select(admin.refresh_tables, outputs=[admin.users, admin.audit], api_visibility="private")
     return demo

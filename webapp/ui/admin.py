@@ -1,25 +1,27 @@
 """The Admin tab (admins): users and roles, API tokens, the audit log, and the export zip.
 
 Secrets (a generated password, a new token) are shown once, in the result of the action that made
-them; nothing else ever displays them again.
+them; nothing else ever displays them again. Destructive actions (change a role, disable a user,
+revoke a token) act on the row picked from its table, never on typed text, and run only after a
+confirmation that names the target.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from storage.errors import StorageError
-from storage.types import ReviewStatus, Role
+from storage.types import ReviewStatus, Role, UserInfo
 from webapp.context import Studio
 from webapp.ui.common import (
     EXPORT_MAX_AGE_S,
     TempFolder,
     escape_md,
+    export_zip,
     guard,
     plain_markdown,
     plain_table,
@@ -29,7 +31,7 @@ from webapp.ui.common import (
 
 USER_HEADERS = ["User", "Role", "Active", "Must change password", "Last login"]
 TOKEN_HEADERS = ["Id", "Label", "Prefix", "Created", "Last used", "Revoked"]
-AUDIT_HEADERS = ["When", "Who", "Action", "Target"]
+AUDIT_HEADERS = ["When", "Who", "Action", "Target", "Detail"]
 ROLES = [r.value for r in Role]
 
 
@@ -39,18 +41,25 @@ class AdminTab:
         self.exports = TempFolder("draftroom-export-", EXPORT_MAX_AGE_S)
         plain_markdown("### Users")
         self.users = plain_table(USER_HEADERS, elem_id="admin-users")
+        self.picked_note = plain_markdown("Pick a user in the table to change their role or access.",
+                                       elem_id="admin-picked-user")
         with gr.Row():
-            self.name = gr.Textbox(label="Username", elem_id="admin-username")
             self.role = gr.Dropdown(ROLES, value="member", label="Role", elem_id="admin-role")
+            self.set_role = gr.Button("Set role of the picked user", elem_id="admin-set-role")
+            self.disable = gr.Button("Disable the picked user", variant="stop", elem_id="admin-disable")
+            self.enable = gr.Button("Enable the picked user", elem_id="admin-enable")
+            self.refresh = gr.Button("Refresh", elem_id="admin-refresh")
+        with gr.Row():
+            self.name = gr.Textbox(label="New username", elem_id="admin-username")
             self.password = gr.Textbox(label="Password (empty: generate one)", type="password",
                                        elem_id="admin-password")
-        with gr.Row():
-            self.add = gr.Button("Add user", variant="primary", elem_id="admin-add-user")
-            self.set_role = gr.Button("Set role", elem_id="admin-set-role")
-            self.disable = gr.Button("Disable", variant="stop", elem_id="admin-disable")
-            self.enable = gr.Button("Enable", elem_id="admin-enable")
-            self.refresh = gr.Button("Refresh", elem_id="admin-refresh")
+            self.add = gr.Button("Add user (with the role above)", variant="primary", elem_id="admin-add-user")
         self.user_message = plain_markdown("", elem_id="admin-user-message")
+        with gr.Group(visible=False, elem_id="admin-confirm") as self.confirm_box:
+            self.confirm_text = plain_markdown("", elem_id="admin-confirm-text")
+            with gr.Row():
+                self.confirm = gr.Button("Yes, do it", variant="stop", elem_id="admin-confirm-yes")
+                self.cancel = gr.Button("Cancel", elem_id="admin-confirm-cancel")
         plain_markdown("### API tokens")
         with gr.Row():
             self.token_user = gr.Textbox(label="Token owner", elem_id="admin-token-user")
@@ -61,8 +70,9 @@ class AdminTab:
                                        elem_id="admin-token-secret")
         self.tokens = plain_table(TOKEN_HEADERS, elem_id="admin-tokens")
         with gr.Row():
-            self.token_id = gr.Number(label="Token id", value=None, precision=0, elem_id="admin-token-id")
-            self.revoke = gr.Button("Revoke", variant="stop", elem_id="admin-revoke-token")
+            self.picked_token_note = plain_markdown("Pick a token in the table to revoke it.",
+                                                 elem_id="admin-picked-token")
+            self.revoke = gr.Button("Revoke the picked token", variant="stop", elem_id="admin-revoke-token")
         plain_markdown("### Export")
         with gr.Row():
             self.export_status = gr.Dropdown([s.value for s in ReviewStatus], value="approved",
@@ -70,7 +80,11 @@ class AdminTab:
             self.export = gr.Button("Export zip", elem_id="admin-export")
         self.export_file = gr.File(label="Export", interactive=False, elem_id="admin-export-file")
         plain_markdown("### Audit log (latest)")
-        self.audit = plain_table(AUDIT_HEADERS, elem_id="admin-audit")
+        self.audit = plain_table(AUDIT_HEADERS, wrap=True, elem_id="admin-audit")
+        self.picked_user = gr.State(None)
+        self.picked_token = gr.State(None)
+        self.pending = gr.State(None)
+        """The action waiting for confirmation: {"action", "target", and "role" or "token_id"}."""
         self._wire()
 
     def _wire(self) -> None:
@@ -78,18 +92,25 @@ class AdminTab:
         self.refresh.click(self.refresh_tables, outputs=tables, api_name="admin_refresh")
         self.add.click(self._add, inputs=[self.name, self.role, self.password],
                        outputs=[self.user_message, self.password, *tables], api_name="admin_add_user")
-        self.set_role.click(self._set_role, inputs=[self.name, self.role], outputs=[self.user_message, *tables],
+        self.users.select(self._pick_user, outputs=[self.picked_user, self.picked_note],
+                          api_visibility="private")
+        self.tokens.select(self._pick_token, outputs=[self.picked_token, self.picked_token_note],
+                           api_visibility="private")
+        asking = [self.pending, self.confirm_box, self.confirm_text]
+        self.set_role.click(self._ask_role, inputs=[self.picked_user, self.role], outputs=asking,
                             api_name="admin_set_role")
-        self.disable.click(self._activator(False), inputs=[self.name], outputs=[self.user_message, *tables],
-                           api_name="admin_disable")
-        self.enable.click(self._activator(True), inputs=[self.name], outputs=[self.user_message, *tables],
+        self.disable.click(self._ask_disable, inputs=[self.picked_user], outputs=asking, api_name="admin_disable")
+        self.revoke.click(self._ask_revoke, inputs=[self.picked_token], outputs=asking,
+                          api_name="admin_revoke_token")
+        self.confirm.click(self._confirmed, inputs=[self.pending, self.token_user],
+                           outputs=[*asking, self.user_message, *tables, self.tokens], api_name="admin_confirm")
+        self.cancel.click(self._cancel, outputs=asking, api_name="admin_cancel")
+        self.enable.click(self._enable, inputs=[self.picked_user], outputs=[self.user_message, *tables],
                           api_name="admin_enable")
         self.create_token.click(self._create_token, inputs=[self.token_user, self.token_label],
                                 outputs=[self.token_secret, self.tokens], api_name="admin_create_token")
         self.list_tokens.click(self._list_tokens, inputs=[self.token_user], outputs=[self.tokens],
                                api_name="admin_list_tokens")
-        self.revoke.click(self._revoke, inputs=[self.token_id, self.token_user], outputs=[self.tokens],
-                          api_name="admin_revoke_token")
         self.export.click(self._export, inputs=[self.export_status], outputs=[self.export_file],
                           api_name="admin_export")
 
@@ -98,7 +119,8 @@ class AdminTab:
         users = [[u.username, u.role.value, u.active, u.must_change_password,
                   when(u.last_login_at) if u.last_login_at else ""] for u in storage.users.list_all(admin_id)]
         events = storage.audit.list_events(admin_id, page_size=30).items
-        audit = [[when(e.created_at), e.actor_name, e.action, f"{e.target_type or ''} {e.target_id or ''}".strip()]
+        audit = [[when(e.created_at), e.actor_name, e.action, f"{e.target_type or ''} {e.target_id or ''}".strip(),
+                  ", ".join(f"{key}: {value}" for key, value in e.detail.items() if value is not None)]
                  for e in events]
         return [users, audit]
 
@@ -118,25 +140,88 @@ class AdminTab:
         return [f"Added **{escape_md(created.user.username)}** as {created.user.role.value}.{note}", "",
                 *self.tables(admin.id)]
 
-    def _set_role(self, name: str, role: str, request: gr.Request) -> list[Any]:
+    # Picking a row, asking, confirming ----------------------------------------------------------
+
+    def _pick_user(self, evt: gr.SelectData, request: gr.Request) -> list[Any]:
+        guard(self.studio, request, [Role.ADMIN])
+        name = _first_cell(evt)
+        return [name, f"Picked user **{escape_md(name)}**."]
+
+    def _pick_token(self, evt: gr.SelectData, request: gr.Request) -> list[Any]:
+        guard(self.studio, request, [Role.ADMIN])
+        token_id = int(_first_cell(evt))
+        return [token_id, f"Picked token **#{token_id}**."]
+
+    @staticmethod
+    def _asking(pending: dict[str, Any], question: str) -> list[Any]:
+        return [pending, gr.Group(visible=True), question]
+
+    def _ask_role(self, name: str | None, role: str, request: gr.Request) -> list[Any]:
         admin = guard(self.studio, request, [Role.ADMIN])
-        users = self.studio.storage.users
+        user = self._picked(admin.id, name)
+        if role not in ROLES:
+            raise gr.Error("Role: pick one of the list.")
+        return self._asking({"action": "role", "target": user.username, "role": role},
+                            f"Change the role of **{escape_md(user.username)}** from {user.role.value} to **{role}**?")
+
+    def _ask_disable(self, name: str | None, request: gr.Request) -> list[Any]:
+        admin = guard(self.studio, request, [Role.ADMIN])
+        user = self._picked(admin.id, name)
+        return self._asking({"action": "disable", "target": user.username},
+                            f"Disable **{escape_md(user.username)}**? They are signed out and their API tokens stop "
+                            "working until an admin enables them again.")
+
+    def _ask_revoke(self, token_id: int | None, request: gr.Request) -> list[Any]:
+        guard(self.studio, request, [Role.ADMIN])
+        if token_id is None:
+            raise gr.Error("Pick a token in the table first.")
+        return self._asking({"action": "revoke", "target": f"token #{token_id}", "token_id": int(token_id)},
+                            f"Revoke **token #{int(token_id)}**? Programs using it stop working at once.")
+
+    def _cancel(self, request: gr.Request) -> list[Any]:
+        guard(self.studio, request, [Role.ADMIN])
+        return [None, gr.Group(visible=False), ""]
+
+    def _confirmed(self, pending: dict[str, Any] | None, token_user: str, request: gr.Request) -> list[Any]:
+        """Run the action the admin just confirmed, on exactly the target the question named."""
+        admin = guard(self.studio, request, [Role.ADMIN])
+        if not pending:
+            raise gr.Error("Nothing is waiting for confirmation.")
+        storage = self.studio.storage
         try:
-            user = users.set_role(admin.id, users.find((name or "").strip()).id, role)
+            if pending["action"] == "revoke":
+                revoked = storage.tokens.revoke(admin.id, int(pending["token_id"]))
+                message = f"Revoked token #{revoked.id} of **{escape_md(revoked.username)}**."
+                tokens = self.token_rows(admin.id, token_user or revoked.username)
+            else:
+                user = storage.users.find(pending["target"])
+                if pending["action"] == "role":
+                    user = storage.users.set_role(admin.id, user.id, pending["role"])
+                    message = f"**{escape_md(user.username)}** is now {user.role.value}."
+                else:
+                    user = storage.users.set_active(admin.id, user.id, False)
+                    message = f"**{escape_md(user.username)}** is disabled."
+                tokens = gr.skip()
         except StorageError as exc:
             raise ui_error(exc) from None
-        return [f"**{escape_md(user.username)}** is now {user.role.value}.", *self.tables(admin.id)]
+        return [None, gr.Group(visible=False), "", message, *self.tables(admin.id), tokens]
 
-    def _activator(self, active: bool) -> Callable[..., list[Any]]:
-        def set_active(name: str, request: gr.Request) -> list[Any]:
-            admin = guard(self.studio, request, [Role.ADMIN])
-            users = self.studio.storage.users
-            try:
-                user = users.set_active(admin.id, users.find((name or "").strip()).id, active)
-            except StorageError as exc:
-                raise ui_error(exc) from None
-            return [f"**{escape_md(user.username)}** is {'enabled' if user.active else 'disabled'}.", *self.tables(admin.id)]
-        return set_active
+    def _enable(self, name: str | None, request: gr.Request) -> list[Any]:
+        admin = guard(self.studio, request, [Role.ADMIN])
+        user = self._picked(admin.id, name)
+        try:
+            user = self.studio.storage.users.set_active(admin.id, user.id, True)
+        except StorageError as exc:
+            raise ui_error(exc) from None
+        return [f"**{escape_md(user.username)}** is enabled.", *self.tables(admin.id)]
+
+    def _picked(self, admin_id: int, name: str | None) -> UserInfo:
+        if not name:
+            raise gr.Error("Pick a user in the table first.")
+        try:
+            return self.studio.storage.users.find(name)
+        except StorageError as exc:
+            raise ui_error(exc) from None
 
     def token_rows(self, admin_id: int, name: str) -> list[list[Any]]:
         storage = self.studio.storage
@@ -160,24 +245,13 @@ class AdminTab:
         except StorageError as exc:
             raise ui_error(exc) from None
 
-    def _revoke(self, token_id: float | None, name: str, request: gr.Request) -> list[list[Any]]:
-        admin = guard(self.studio, request, [Role.ADMIN])
-        if token_id is None:
-            raise gr.Error("Token id: give the id from the table.")
-        try:
-            revoked = self.studio.storage.tokens.revoke(admin.id, int(token_id))
-            return self.token_rows(admin.id, name or revoked.username)
-        except StorageError as exc:
-            raise ui_error(exc) from None
-
     def _export(self, status: str, request: gr.Request) -> str:
         admin = guard(self.studio, request, [Role.ADMIN])
-        self.exports.maybe_sweep()
-        target = Path(tempfile.mkdtemp(dir=self.exports.path)) / f"draftroom-{status}.zip"
-        try:
-            summary = self.studio.storage.export.write_zip(admin.id, target, status)
-        except StorageError as exc:
-            raise ui_error(exc) from None
-        gr.Info(f"{summary.count} image(s) exported"
-                + (f"; {len(summary.missing_image_ids)} missing file(s) left out" if summary.missing_image_ids else ""))
-        return str(target)
+        return export_zip(self.studio, admin, status, self.exports)
+
+
+def _first_cell(evt: gr.SelectData) -> str:
+    """The first column of the row the admin clicked: the user's name or the token's id."""
+    if not evt.row_value:
+        raise gr.Error("Pick a row of the table.")
+    return str(evt.row_value[0])

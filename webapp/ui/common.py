@@ -8,6 +8,9 @@ Every handler that takes a file passes it through `uploaded_file(...)` first.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import logging
 import shutil
 import tempfile
@@ -19,9 +22,10 @@ from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+from PIL import Image
 
 from storage.errors import StorageError
-from storage.types import ImageInfo, Role, UserInfo
+from storage.types import ImageInfo, ReviewStatus, Role, UserInfo
 from webapp.auth import ALL_ROLES
 from webapp.context import Studio
 from webapp.errors import ApiError
@@ -143,6 +147,40 @@ class ImageFiles:
         if not target.exists():
             shutil.copyfile(self.studio.storage.upload_store.path_for(sha256), target)
         return str(target)
+
+
+def thumbnail_uri(path: Path | str, max_side: int = 128) -> str:
+    """A small PNG of a stored picture as a data URI, for HTML panels: no file route has to serve it.
+
+    Pictures are shrunk to `max_side` at most (never enlarged: the page scales them up pixelated)."""
+    with Image.open(path) as picture:
+        picture = picture.convert("RGB")
+        picture.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def thumbnail_img(path: Path | str | None, alt: str, css_class: str = "thumb") -> str:
+    """An <img> for an HTML panel; a readable note when the file is gone."""
+    if path is None or not Path(path).is_file():
+        return f'<span class="{css_class} missing">{html.escape(alt)}: file missing</span>'
+    return f'<img class="{css_class}" src="{thumbnail_uri(path)}" alt="{html.escape(alt, quote=True)}">'
+
+
+def export_zip(studio: Studio, user: UserInfo, status: str, exports: TempFolder) -> str:
+    """Write the export zip of images in `status` into a new folder under `exports`; its path for gr.File."""
+    if status not in {s.value for s in ReviewStatus}:
+        raise gr.Error("Images with status: pick one of the list.")
+    exports.maybe_sweep()
+    target = Path(tempfile.mkdtemp(dir=exports.path)) / f"draftroom-{status}.zip"
+    try:
+        summary = studio.storage.export.write_zip(user.id, target, status)
+    except StorageError as exc:
+        raise ui_error(exc) from None
+    gr.Info(f"{summary.count} image(s) exported"
+            + (f"; {len(summary.missing_image_ids)} missing file(s) left out" if summary.missing_image_ids else ""))
+    return str(target)
 
 
 def parse_day(text: str, field: str, *, end: bool = False) -> datetime | None:

@@ -129,9 +129,9 @@ class GenerateTab:
                         self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
                                                      elem_id="interp-on")
                         self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
-                                                elem_id="interp")
+                                                interactive=False, elem_id="interp")
                 with gr.Row():
-                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
                 self.progress = plain_markdown("", elem_id="progress")
             with gr.Column(scale=2):
@@ -140,11 +140,14 @@ class GenerateTab:
                 self.recipe = gr.Textbox(label="Recipe (PNG parameters)", lines=4, interactive=False,
                                          elem_id="recipe")
                 with gr.Row():
-                    self.submit_btn = gr.Button("Submit for review", elem_id="submit-review-btn")
-                    self.reuse_btn = gr.Button("Reuse recipe", elem_id="reuse-btn")
-                    self.download_btn = gr.DownloadButton("Download PNG", elem_id="download-btn")
+                    self.submit_btn = gr.Button("Submit for review", interactive=False, elem_id="submit-review-btn")
+                    self.reuse_btn = gr.Button("Reuse recipe", interactive=False, elem_id="reuse-btn")
+                    self.download_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="download-btn")
                 self.message = plain_markdown("", elem_id="generate-message")
+                self.revising_note = plain_markdown("", elem_id="revising-note")
         self.generation = gr.State(None)
+        self.revising = gr.State(None)
+        """The image (from the Inbox) that the next submitted image revises."""
         self.results = gr.State([])
         self.selected = gr.State(None)
         self.loaded = gr.State(None)
@@ -159,7 +162,7 @@ class GenerateTab:
                                    elem_id=f"mix-weight-{n}")
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
-                             height=120, elem_id=f"mix-image-{n}")
+                             height=120, visible=False, elem_id=f"mix-image-{n}")
             remove = gr.Button("Remove", size="sm", elem_id=f"mix-remove-{n}")
         return MixSlot(group, kind, text, image, weight, remove)
 
@@ -227,7 +230,11 @@ class GenerateTab:
         self.reroll.click(self._reroll, outputs=[self.seed], api_name="reroll_seed")
         self.add_slot.click(self._add_slot, inputs=[self.mix_count],
                             outputs=[self.mix_count, *(s.group for s in self.slots)], api_name="mix_add")
+        self.interp_on.change(self._interp_switch, inputs=[self.interp_on], outputs=[self.interp],
+                              api_visibility="private")
         for n, slot in enumerate(self.slots):
+            slot.kind.change(self._kind_switch, inputs=[slot.kind], outputs=[slot.text, slot.image],
+                             api_visibility="private")
             slot.remove.click(self._remove_slot(n), inputs=self._slot_inputs(),
                               outputs=[self.mix_count, *self._slot_outputs()], api_name=f"mix_remove_{n}")
         self.generate_inputs = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
@@ -238,15 +245,28 @@ class GenerateTab:
             self._generate, inputs=self.generate_inputs,
             outputs=[self.progress, self.gallery, self.generation, self.results, self.selected, self.recipe,
                      self.download_btn, self.message, self.loaded],
-            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal")
+            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal",
+        ).then(self._mark_selected, inputs=[self.selected, self.results],
+               outputs=[self.gallery, self.submit_btn, self.reuse_btn], api_visibility="private")
         self.cancel_btn.click(self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel")
-        self.gallery.select(self._select, inputs=[self.results], outputs=[self.selected, self.recipe,
-                                                                          self.download_btn],
+        self.gallery.select(self._select, inputs=[self.results],
+                            outputs=[self.selected, self.recipe, self.download_btn, self.submit_btn, self.reuse_btn],
                             api_name="select_result")
-        self.submit_btn.click(self._submit, inputs=[self.selected, self.results],
-                              outputs=[self.message, self.results], api_name="submit_for_review")
+        self.submit_btn.click(self._submit, inputs=[self.selected, self.results, self.revising],
+                              outputs=[self.message, self.results, self.revising, self.revising_note],
+                              api_name="submit_for_review")
         self.reuse_btn.click(self._reuse, inputs=[self.selected, self.results], outputs=self.form,
                              api_name="reuse_result")
+
+    def _kind_switch(self, kind: str, request: gr.Request) -> list[Any]:
+        """An ingredient is a text or an image: only its own control shows."""
+        guard(self.studio, request)
+        return [gr.Textbox(visible=kind != "image"), gr.Image(visible=kind == "image")]
+
+    def _interp_switch(self, on: bool, request: gr.Request) -> gr.Slider:
+        """The interpolation slider is usable only while interpolation is on."""
+        guard(self.studio, request)
+        return gr.Slider(interactive=bool(on))
 
     def _reroll(self, request: gr.Request) -> int:
         guard(self.studio, request)
@@ -385,8 +405,14 @@ class GenerateTab:
             self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
                            for image, path in zip(images, paths, strict=True)],
             self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
-            self.download_btn: gr.DownloadButton(value=first["path"]),
+            self.download_btn: gr.DownloadButton(value=first["path"], interactive=True),
         }
+
+    def _mark_selected(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+        """Mark the selected result in the gallery; Submit and Reuse act on it, usable only while there is one."""
+        guard(self.studio, request)
+        index = next((n for n, result in enumerate(results or []) if result["id"] == selected), None)
+        return [gr.Gallery(selected_index=index), *[gr.Button(interactive=index is not None)] * 2]
 
     def _cancel(self, generation_id: int | None, request: gr.Request) -> str:
         user = guard(self.studio, request)
@@ -403,7 +429,9 @@ class GenerateTab:
         if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
             raise gr.Error("Select one of the results.")
         chosen = results[int(evt.index)]
-        return [chosen["id"], png_parameters(chosen["path"]), gr.DownloadButton(value=chosen["path"])]
+        download = gr.DownloadButton(value=chosen["path"], interactive=True)
+        return [chosen["id"], png_parameters(chosen["path"]), download, gr.Button(interactive=True),
+                gr.Button(interactive=True)]
 
     def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
         chosen = next((r for r in results or [] if r["id"] == selected), None)
@@ -411,14 +439,24 @@ class GenerateTab:
             raise gr.Error("Generate an image first, then select it.")
         return chosen
 
-    def _submit(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+    def revising_values(self, image_id: int | None) -> dict[Any, Any]:
+        """Remember (or forget, with None) the image the next submitted one revises, and say so."""
+        note = (f"Revising image #{image_id}: the image you submit next is recorded as its revision."
+                if image_id is not None else "")
+        return {self.revising: image_id, self.revising_note: note}
+
+    def _submit(self, selected: int | None, results: list[dict[str, Any]], revising: int | None,
+                request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)
         chosen = self._chosen(selected, results)
         try:
-            image = self.studio.storage.reviews.submit(user.id, chosen["id"])
+            image = self.studio.storage.reviews.submit(user.id, chosen["id"], revision_of=revising)
         except StorageError as exc:
             raise ui_error(exc) from None
-        return [f"Image #{image.id} is submitted for review ({image.review_status.value}).", results]
+        revises = f" as a revision of image #{image.revision_of}" if image.revision_of else ""
+        done = self.revising_values(None)
+        return [f"Image #{image.id} is submitted for review{revises} ({image.review_status.value}).", results,
+                done[self.revising], done[self.revising_note]]
 
     def _reuse(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> dict[Any, Any]:
         user = guard(self.studio, request)

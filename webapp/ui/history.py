@@ -1,9 +1,13 @@
 """The History tab (everyone): shared prompts and generations with search, filters and pages, a detail
-view with the review history, Reuse (fills Generate), Remix (the next prompt records its parent) and
-favourites."""
+view with the review history, Reuse (fills Generate), Remix (the next prompt records its parent),
+favourites, and Submit for review of one's own drafts (optionally as a revision of an earlier image).
+
+Results are cards with thumbnails rather than a wide table, so every field stays readable on a phone.
+"""
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +23,7 @@ from webapp.ui.common import (
     guard,
     parse_day,
     plain_markdown,
-    plain_table,
+    thumbnail_img,
     ui_error,
     when,
 )
@@ -28,7 +32,14 @@ from webapp.ui.generate import GenerateTab
 PAGE_SIZE = 10
 ANY = "any"
 STATUS_CHOICES = [ANY] + [s.value for s in ReviewStatus] + [s.value for s in GenerationStatus]
-HEADERS = ["#", "Prompt", "Author", "Status", "Review", "Created", "Favourite"]
+THUMBNAILS_PER_CARD = 4
+CARD_CLICKS_JS = """
+element.addEventListener('click', (event) => {
+  const card = event.target.closest('[data-index]');
+  if (card) trigger('click', {index: Number(card.dataset.index)});
+});
+"""
+"""A click on a result card sends its position (gr.HTML's own click carries no data)."""
 
 
 def review_summary(generation: GenerationInfo) -> str:
@@ -38,10 +49,26 @@ def review_summary(generation: GenerationInfo) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def row(item: HistoryItem) -> list[Any]:
+def card(index: int, item: HistoryItem, files: ImageFiles) -> str:
+    """One result as a card: thumbnails, then every field a table row had, each on its own line."""
     generation = item.generation
-    return [generation.id, item.prompt.text or "(mix only)", generation.username, generation.status.value,
-            review_summary(generation), when(generation.created_at), "★" if item.favourite else ""]
+    images = [i for i in sorted(generation.images, key=lambda i: i.index) if not i.file_missing]
+    thumbs = "".join(thumbnail_img(files.image(image), f"image #{image.id}")
+                     for image in images[:THUMBNAILS_PER_CARD])
+    prompt = html.escape(item.prompt.text) if item.prompt.text.strip() else "<i>(mix only)</i>"
+    star = ' <span class="favourite" title="favourite">★</span>' if item.favourite else ""
+    return (f'<button type="button" class="history-card" data-index="{index}">'
+            f'<span class="thumbs">{thumbs}</span>'
+            f"<span><b>#{generation.id}</b> {prompt}{star}</span>"
+            f"<span>by {html.escape(generation.username)} · {when(generation.created_at)}</span>"
+            f"<span>{html.escape(generation.status.value)} · review: "
+            f"{html.escape(review_summary(generation) if generation.images else 'no images')}</span></button>")
+
+
+def cards(items: tuple[HistoryItem, ...], files: ImageFiles) -> str:
+    if not items:
+        return "<p>No generations match.</p>"
+    return f'<div class="history-cards">{"".join(card(n, item, files) for n, item in enumerate(items))}</div>'
 
 
 class HistoryTab:
@@ -59,26 +86,33 @@ class HistoryTab:
             self.date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="history-from")
             self.date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="history-to")
             self.search = gr.Button("Search", variant="primary", elem_id="history-search-btn")
-        self.table = plain_table(HEADERS, wrap=True,
-                                 elem_id="history-table")
+        self.results = gr.HTML("", elem_id="history-results", js_on_load=CARD_CLICKS_JS)
         with gr.Row():
             self.prev = gr.Button("Previous page", size="sm", elem_id="history-prev")
             self.page_label = plain_markdown("", elem_id="history-page")
             self.next = gr.Button("Next page", size="sm", elem_id="history-next")
         with gr.Row():
             with gr.Column(scale=2):
-                self.detail = plain_markdown("Select a row to see its details.", elem_id="history-detail")
+                self.detail = plain_markdown("Select a result to see its details.", elem_id="history-detail")
                 self.reviews = plain_markdown("", elem_id="history-reviews")
                 with gr.Row():
                     self.reuse = gr.Button("Reuse", elem_id="history-reuse-btn")
                     self.remix = gr.Button("Remix", elem_id="history-remix-btn")
                     self.favourite = gr.Button("Favourite ★ / unfavourite", elem_id="history-fav-btn")
             with gr.Column(scale=2):
-                self.gallery = gr.Gallery(label="Images", columns=2, height=260, format="png",
-                                          elem_id="history-gallery", interactive=False)
+                self.gallery = gr.Gallery(label="Images (select one to submit it)", columns=2, height=260,
+                                          format="png", allow_preview=False, elem_id="history-gallery",
+                                          interactive=False)
+                with gr.Row():
+                    self.revision_of = gr.Textbox(label="As a revision of image # (optional)", value="",
+                                                  placeholder="an earlier image id", elem_id="history-revision-of")
+                    self.submit = gr.Button("Submit for review", variant="primary", elem_id="history-submit")
+                self.message = plain_markdown("", elem_id="history-message")
         self.ids = gr.State([])
         self.page = gr.State(1)
         self.current = gr.State(None)
+        self.image_ids = gr.State([])
+        self.image = gr.State(None)
         self._wire()
 
     @property
@@ -86,7 +120,7 @@ class HistoryTab:
         return [self.text, self.scope, self.status, self.favourites, self.date_from, self.date_to]
 
     def _wire(self) -> None:
-        listing = [self.table, self.ids, self.page, self.page_label]
+        listing = [self.results, self.ids, self.page, self.page_label]
         self.search.click(self.first_page, inputs=self.filters, outputs=listing, api_name="history_search")
         self.text.submit(self.first_page, inputs=self.filters, outputs=listing,
                          api_name="history_search_enter", api_visibility="undocumented")
@@ -94,8 +128,13 @@ class HistoryTab:
                         api_name="history_prev")
         self.next.click(self._turn_page(+1), inputs=[*self.filters, self.page], outputs=listing,
                         api_name="history_next")
-        detail = [self.current, self.detail, self.reviews, self.gallery]
-        self.table.select(self._select, inputs=[self.ids], outputs=detail, api_name="history_select")
+        detail = [self.current, self.detail, self.reviews, self.gallery, self.image_ids, self.image]
+        self.results.click(self._select, inputs=[self.ids], outputs=detail, api_name="history_select")
+        self.gallery.select(self._pick_image, inputs=[self.image_ids], outputs=[self.image],
+                            api_name="history_pick_image")
+        self.submit.click(self._submit, inputs=[self.current, self.image, self.image_ids, self.revision_of,
+                                                *self.filters, self.page],
+                          outputs=[self.message, self.revision_of, *listing, *detail], api_name="history_submit")
         self.reuse.click(self._loader(remix=False), inputs=[self.current], outputs=[*self.generate.form, self.tabs],
                          api_name="history_reuse")
         self.remix.click(self._loader(remix=True), inputs=[self.current], outputs=[*self.generate.form, self.tabs],
@@ -115,7 +154,7 @@ class HistoryTab:
         if found.page > found.pages and found.total:  # past the end (the list shrank): show the last page
             return self.listing(user, text, scope, status, favourites, date_from, date_to, found.pages)
         label = f"Page {found.page} of {found.pages} · {found.total} generation(s)"
-        return [[row(item) for item in found.items], [item.generation.id for item in found.items], found.page, label]
+        return [cards(found.items, self.files), [item.generation.id for item in found.items], found.page, label]
 
     def first_page(self, text: str, scope: str, status: str, favourites: bool, date_from: str, date_to: str,
                    request: gr.Request) -> list[Any]:
@@ -157,15 +196,17 @@ class HistoryTab:
             lines.append(f"- Image #{image.id}: **{image.review_status.value}**")
             lines += [f"  - {when(r.created_at)} {escape_md(r.reviewer)}: {r.decision.value}"
                       + (f", \u201c{escape_md(r.comment)}\u201d" if r.comment else "") for r in decisions]
-        gallery = [(self.files.image(image), f"#{image.id} · {image.review_status.value}")
-                   for image in images if not image.file_missing]
-        return [generation.id, text, "\n".join(lines) or "No images.", gallery]
+        shown = [image for image in images if not image.file_missing]
+        gallery = [(self.files.image(image), f"#{image.id} · {image.review_status.value}") for image in shown]
+        only = shown[0].id if len(shown) == 1 else None  # a single image needs no picking
+        return [generation.id, text, "\n".join(lines) or "No images.",
+                gr.Gallery(value=gallery, selected_index=0 if only else None), [i.id for i in shown], only]
 
-    def _select(self, ids: list[int], evt: gr.SelectData, request: gr.Request) -> list[Any]:
+    def _select(self, ids: list[int], evt: gr.EventData, request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)
-        index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        if not ids or index is None or not 0 <= int(index) < len(ids):
-            raise gr.Error("Select a row of the table.")
+        index = getattr(evt, "index", None)
+        if not ids or not isinstance(index, int) or not 0 <= index < len(ids):
+            raise gr.Error("Select one of the results.")
         try:
             return self.details(user, ids[int(index)])
         except StorageError as exc:
@@ -175,7 +216,7 @@ class HistoryTab:
         def load(generation_id: int | None, request: gr.Request) -> dict[Any, Any]:
             user = guard(self.studio, request)
             if generation_id is None:
-                raise gr.Error("Select a row of the table first.")
+                raise gr.Error("Select one of the results first.")
             try:
                 values = self.generate.recipe_values(user, int(generation_id), remix=remix)
             except StorageError as exc:
@@ -190,7 +231,7 @@ class HistoryTab:
                           date_from: str, date_to: str, page: int, request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)
         if generation_id is None:
-            raise gr.Error("Select a row of the table first.")
+            raise gr.Error("Select one of the results first.")
         storage = self.studio.storage
         try:
             generation = storage.generations.get(user.id, int(generation_id))
@@ -200,3 +241,31 @@ class HistoryTab:
                     *self.details(user, generation.id)]
         except StorageError as exc:
             raise ui_error(exc) from None
+
+    def _pick_image(self, image_ids: list[int], evt: gr.SelectData, request: gr.Request) -> int:
+        guard(self.studio, request)
+        if not image_ids or evt.index is None or not 0 <= int(evt.index) < len(image_ids):
+            raise gr.Error("Select one of the images.")
+        return image_ids[int(evt.index)]
+
+    def _submit(self, generation_id: int | None, image_id: int | None, image_ids: list[int],
+                revision_of: str, text: str, scope: str, status: str, favourites: bool, date_from: str,
+                date_to: str, page: int, request: gr.Request) -> list[Any]:
+        """Submit the picked image of one's own generation for review, optionally as a revision."""
+        user = guard(self.studio, request)
+        if generation_id is None:
+            raise gr.Error("Select one of the results first.")
+        if image_id is None or image_id not in (image_ids or []):
+            raise gr.Error("Select the image to submit.")
+        revises_id = (revision_of or "").strip().lstrip("#")
+        if revises_id and not revises_id.isdigit():
+            raise gr.Error("As a revision of image #: give the number of an earlier image, or leave it empty.")
+        storage = self.studio.storage
+        try:
+            image = storage.reviews.submit(user.id, int(image_id), revision_of=int(revises_id) if revises_id else None)
+            listing = self.listing(user, text, scope, status, favourites, date_from, date_to, page)
+            detail = self.details(user, int(generation_id))
+        except StorageError as exc:
+            raise ui_error(exc) from None
+        revises = f" as a revision of image #{image.revision_of}" if image.revision_of else ""
+        return [f"Image #{image.id} is submitted for review{revises}.", "", *listing, *detail]
