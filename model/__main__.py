@@ -17,7 +17,8 @@ from typing import Any
 
 import PIL.Image
 
-from model.engine.engine_common import DECAYS, GenerationRequest, GenerationResult, MixIngredient, RequestError
+from model.engine.engine_common import GenerationRequest, GenerationResult, MixIngredient, RequestError
+from model.engine.request_fields import DECAYS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 

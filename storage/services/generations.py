@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from model.engine.request_fields import MAX_IMAGE_SEED, MAX_SEED
+
 from ..db import Database
 from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..images import ImageStore, StoredFile
@@ -48,11 +50,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INTERRUPTED_MESSAGE = "Interrupted: the server stopped before this generation finished."
 
 
-def _check_seed(seed: object) -> int | None:
+def _check_seed(seed: object, field: str = "seed", high: int = MAX_SEED) -> int | None:
+    """A generation's seed is a request's (0..MAX_SEED); an image's may pass it (image i uses seed + i)."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValidationFailed("seed", "A seed is a whole number from 0 to 2^63-1.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= high:
+        raise ValidationFailed(field, f"A seed is a whole number from 0 to {high}.")
     return seed
 
 

@@ -8,7 +8,8 @@ import PIL.Image
 import pytest
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.engine.validation import MAX_PROMPT_CHARS, resolve_request
+from model.engine.request_fields import MAX_TEXT_CHARS as MAX_PROMPT_CHARS
+from model.engine.validation import resolve_request
 
 EMBEDDED = ModelInfo(
     name="embedded", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25, default_guidance=4.0,

@@ -95,6 +95,9 @@ GENERATIONS = [
         status=404),
     gen("guidance-scale-without-image", {**A, "image_guidance_scale": 0.5}, "guidance_image"),
     gen("interpolation-with-three", {"mix": [*TWO, TWO[0]], "interpolation": 0.5}, "interpolation"),
+    gen("interpolation-prompt-and-two", {**A, "mix": TWO, "interpolation": 0.5}, "interpolation"),
+    gen("interpolation-prompt-alone", {**A, "interpolation": 0.5}, "interpolation"),
+    gen("seed-past-the-declared-range", {**A, "seed": 2**32}, "seed"),
     gen("sql-scheduler", {**A, "scheduler": "ddim; DROP TABLE generations"}, "scheduler"),
 ]
 

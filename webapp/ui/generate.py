@@ -17,7 +17,7 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import Progress, RequestError
-from model.engine.validation import MAX_INGREDIENTS, MAX_SEED
+from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
 from storage.types import GenerationInfo, GenerationStatus, UserInfo
@@ -31,7 +31,6 @@ from webapp.uploads import check_image
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
 RANDOM_SEED = -1
 POLL_S = 0.25
-MIX_WEIGHT_RANGE = (-2.0, 2.0)
 GENERATE_CONCURRENCY = 16
 """Generate events streaming at once; the engine's own queue (QueueFull) bounds the work behind them."""
 
@@ -82,6 +81,7 @@ class GenerateTab:
         info = studio.engine.model_info
         self.info = info
         self.sizes = size_choices(info)
+        bounds = model_bounds(info)
         with gr.Row():
             with gr.Column(scale=3):
                 self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
@@ -93,30 +93,34 @@ class GenerateTab:
                                               minimum=RANDOM_SEED, maximum=MAX_SEED, elem_id="seed")
                         self.reroll = gr.Button("Re-roll seed", size="sm", elem_id="reroll")
                     with gr.Row():
-                        self.steps = gr.Slider(1, info.max_steps, value=info.default_steps, step=1,
+                        self.steps = gr.Slider(*bounds["steps"], value=info.default_steps, step=1,
                                                label="Steps", elem_id="steps")
-                        self.cfg = gr.Slider(0.0, 30.0, value=info.default_guidance, step=0.5,
+                        self.cfg = gr.Slider(FIELDS["guidance_scale"].low, FIELDS["guidance_scale"].high,
+                                             value=info.default_guidance, step=0.5,
                                              label="CFG scale", elem_id="cfg")
                     with gr.Row():
                         self.size = gr.Dropdown(self.sizes, value=self.sizes[0], label="Size", elem_id="size")
-                        self.count = gr.Slider(1, info.max_images, value=1, step=1, label="Images",
+                        self.count = gr.Slider(*bounds["num_images"], value=FIELDS["num_images"].default, step=1,
+                                               label="Images",
                                                elem_id="count")
                         self.scheduler = gr.Dropdown(list(info.schedulers), value=info.default_scheduler,
                                                      label="Scheduler", elem_id="scheduler")
                     self.candidates = gr.Slider(
-                        1, max(2, info.max_candidates), value=info.default_candidates, step=1,
+                        bounds["candidates"][0], max(2, bounds["candidates"][1]), value=info.default_candidates,
+                        step=1,
                         label="Candidates per image", elem_id="candidates", visible=info.max_candidates > 1,
-                        info="Starting noises per image; the model's verifier finishes the one that best shows "
-                             "the prompt. More draw the asked shape more often; 1 is fastest. Mixes and "
-                             "guided images use one.")
+                        info=FIELDS["candidates"].help)
                 with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
                     self.guidance_image = gr.Image(label="Guidance image (PNG, JPEG or WebP)", type="filepath",
                                                    sources=["upload", "clipboard"], image_mode="RGB",
                                                    elem_id="guidance-image", height=160)
                     with gr.Row():
-                        self.guidance_scale = gr.Slider(0.0, 1.0, value=0.0, step=0.005, label="Guidance scale",
+                        scale = FIELDS["image_guidance_scale"]
+                        self.guidance_scale = gr.Slider(scale.low, scale.high, value=scale.default, step=0.005,
+                                                        label="Guidance scale",
                                                         elem_id="guidance-scale")
-                        self.guidance_decay = gr.Radio(["none", "linear", "cosine"], value="none",
+                        decay = FIELDS["image_guidance_decay"]
+                        self.guidance_decay = gr.Radio(list(decay.choices), value=decay.default,
                                                        label="Decay over the steps", elem_id="guidance-decay")
                 with gr.Accordion("Mixing", open=False, elem_id="mixing"):
                     gr.Markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
@@ -129,7 +133,8 @@ class GenerateTab:
                     with gr.Row():
                         self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
                                                      elem_id="interp-on")
-                        self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
+                        self.interp = gr.Slider(FIELDS["interpolation"].low, FIELDS["interpolation"].high, value=0.5,
+                                                step=0.05, label="Interpolation",
                                                 elem_id="interp")
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -156,7 +161,8 @@ class GenerateTab:
             with gr.Row():
                 kind = gr.Radio(["text", "image"], value="text", label=f"Ingredient {n + 1}",
                                 elem_id=f"mix-kind-{n}")
-                weight = gr.Slider(*MIX_WEIGHT_RANGE, value=1.0, step=0.05, label="Weight",
+                weight = gr.Slider(*FIELDS["mix.weight"].ui_span or (), value=FIELDS["mix.weight"].default, step=0.05,
+                                   label="Weight",
                                    elem_id=f"mix-weight-{n}")
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
