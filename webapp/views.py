@@ -26,7 +26,7 @@ def progress_out(studio: Studio, generation: GenerationInfo) -> ProgressOut:
     total = planned_steps(generation)
     if generation.status == GenerationStatus.SUCCEEDED:
         return ProgressOut(step=total, total=total, queue_position=None)
-    live = studio.runner.progress(generation.id)
+    live = studio.jobs.progress(generation.id)
     if live is None or generation.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
         return ProgressOut(step=0, total=total, queue_position=None)
     return ProgressOut(step=live.step, total=live.total or total, queue_position=live.queue_position)

@@ -1,12 +1,14 @@
 """The Generate tab: prompt, advanced settings, guidance image, the mixing panel, progress and results.
 
-Images the user adds (guidance, mix ingredients) are checked like REST uploads and stored as the
-user's own uploads before the job is submitted. Generation runs through the shared JobRunner, and
-the handler streams queue position and step i/N until storage holds the final status.
+The handlers parse the form into a `JobRequest`, call the generation job service
+(webapp/services/generation_jobs.py) and render. Images the user adds (guidance, mix ingredients) are
+checked like REST uploads and stored as the user's own uploads, so the request carries their ids; the
+generate handler streams queue position and step i/N until storage holds the final status.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -20,11 +22,10 @@ from model.engine.engine_common import Progress, RequestError
 from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
-from storage.types import GenerationInfo, GenerationStatus, UserInfo
+from storage.types import GenerationInfo, GenerationStatus, MixItem, UserInfo
 from webapp.context import Studio
 from webapp.errors import ApiError
-from webapp.jobs import Ingredient, JobSpec
-from webapp.schemas import reject_control_characters
+from webapp.services.generation_jobs import JobRequest
 from webapp.ui.common import ImageFiles, guard, ui_error
 from webapp.uploads import check_image
 
@@ -54,6 +55,18 @@ def progress_text(progress: Progress | None, status: GenerationStatus) -> str:
         where = "next in line" if not ahead else f"position {ahead + 1} in the queue"
         return f"**Queued**: {where}"
     return f"**Generating**: step {progress.step}/{progress.total}"
+
+
+FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
+
+
+def field_label(field: str) -> str:
+    """A request field as the form names it: `mix[1].text` is "Ingredient 2", `mix[1].weight` its weight."""
+    ingredient = re.fullmatch(r"mix\[(\d+)\](?:\.(\w+))?", field)
+    if ingredient:
+        part = ingredient[2]
+        return f"Ingredient {int(ingredient[1]) + 1}" + ("" if part in (None, "text") else f" {part}")
+    return FIELD_LABELS.get(field, field)
 
 
 def png_parameters(path: str) -> str:
@@ -295,51 +308,45 @@ class GenerateTab:
             raise gr.Error(f"{field}: {exc.detail}") from None
         return self.studio.storage.uploads.add(user.id, checked.data).id
 
-    def _spec(self, user: UserInfo, data: dict[Any, Any]) -> JobSpec:
-        texts = {"Prompt": data[self.prompt], "Negative prompt": data[self.negative],
-                 **{f"Ingredient {n + 1}": data[slot.text] for n, slot in enumerate(self.slots)}}
-        for label, text in texts.items():
-            try:
-                reject_control_characters(str(text or ""))
-            except ValueError as exc:
-                raise gr.Error(f"{label}: {exc}") from None
+    def job_request(self, user: UserInfo, data: dict[Any, Any]) -> JobRequest:
+        """The form's values (by component) as the job service's request; added images become uploads."""
         width, height = (int(v) for v in str(data[self.size]).split("x"))
         seed = data[self.seed]
-        mix: list[Ingredient] = []
+        mix: list[MixItem] = []
         for n, slot in enumerate(self.slots[:int(data[self.mix_count] or 0)]):
             weight = float(data[slot.weight])
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
                 if upload_id is None:
                     raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
-                mix.append(Ingredient(weight=weight, upload_id=upload_id))
+                mix.append(MixItem(weight=weight, upload_id=upload_id))
             else:
-                mix.append(Ingredient(weight=weight, text=str(data[slot.text] or "")))
+                mix.append(MixItem(weight=weight, text=str(data[slot.text] or "")))
         guidance_id = self._store_image(user, data[self.guidance_image], "Guidance image")
-        spec = JobSpec(
+        job = JobRequest(
             prompt=str(data[self.prompt] or ""), negative_prompt=str(data[self.negative] or ""),
-            seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(data[self.steps]),
+            seed=None if seed is None or int(seed) == RANDOM_SEED else int(seed), steps=int(data[self.steps]),
             guidance_scale=float(data[self.cfg]), width=width, height=height, num_images=int(data[self.count]),
             scheduler=data[self.scheduler], guidance_upload_id=guidance_id,
             candidates=int(data[self.candidates]) if self.info.max_candidates > 1 else None,
             image_guidance_scale=float(data[self.guidance_scale]) if guidance_id is not None else 0.0,
             image_guidance_decay=data[self.guidance_decay] or "none", mix=tuple(mix),
             interpolation=float(data[self.interp]) if data[self.interp_on] else None)
-        return self._with_lineage(spec, data[self.loaded])
+        return self._with_lineage(job, data[self.loaded])
 
     @staticmethod
-    def _with_lineage(spec: JobSpec, loaded: dict[str, Any] | None) -> JobSpec:
+    def _with_lineage(job: JobRequest, loaded: dict[str, Any] | None) -> JobRequest:
         """Reuse the loaded prompt when it is unchanged (a counted use); Remix records the new one as its child."""
         if not loaded:
-            return spec
+            return job
         if loaded.get("remix"):
-            return replace(spec, parent_prompt_id=loaded["prompt_id"])
+            return replace(job, parent_prompt_id=loaded["prompt_id"])
         unchanged = (
-            not loaded.get("has_images") and spec.guidance_upload_id is None
-            and spec.prompt.strip() == loaded["text"] and spec.negative_prompt.strip() == loaded["negative"]
-            and [[i.weight, i.text] for i in spec.mix] == loaded["mix"]
+            not loaded.get("has_images") and job.guidance_upload_id is None
+            and job.prompt.strip() == loaded["text"] and job.negative_prompt.strip() == loaded["negative"]
+            and [[i.weight, i.text] for i in job.mix] == loaded["mix"]
         )
-        return replace(spec, prompt_id=loaded["prompt_id"]) if unchanged else spec
+        return replace(job, prompt_id=loaded["prompt_id"]) if unchanged else job
 
     def _generate(self, request: gr.Request, prompt: str, negative_prompt: str, seed: float, steps: float,
                   guidance_scale: float, size: str, num_images: float, scheduler: str, candidates: float,
@@ -358,8 +365,10 @@ class GenerateTab:
                                                *mix_slots],
                         strict=True))
         try:
-            generation = self.studio.runner.submit(user, self._spec(user, data))
-        except (RequestError, StorageError, ApiError) as exc:
+            generation = self.studio.jobs.submit(user, self.job_request(user, data))
+        except RequestError as exc:
+            raise gr.Error(f"{field_label(exc.field)}: {exc.message}") from None
+        except (StorageError, ApiError) as exc:
             raise ui_error(exc) from None
         except gr.Error:
             raise
@@ -368,8 +377,8 @@ class GenerateTab:
         yield {self.progress: "**Queued**", self.generation: generation.id, self.message: "",
                self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded]}
         shown = ""
-        while not self.studio.runner.wait(generation.id, POLL_S):
-            text = progress_text(self.studio.runner.progress(generation.id), GenerationStatus.RUNNING)
+        while not self.studio.jobs.wait(generation.id, POLL_S):
+            text = progress_text(self.studio.jobs.progress(generation.id), GenerationStatus.RUNNING)
             if text != shown:
                 shown = text
                 yield {self.progress: text}
@@ -398,7 +407,7 @@ class GenerateTab:
         if generation_id is None:
             return "Nothing to cancel."
         try:
-            self.studio.runner.cancel(user, int(generation_id))
+            self.studio.jobs.cancel(user, int(generation_id))
         except StorageError as exc:
             raise ui_error(exc) from None
         return f"Cancelled generation #{generation_id}."
