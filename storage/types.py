@@ -154,12 +154,13 @@ class PromptInfo:
 
 
 class NewImage(NamedTuple):
-    """One finished image to record: PNG bytes (recipe included) and the size they encode."""
+    """One finished image to record: PNG bytes (recipe included), the size they encode and its own seed."""
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose: it is the image's index
     png: bytes
     width: int
     height: int
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ class ImageInfo:
     review_status: ReviewStatus
     file_missing: bool
     created_at: datetime
+    seed: int | None = None
+    """The image's own seed, as its PNG's recipe records it."""
 
 
 @dataclass(frozen=True)

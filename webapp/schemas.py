@@ -175,6 +175,7 @@ class ImageOut(BaseModel):
     width: int
     height: int
     review_status: str
+    seed: int | None = Field(description="this image's own seed (image i of a generation uses seed + i)")
 
 
 class GenerationOut(BaseModel):

@@ -13,7 +13,7 @@ def image_url(image_id: int) -> str:
 
 def image_out(image: ImageInfo) -> ImageOut:
     return ImageOut(id=image.id, url=image_url(image.id), sha256=image.sha256, width=image.width,
-                    height=image.height, review_status=image.review_status.value)
+                    height=image.height, review_status=image.review_status.value, seed=image.seed)
 
 
 def planned_steps(generation: GenerationInfo) -> int:

@@ -221,6 +221,7 @@ def image_info(image: Image) -> ImageInfo:
         review_status=ReviewStatus(image.review_status),
         file_missing=image.file_missing,
         created_at=image.created_at,
+        seed=image.seed,
     )
 
 

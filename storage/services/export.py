@@ -102,7 +102,7 @@ class ExportService(Service):
                     "prompt": prompt.text,
                     "negative_prompt": prompt.negative_prompt,
                     "parameters": generation.params,
-                    "seed": generation.seed,
+                    "seed": image.seed,
                     "model": generation.model_id,
                     "model_hash": generation.model_hash,
                     "author": author_name,

@@ -100,6 +100,7 @@ def _check_images(images: Sequence[NewImage]) -> list[NewImage]:
             )
         if not 1 <= image.width <= MAX_SIDE or not 1 <= image.height <= MAX_SIDE:
             raise ValidationFailed(field, f"Image sides must be 1 to {MAX_SIDE} pixels.")
+        _check_seed(image.seed, f"{field}.seed", MAX_IMAGE_SEED)
     return checked
 
 
@@ -243,6 +244,7 @@ class GenerationService(Service):
                 relpath=stored.relpath,
                 width=image.width,
                 height=image.height,
+                seed=image.seed,
                 review_status=ReviewStatus.DRAFT.value,
                 file_missing=False,
             )

@@ -25,7 +25,8 @@ from storage.db import (
 )
 from storage.models import Base, User
 
-from .conftest import FAST_HASHER
+from .conftest import FAST_HASHER, People
+from .helpers import generate
 
 TABLES = {"users", "api_tokens", "uploads", "prompts", "favourites", "generations", "images", "reviews", "audit_events"}
 # Created by the migration on purpose but not described by the ORM (see 0001_initial.py).
@@ -89,7 +90,7 @@ def test_foreign_keys_are_enforced(storage: Storage) -> None:
 def test_open_migrates_to_head_and_reopening_is_harmless(data_dir: Path, database_url: str | None) -> None:
     for _ in range(2):
         with open_storage(data_dir, database_url, password_hasher=FAST_HASHER) as storage:
-            assert current_revision(storage.db.engine) == head_revision() == "0001"
+            assert current_revision(storage.db.engine) == head_revision() == "0002"
             assert set(inspect(storage.db.engine).get_table_names()) >= TABLES
 
 
@@ -135,3 +136,13 @@ def test_a_second_engine_sees_committed_writes_while_reading(tmp_path: Path) -> 
                     )
                 )
         other.dispose()
+
+
+def test_the_image_seed_migration_fills_in_each_existing_images_own_seed(storage: Storage, people: People) -> None:
+    generation = generate(storage, people.alice, images=3, seed=41)
+    engine = storage.db.engine
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+    upgrade(engine)
+    images = storage.generations.get(people.alice, generation.id).images
+    assert sorted((image.index, image.seed) for image in images) == [(0, 41), (1, 42), (2, 43)]

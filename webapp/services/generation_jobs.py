@@ -27,7 +27,7 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,7 +47,7 @@ from model.engine.engine_common import (
     request_params,
 )
 from storage.errors import InvalidState, NotFound, PermissionDenied
-from storage.metadata import Recipe, encode_png
+from storage.metadata import encode_png, image_recipe
 from storage.types import (
     GenerationInfo,
     Guidance,
@@ -292,27 +292,17 @@ class GenerationJobs:
             queue_wait_s=result.queue_wait_s, params=result.params))
 
     def _encode(self, job: _RunningJob, result: GenerationResult) -> list[NewImage]:
-        """PNG bytes with the recipe in both chunks (A1111 `parameters` and Draftroom JSON)."""
-        request, params, uploads = job.checked.request, result.params, job.checked.uploads
-        seeds: Sequence[int] = result.seeds or [result.seed + i for i in range(len(result.images))]
-        mix = tuple(
-            {"weight": item.weight, "text": item.text} if item.upload_id is None
-            else {"weight": item.weight, "upload_sha256": uploads[item.upload_id].sha256}
-            for item in job.job.mix
-        )
-        guidance = None
-        if job.job.guidance_upload_id is not None:
-            guidance = {"upload_sha256": uploads[job.job.guidance_upload_id].sha256,
-                        "scale": request.image_guidance_scale, "decay": request.image_guidance_decay}
+        """PNG bytes with the recipe (storage.metadata.image_recipe) in both chunks, and each image's own seed."""
+        uploads = job.checked.uploads
+        sources = [None if item.upload_id is None else uploads[item.upload_id].sha256 for item in job.job.mix]
+        guidance_id = job.job.guidance_upload_id
         images = []
         for index, image in enumerate(result.images):
-            recipe = Recipe(
-                prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
-                sampler=request.scheduler, cfg_scale=request.guidance_scale, seed=seeds[index],
-                width=image.width, height=image.height, model_hash=self.engine.model_info.short_hash,
-                model_name=result.model_name, mix=mix, guidance=guidance,
-                generation_id=job.generation_id, image_index=index, params=params)
-            images.append(NewImage(index, encode_png(image, recipe), image.width, image.height))
+            recipe = image_recipe(
+                job.checked.request, result, index, model_hash=self.engine.model_info.short_hash,
+                mix_sources=sources, guidance_source=None if guidance_id is None else uploads[guidance_id].sha256,
+                generation_id=job.generation_id)
+            images.append(NewImage(index, encode_png(image, recipe), image.width, image.height, seed=recipe.seed))
         return images
 
 

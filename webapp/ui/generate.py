@@ -396,7 +396,7 @@ class GenerateTab:
         first = results[0]
         return {
             self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
-            self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
+            self.gallery: [(path, f"#{image.id} · seed {image.seed}")
                            for image, path in zip(images, paths, strict=True)],
             self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
             self.download_btn: gr.DownloadButton(value=first["path"]),

@@ -73,7 +73,7 @@ class ReviewTab:
                 if image.review_status == ReviewStatus.PENDING and not image.file_missing:
                     items.append({"id": image.id, "path": self.files.image(image), "author": generation.username,
                                   "prompt": prompt.text, "negative": prompt.negative_prompt,
-                                  "created": when(generation.created_at), "seed": generation.seed,
+                                  "created": when(generation.created_at), "seed": image.seed,
                                   "params": generation.params})
         return items
 
