@@ -119,8 +119,12 @@ class UploadInfo:
 
 
 @dataclass(frozen=True)
-class MixItem:
-    """One ingredient of an embedding mix: a text or an uploaded image, with a signed weight."""
+class MixIngredientRef:
+    """One ingredient of an embedding mix by reference: a text or an upload's id, with a signed weight.
+
+    The shape a stored prompt and a web request (webapp.services.generation_jobs.JobRequest) share; the
+    engine's `MixIngredient` holds the upload's pixels instead, and a recipe names the upload by its sha256.
+    """
 
     weight: float
     text: str | None = None
@@ -143,7 +147,7 @@ class PromptInfo:
     author: str
     text: str
     negative_prompt: str
-    mix: tuple[MixItem, ...]
+    mix: tuple[MixIngredientRef, ...]
     guidance: Guidance | None
     tags: tuple[str, ...]
     shared: bool

@@ -32,8 +32,8 @@ def reject_control_characters(text: str) -> str:
 def declared(name: str, default: Any = None, **extra: Any) -> Any:
     """A pydantic Field carrying the declared range, length and help of request field ``name``."""
     field = FIELDS[name]
-    limits = {key: value for key, value in (("ge", field.low), ("le", field.high), ("max_length", field.max_length))
-              if value is not None}
+    pairs = (("ge", field.low), ("le", field.high), ("max_length", field.max_length))
+    limits = {key: value for key, value in pairs if value is not None}
     if "default_factory" not in extra:
         extra["default"] = field.default if default is None else default
     return Field(description=field.help, **limits, **extra)

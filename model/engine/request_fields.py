@@ -86,7 +86,8 @@ FIELDS: dict[str, RequestField] = {field.name: field for field in (
     RequestField("height", int, "Image height in pixels, a size the model makes (absent: the model's default)",
                  low=MIN_SIDE, high=MAX_SIDE),
     RequestField("num_images", int, "How many images to make", default=1, low=1, high=MAX_IMAGES),
-    RequestField("scheduler", str, "The sampler: ddpm, ddim, dpmpp or the model's own (absent: the model's default)",
+    RequestField("scheduler", str,
+                 "The sampler: ddpm, ddim, dpmpp or the model's own (absent: the model's default)",
                  max_length=MAX_SCHEDULER_CHARS),
     RequestField("candidates", int,
                  "Starting noises per image; the model's verifier finishes the one that best shows the prompt. "

@@ -18,7 +18,7 @@ from ..errors import ValidationFailed
 from ..images import ImageStore, write_atomically
 from ..models import Generation, Image, Prompt, Review, User
 from ..types import Actor, ExportSummary, ReviewStatus
-from ._common import STAFF, Service, acting_user, audit
+from .helpers import STAFF, Service, acting_user, audit
 
 FIELDS = (
     "image_id",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from model.engine.request_fields import MAX_IMAGE_SEED, MAX_SEED
@@ -28,7 +28,7 @@ from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..images import ImageStore, StoredFile
 from ..models import Generation, Image, utcnow
 from ..types import Actor, GenerationInfo, GenerationStatus, ImageInfo, NewImage, ReviewStatus, Role
-from ._common import (
+from .helpers import (
     Service,
     acting_person,
     audit,
@@ -197,22 +197,6 @@ class GenerationService(Service):
                     session.expire_all()
                     info = generation_info(session.get_one(Generation, generation_id))
                 return info
-        except BaseException:
-            self._remove_new(written)
-            raise
-
-    def record_images(self, generation_id: int, images: Sequence[NewImage]) -> list[ImageInfo]:
-        """Store images of a queued or running generation: files first (atomic), then the rows."""
-        checked = _check_images(images)
-        written = self._write_files(checked)
-        try:
-            with self.write() as session:
-                generation = session.scalar(select(Generation).where(Generation.id == generation_id).with_for_update())
-                if generation is None:
-                    raise NotFound(f"Generation {generation_id} does not exist.")
-                if generation.status not in LIVE:
-                    raise InvalidState(f"Generation {generation_id} is {generation.status}; it takes no more images.")
-                return self._insert_images(session, generation_id, checked, written)
         except BaseException:
             self._remove_new(written)
             raise

@@ -19,8 +19,8 @@ from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_MIX_WEIGHT
 
 from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ..models import Favourite, Prompt, Upload, User
-from ..types import Actor, Guidance, GuidanceDecay, MixItem, PromptInfo, Role
-from ._common import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info, refuse_nul
+from ..types import Actor, Guidance, GuidanceDecay, MixIngredientRef, PromptInfo, Role
+from .helpers import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info, refuse_nul
 
 MAX_TEXT = 2000
 MAX_GUIDANCE_SCALE = float(FIELDS["image_guidance_scale"].high or 0)
@@ -69,7 +69,7 @@ def _upload_exists(session: Session, upload_id: object, field: str) -> int:
     return upload_id
 
 
-def _mix_json(session: Session, mix: Sequence[MixItem]) -> list[dict[str, Any]]:
+def _mix_json(session: Session, mix: Sequence[MixIngredientRef]) -> list[dict[str, Any]]:
     if len(mix) > MAX_INGREDIENTS:
         raise ValidationFailed("mix", f"A mix has at most {MAX_INGREDIENTS} ingredients.")
     result: list[dict[str, Any]] = []
@@ -95,7 +95,7 @@ class PromptService(Service):
         *,
         text: str,
         negative_prompt: str = "",
-        mix: Sequence[MixItem] = (),
+        mix: Sequence[MixIngredientRef] = (),
         guidance: Guidance | None = None,
         tags: Sequence[str] = (),
         shared: bool = True,

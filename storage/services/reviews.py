@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..models import Generation, Image, Prompt, Review, User
 from ..types import Actor, Decision, ImageInfo, Page, ReviewInfo, ReviewQueueItem, ReviewStatus
-from ._common import (
+from .helpers import (
     STAFF,
     Service,
     acting_person,

@@ -16,7 +16,7 @@ from ..errors import ValidationFailed
 from ..images import ImageStore
 from ..models import Upload
 from ..types import Actor, UploadInfo
-from ._common import Service, acting_person, get_or_404, upload_info
+from .helpers import Service, acting_person, get_or_404, upload_info
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096

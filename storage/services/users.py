@@ -15,7 +15,7 @@ from ..db import Database
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import AuditEvent, User, utcnow
 from ..types import Actor, CreatedUser, Role, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, refuse_nul, user_info
+from .helpers import Service, acting_user, audit, get_or_404, refuse_nul, user_info
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_PASSWORD = 8

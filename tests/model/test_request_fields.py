@@ -39,7 +39,8 @@ def json_bounds(schema: dict) -> dict[str, object]:
     options = schema.get("anyOf", [schema])
     found: dict[str, object] = {}
     for option in options:
-        found.update({key: option[key] for key in ("minimum", "maximum", "maxLength", "maxItems") if key in option})
+        found.update({key: option[key] for key in ("minimum", "maximum", "maxLength", "maxItems")
+                      if key in option})
     return found
 
 
@@ -49,7 +50,8 @@ def test_the_rest_schema_uses_the_declared_range_and_help(name: str) -> None:
     model = MixIngredientBody if item else GenerationBody
     schema = model.model_json_schema()["properties"][item or body]
     declared = FIELDS[name]
-    expected = {key: value for key, value in (("minimum", declared.low), ("maximum", declared.high)) if value is not None}
+    bounds = (("minimum", declared.low), ("maximum", declared.high))
+    expected = {key: value for key, value in bounds if value is not None}
     if declared.max_length is not None:
         expected["maxItems" if declared.kind is list else "maxLength"] = declared.max_length
     if name != "guidance_image":  # over REST an upload id, whose range is the id's (webapp.schemas.UploadRef)

@@ -18,7 +18,7 @@ from storage.db import (
     alembic_config,
     current_revision,
     head_revision,
-    make_engine,
+    make_database_engine,
     resolve_data_dir,
     resolve_database_url,
     upgrade,
@@ -59,10 +59,10 @@ def test_database_url_comes_from_argument_then_env(monkeypatch: pytest.MonkeyPat
 
 
 def test_postgres_urls_use_psycopg_and_other_databases_are_refused(tmp_path: Path) -> None:
-    assert make_engine("postgresql://u@localhost/db", tmp_path).dialect.driver == "psycopg"
-    assert make_engine("postgres://u@localhost/db", tmp_path).dialect.driver == "psycopg"
+    assert make_database_engine("postgresql://u@localhost/db", tmp_path).dialect.driver == "psycopg"
+    assert make_database_engine("postgres://u@localhost/db", tmp_path).dialect.driver == "psycopg"
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
-        make_engine("mysql://u@localhost/db", tmp_path)
+        make_database_engine("mysql://u@localhost/db", tmp_path)
 
 
 def test_sqlite_lives_in_the_data_dir_with_the_chosen_pragmas_on_every_connection(tmp_path: Path) -> None:

@@ -17,14 +17,13 @@ from typing import Any
 
 import gradio as gr
 import pytest
-
 from fastapi.exceptions import RequestValidationError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.engine.request_fields import FIELDS, MAX_SEED, MAX_TEXT_CHARS
+from model.engine.request_fields import FIELDS, MAX_TEXT_CHARS
 from model.engine.validation import resolve_request
 from storage.types import Role, UserInfo
 from tests.webapp.conftest import Live
@@ -145,8 +144,8 @@ def ui_outcome(live: Live, tab: GenerateTab, user: UserInfo,
     values.update({tab.prompt: fields["prompt"], tab.negative: fields.get("negative_prompt", ""),
                    tab.seed: fields["seed"], tab.mix_count: len(mix),
                    tab.interp_on: "interpolation" in fields, tab.interp: fields.get("interpolation", 0.5)})
-    values.update({component: fields[name] for name, component in
-                   (("steps", tab.steps), ("guidance_scale", tab.cfg), ("num_images", tab.count)) if name in fields})
+    numbers = (("steps", tab.steps), ("guidance_scale", tab.cfg), ("num_images", tab.count))
+    values.update({component: fields[name] for name, component in numbers if name in fields})
     for slot, item in zip(tab.slots, mix, strict=False):
         values.update({slot.kind: "text", slot.text: item["text"], slot.weight: item["weight"]})
     return service_outcome(live, user, tab.job_request(user, values))
@@ -159,7 +158,8 @@ def service_outcome(live: Live, user: UserInfo, job: Any) -> tuple[set[str], Gen
         return {rest_spelling(error.field)}, None
 
 
-def engine_outcome(live: Live, user: UserInfo, fields: dict[str, Any]) -> tuple[set[str], GenerationRequest | None]:
+def engine_outcome(live: Live, user: UserInfo,
+                   fields: dict[str, Any]) -> tuple[set[str], GenerationRequest | None]:
     mix = tuple(MixIngredient(weight=item["weight"], text=item["text"]) for item in fields.get("mix", []))
     request = GenerationRequest(user=user.username, mix=mix, **{k: v for k, v in fields.items() if k != "mix"})
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from storage.types import MixItem, UserInfo
+from storage.types import MixIngredientRef, UserInfo
 from webapp.context import Studio
 from webapp.schemas import Accepted, GenerationBody, GenerationOut
 from webapp.services.generation_jobs import JobRequest
@@ -20,7 +20,7 @@ def job_request(body: GenerationBody) -> JobRequest:
         scheduler=body.scheduler, candidates=body.candidates,
         guidance_upload_id=None if body.guidance_image is None else int(body.guidance_image),
         image_guidance_scale=body.image_guidance_scale, image_guidance_decay=body.image_guidance_decay,
-        mix=tuple(MixItem(weight=item.weight, text=item.text,
+        mix=tuple(MixIngredientRef(weight=item.weight, text=item.text,
                           upload_id=None if item.image is None else int(item.image)) for item in body.mix),
         interpolation=body.interpolation)
 

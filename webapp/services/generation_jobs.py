@@ -51,7 +51,7 @@ from storage.metadata import encode_png, image_recipe
 from storage.types import (
     GenerationInfo,
     Guidance,
-    MixItem,
+    MixIngredientRef,
     NewImage,
     UploadInfo,
     UserInfo,
@@ -83,7 +83,7 @@ class JobRequest:
     guidance_upload_id: int | None = None
     image_guidance_scale: float = 0.0
     image_guidance_decay: str = "none"
-    mix: tuple[MixItem, ...] = ()
+    mix: tuple[MixIngredientRef, ...] = ()
     interpolation: float | None = None
     prompt_id: int | None = None
     """Reuse this stored prompt (a use is counted) instead of recording a new one."""

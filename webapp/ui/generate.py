@@ -22,7 +22,7 @@ from model.engine.engine_common import Progress, RequestError
 from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
-from storage.types import GenerationInfo, GenerationStatus, MixItem, UserInfo
+from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, UserInfo
 from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.services.generation_jobs import JobRequest
@@ -146,7 +146,8 @@ class GenerateTab:
                     with gr.Row():
                         self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
                                                      elem_id="interp-on")
-                        self.interp = gr.Slider(FIELDS["interpolation"].low, FIELDS["interpolation"].high, value=0.5,
+                        interpolation = FIELDS["interpolation"]
+                        self.interp = gr.Slider(interpolation.low, interpolation.high, value=0.5,
                                                 step=0.05, label="Interpolation",
                                                 elem_id="interp")
                 with gr.Row():
@@ -174,7 +175,8 @@ class GenerateTab:
             with gr.Row():
                 kind = gr.Radio(["text", "image"], value="text", label=f"Ingredient {n + 1}",
                                 elem_id=f"mix-kind-{n}")
-                weight = gr.Slider(*FIELDS["mix.weight"].ui_span or (), value=FIELDS["mix.weight"].default, step=0.05,
+                declared = FIELDS["mix.weight"]
+                weight = gr.Slider(*declared.ui_span or (), value=declared.default, step=0.05,
                                    label="Weight",
                                    elem_id=f"mix-weight-{n}")
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
@@ -312,16 +314,16 @@ class GenerateTab:
         """The form's values (by component) as the job service's request; added images become uploads."""
         width, height = (int(v) for v in str(data[self.size]).split("x"))
         seed = data[self.seed]
-        mix: list[MixItem] = []
+        mix: list[MixIngredientRef] = []
         for n, slot in enumerate(self.slots[:int(data[self.mix_count] or 0)]):
             weight = float(data[slot.weight])
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
                 if upload_id is None:
                     raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
-                mix.append(MixItem(weight=weight, upload_id=upload_id))
+                mix.append(MixIngredientRef(weight=weight, upload_id=upload_id))
             else:
-                mix.append(MixItem(weight=weight, text=str(data[slot.text] or "")))
+                mix.append(MixIngredientRef(weight=weight, text=str(data[slot.text] or "")))
         guidance_id = self._store_image(user, data[self.guidance_image], "Guidance image")
         job = JobRequest(
             prompt=str(data[self.prompt] or ""), negative_prompt=str(data[self.negative] or ""),
