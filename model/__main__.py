@@ -17,7 +17,8 @@ from typing import Any
 
 import PIL.Image
 
-from model.engine.engine_common import DECAYS, GenerationRequest, GenerationResult, MixIngredient, RequestError
+from model.engine.engine_common import GenerationRequest, GenerationResult, MixIngredient, RequestError
+from model.engine.request_fields import DECAYS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
@@ -127,24 +128,18 @@ def _records(result: GenerationResult, inputs: dict[str, Any], model_hash_short:
     return records
 
 
-def _png(image: PIL.Image.Image, record: dict[str, Any], params: dict[str, Any]) -> bytes:
-    """The image as PNG with its recipe: A1111 "parameters" + Draftroom JSON (storage.metadata)."""
-    from storage.metadata import Recipe, encode_png
+def _png(request: GenerationRequest, result: GenerationResult, record: dict[str, Any]) -> bytes:
+    """Image ``record["index"]`` as PNG with its recipe (storage.metadata.image_recipe, as the studio writes it)."""
+    from storage.metadata import encode_png, image_recipe
 
     guidance = record["guidance_image"]
-    recipe = Recipe(
-        prompt=record["prompt"], negative_prompt=record["negative_prompt"], steps=record["steps"],
-        sampler=record["scheduler"], cfg_scale=record["guidance_scale"], seed=record["seed"],
-        width=record["width"], height=record["height"], model_hash=record["model_hash_short"],
-        model_name=record["model_name"],
-        mix=tuple({k: v for k, v in item.items() if k != "image"} for item in record["mix"]),
-        guidance=None if guidance is None else {"upload_sha256": guidance["upload_sha256"],
-                                                "scale": record["image_guidance_scale"],
-                                                "decay": record["image_guidance_decay"]},
-        image_index=record["index"],
-        params={**params, "model_hash": record["model_hash"], "model_s": record["model_s"]},
+    recipe = image_recipe(
+        request, result, record["index"], model_hash=record["model_hash_short"],
+        mix_sources=[item.get("upload_sha256") for item in record["mix"]],
+        guidance_source=None if guidance is None else guidance["upload_sha256"],
+        params={**result.params, "model_hash": record["model_hash"], "model_s": record["model_s"]},
     )
-    return encode_png(image, recipe)
+    return encode_png(result.images[record["index"]], recipe)
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -160,6 +155,7 @@ def generate(args: argparse.Namespace) -> int:
         return 2
     with engine:
         try:
+            request = engine.validate(request)
             handle = engine.submit(request)
         except RequestError as error:
             print(f"error: {_option(error.field)}: {error.message}", file=sys.stderr)
@@ -169,8 +165,8 @@ def generate(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     records = _records(result, inputs, engine.model_info.short_hash)
-    for image, record in zip(result.images, records, strict=True):
-        (args.out / record["file"]).write_bytes(_png(image, record, result.params))
+    for record in records:
+        (args.out / record["file"]).write_bytes(_png(request, result, record))
     (args.out / "meta.json").write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {len(records)} image(s) to {args.out} ({result.model_name} {engine.model_info.short_hash}, "
           f"{result.model_s:.1f}s)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from .db import Database, make_engine, upgrade
+from .db import Database, make_database_engine, upgrade
 from .images import ImageStore
 from .services import (
     AuditService,
@@ -31,7 +31,7 @@ from .services import (
 
 @dataclass
 class Storage:
-    """One engine, the two file stores, and a service per concern. Close it when done."""
+    """One database, the two file stores, and a service per concern. Close it when done."""
 
     data_dir: Path
     db: Database
@@ -68,7 +68,7 @@ def open_storage(
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(database_url, data_dir)
+    engine = make_database_engine(database_url, data_dir)
     try:
         upgrade(engine)
     except BaseException:

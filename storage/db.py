@@ -1,4 +1,5 @@
-"""Engine, sessions and migrations. SQLite by default, PostgreSQL when a URL says so.
+"""The database connection (a SQLAlchemy engine), sessions and migrations. SQLite by default, PostgreSQL
+when a URL says so. (`DatabaseEngine` is SQLAlchemy's Engine, named apart from the model engine.)
 
 SQLite settings, chosen on purpose:
 - `journal_mode=WAL`: readers never block the writer and the writer never blocks readers, so a
@@ -29,7 +30,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,8 +62,8 @@ def _normalise_url(database_url: str) -> URL:
     raise ValueError(f"DATABASE_URL: unsupported database {backend!r}; use sqlite or postgresql")
 
 
-def make_engine(database_url: str | None, data_dir: Path) -> Engine:
-    """An engine for `database_url`, or for SQLite at `<data_dir>/draftroom.db` when it is None."""
+def make_database_engine(database_url: str | None, data_dir: Path) -> DatabaseEngine:
+    """A database engine for `database_url`, or for SQLite at `<data_dir>/draftroom.db` when it is None."""
     if database_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
         url = URL.create("sqlite", database=str(data_dir / SQLITE_FILENAME))
@@ -74,7 +76,7 @@ def make_engine(database_url: str | None, data_dir: Path) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: DatabaseEngine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
@@ -91,9 +93,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """One engine and two kinds of session: `write()` (one transaction, committed on exit) and `read()`."""
+    """One database engine and two kinds of session: `write()` (one transaction, committed on exit) and `read()`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: DatabaseEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = sessionmaker(engine, expire_on_commit=False)
@@ -125,12 +127,12 @@ def head_revision() -> str:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(engine: DatabaseEngine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: DatabaseEngine, revision: str = "head") -> None:
     """Apply migrations up to `revision` in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -24,13 +24,16 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, PngImagePlugin
 
 from .errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from model.engine.engine_common import GenerationRequest, GenerationResult
 
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "draftroom"
@@ -121,6 +124,45 @@ class Recipe:
             model_name=settings.pop("Model", None),
             extra=settings,
         )
+
+
+def image_recipe(
+    request: GenerationRequest,
+    result: GenerationResult,
+    index: int,
+    *,
+    model_hash: str,
+    mix_sources: Sequence[str | None] = (),
+    guidance_source: str | None = None,
+    generation_id: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> Recipe:
+    """The recipe of image ``index`` of a finished job: the studio, the CLI and the export all use this one.
+
+    ``request`` is the resolved request, ``result`` the engine's answer: the image's own seed and size come
+    from the result, not from the request. Image ingredients and the guidance image are named by the sha256
+    of their source files (``mix_sources[i]`` for ingredient i, ``guidance_source``). ``model_hash`` is the
+    short form A1111 shows; ``params`` defaults to every parameter the engine reported.
+    """
+    image = result.images[index]
+    seeds = result.seeds or [result.seed + i for i in range(len(result.images))]
+    sources = list(mix_sources) or [None] * len(request.mix)
+    mix = tuple(
+        {"weight": item.weight, "text": item.text} if item.text is not None
+        else {"weight": item.weight, "upload_sha256": source}
+        for item, source in zip(request.mix, sources, strict=True)
+    )
+    guidance = None
+    if request.guidance_image is not None:
+        guidance = {"upload_sha256": guidance_source, "scale": request.image_guidance_scale,
+                    "decay": request.image_guidance_decay}
+    return Recipe(
+        prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
+        sampler=request.scheduler, cfg_scale=request.guidance_scale, seed=seeds[index],
+        width=image.width, height=image.height, model_hash=model_hash, model_name=result.model_name,
+        mix=mix, guidance=guidance, generation_id=generation_id, image_index=index,
+        params=result.params if params is None else params,
+    )
 
 
 def _whole(value: object) -> bool:

@@ -210,6 +210,8 @@ class Image(Base):
     relpath: Mapped[str] = mapped_column(String(200))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    """This image's own seed (the generation's seed + index for the studio's models)."""
     review_status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.DRAFT.value)
     file_missing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

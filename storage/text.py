@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
+from model.engine.request_fields import bidi_control_in
+
 from .errors import ValidationFailed
 
-BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
-"""Unicode's embedding, override and isolate controls: they reorder how text around them is shown (a comment
-that reads differently from what it says); other format characters (ZWJ in emoji) stay allowed."""
-
-
-def bidi_control_in(value: str) -> str | None:
-    """The first bidirectional control character in `value`, or None."""
-    return next((ch for ch in value if ch in BIDI_CONTROLS), None)
 
 
 def checked_text(value: str, field: str) -> str:

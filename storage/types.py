@@ -119,8 +119,12 @@ class UploadInfo:
 
 
 @dataclass(frozen=True)
-class MixItem:
-    """One ingredient of an embedding mix: a text or an uploaded image, with a signed weight."""
+class MixIngredientRef:
+    """One ingredient of an embedding mix by reference: a text or an upload's id, with a signed weight.
+
+    The shape a stored prompt and a web request (webapp.services.generation_jobs.JobRequest) share; the
+    engine's `MixIngredient` holds the upload's pixels instead, and a recipe names the upload by its sha256.
+    """
 
     weight: float
     text: str | None = None
@@ -143,7 +147,7 @@ class PromptInfo:
     author: str
     text: str
     negative_prompt: str
-    mix: tuple[MixItem, ...]
+    mix: tuple[MixIngredientRef, ...]
     guidance: Guidance | None
     tags: tuple[str, ...]
     shared: bool
@@ -154,12 +158,13 @@ class PromptInfo:
 
 
 class NewImage(NamedTuple):
-    """One finished image to record: PNG bytes (recipe included) and the size they encode."""
+    """One finished image to record: PNG bytes (recipe included), the size they encode and its own seed."""
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose: it is the image's index
     png: bytes
     width: int
     height: int
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,8 @@ class ImageInfo:
     created_at: datetime
     revision_of: int | None = None
     """The earlier image this one revises, if the author submitted it as a revision."""
+    seed: int | None = None
+    """The image's own seed, as its PNG's recipe records it."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from webapp.auth import Auth
-from webapp.jobs import JobRunner
+from webapp.services.generation_jobs import GenerationJobs
 
 if TYPE_CHECKING:
     from model.engine.engine_base import Engine
@@ -17,5 +17,5 @@ if TYPE_CHECKING:
 class Studio:
     storage: Storage
     engine: Engine
-    runner: JobRunner
+    jobs: GenerationJobs
     auth: Auth

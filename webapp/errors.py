@@ -7,6 +7,7 @@ themselves; anything unexpected becomes a 500 with no internals leaked (the trac
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,9 +41,17 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+_NAMED = re.compile(r"^Value error, ([\w.]+): (.+)$", re.DOTALL)
+"""A rule over several fields of a body (webapp.schemas) names its field first: "interpolation: why"."""
+
+
 def validation_detail(exc: RequestValidationError) -> list[dict[str, str]]:
-    return [{"field": _field_of(tuple(err.get("loc", ()))), "message": err.get("msg", "invalid")}
-            for err in exc.errors()]
+    detail = []
+    for err in exc.errors():
+        field, message = _field_of(tuple(err.get("loc", ()))), str(err.get("msg", "invalid"))
+        named = _NAMED.match(message) if field == "body" else None
+        detail.append({"field": named[1], "message": named[2]} if named else {"field": field, "message": message})
+    return detail
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,59 +1,66 @@
-"""Request and response bodies of the REST API (pydantic), with the limits every request must meet.
+"""Request and response bodies of the REST API (pydantic).
 
-Limits: prompt and negative prompt 1000 characters (the engine's), steps 1-500, size 16-2048 px a
-side, 1-16 images, guidance scale 0-50, image guidance scale 0-1, up to 8 mix ingredients with
-weights in [-10, 10]. The engine narrows these further to what the loaded model supports (its steps,
-sizes and image count) and names the field when it refuses.
-Unknown fields, wrong JSON types, NaN and infinities are refused (422) rather than coerced.
+A generation body's fields take their ranges, defaults and descriptions from the one declaration in
+`model/engine/request_fields.py`, so the API refuses exactly what the engine refuses, naming the same
+field; the engine then narrows the ranges to what the loaded model supports (its steps, sizes, image
+count and candidates). Unknown fields, wrong JSON types, NaN and infinities are refused (422) rather
+than coerced.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from model.engine.validation import MAX_INGREDIENTS as MAX_MIX_INGREDIENTS
-from model.engine.validation import MAX_PROMPT_CHARS
+from model.engine.request_fields import EMPTY_REQUEST, FIELDS, Decay, interpolation_problem, text_problem
 from storage.services.reviews import MAX_COMMENT as MAX_COMMENT_CHARS
 from storage.services.users import MIN_PASSWORD
-from storage.text import bidi_control_in
 
 UploadRef = Annotated[int, Field(ge=1, le=2**62)] | Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]
 """An upload id, as a number or the string of one (the API documents ids as strings)."""
-_ALLOWED_CONTROLS = {"\n", "\r", "\t"}
 
 
 def reject_control_characters(text: str) -> str:
-    """Prompts end up in PNG chunks, logs and HTML: control characters have no business there, nor do the
-    bidirectional controls that make text read differently from what it says (storage's own rule)."""
-    for ch in text:
-        if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) in ("Cc", "Cs"):
-            raise ValueError(f"contains the control character U+{ord(ch):04X}")
-    control = bidi_control_in(text)
-    if control:
-        raise ValueError(f"contains the bidirectional control character U+{ord(control):04X}")
+    """Prompts end up in PNG chunks, logs and HTML: control characters have no business there, nor do
+    bidirectional controls."""
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(problem)
     return text
+
+
+def declared(name: str, default: Any = None, **extra: Any) -> Any:
+    """A pydantic Field carrying the declared range, length and help of request field ``name``."""
+    field = FIELDS[name]
+    pairs = (("ge", field.low), ("le", field.high), ("max_length", field.max_length))
+    limits = {key: value for key, value in pairs if value is not None}
+    if "default_factory" not in extra:
+        extra["default"] = field.default if default is None else default
+    return Field(description=field.help, **limits, **extra)
 
 
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class MixItem(StrictBody):
-    text: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+class MixIngredientBody(StrictBody):
+    """One mix ingredient as a client sends it: a text or an upload id, with a signed weight."""
+
+    text: str | None = declared("mix.text")
     image: UploadRef | None = Field(default=None, description="an upload id")
-    weight: float = Field(default=1.0, ge=-10.0, le=10.0)
+    weight: float = declared("mix.weight")
 
     @field_validator("text")
     @classmethod
     def _text_clean(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty")
         return None if value is None else reject_control_characters(value)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> MixItem:
+    def _exactly_one(self) -> MixIngredientBody:
         if (self.text is None) == (self.image is None):
             raise ValueError("give exactly one of text or image")
         return self
@@ -62,24 +69,21 @@ class MixItem(StrictBody):
 class GenerationBody(StrictBody):
     """`POST /api/v1/generations`; absent fields take the model's defaults."""
 
-    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
-    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    steps: int | None = Field(default=None, ge=1, le=500)
-    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
-    width: int | None = Field(default=None, ge=16, le=2048)
-    height: int | None = Field(default=None, ge=16, le=2048)
-    num_images: int = Field(default=1, ge=1, le=16)
-    scheduler: str | None = Field(default=None, max_length=32)
-    candidates: int | None = Field(default=None, ge=1, le=64,
-                                   description="starting noises per image; the model's verifier keeps the best "
-                                               "(1 is fastest; absent: the model's default)")
-    guidance_image: UploadRef | None = Field(default=None, description="an upload id")
-    image_guidance_scale: float = Field(default=0.0, ge=0.0, le=1.0)
-    image_guidance_decay: Literal["none", "linear", "cosine"] = "none"
-    mix: list[MixItem] = Field(default_factory=list, max_length=MAX_MIX_INGREDIENTS)
-    interpolation: float | None = Field(default=None, ge=0.0, le=1.0,
-                                        description="slerp position between mix[0] and mix[1]")
+    prompt: str = declared("prompt")
+    negative_prompt: str = declared("negative_prompt")
+    seed: int | None = declared("seed")
+    steps: int | None = declared("steps")
+    guidance_scale: float | None = declared("guidance_scale")
+    width: int | None = declared("width")
+    height: int | None = declared("height")
+    num_images: int = declared("num_images")
+    scheduler: str | None = declared("scheduler")
+    candidates: int | None = declared("candidates")
+    guidance_image: UploadRef | None = declared("guidance_image")
+    image_guidance_scale: float = declared("image_guidance_scale")
+    image_guidance_decay: Decay = declared("image_guidance_decay")
+    mix: list[MixIngredientBody] = declared("mix", default_factory=list)
+    interpolation: float | None = declared("interpolation")
 
     @field_validator("prompt", "negative_prompt")
     @classmethod
@@ -89,9 +93,10 @@ class GenerationBody(StrictBody):
     @model_validator(mode="after")
     def _something_to_draw(self) -> GenerationBody:
         if not self.prompt.strip() and not self.mix:
-            raise ValueError("prompt: give a prompt or at least one mix ingredient")
-        if self.interpolation is not None and len(self.mix) != 2:
-            raise ValueError("interpolation: needs exactly two mix ingredients")
+            raise ValueError(f"prompt: {EMPTY_REQUEST}")
+        problem = None if self.interpolation is None else interpolation_problem(self.prompt, len(self.mix))
+        if problem:
+            raise ValueError(f"interpolation: {problem}")
         return self
 
 
@@ -179,6 +184,7 @@ class ImageOut(BaseModel):
     width: int
     height: int
     review_status: str
+    seed: int | None = Field(description="this image's own seed (image i of a generation uses seed + i)")
     revision_of: int | None = Field(default=None, description="the earlier image this one revises")
 
 

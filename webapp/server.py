@@ -1,7 +1,7 @@
 """The studio's one process: FastAPI with the REST API at /api/v1 and the Gradio UI mounted at /.
 
 Both front ends share one Studio: the storage facade, the one engine (so every user's requests
-batch together) and the job runner that keeps storage in step with the engine.
+batch together) and the generation job service that keeps storage in step with the engine.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from webapp.api import PREFIX, build_api_router
 from webapp.auth import Auth, BrowserSessions, LoginClient
 from webapp.context import Studio
 from webapp.errors import error_response, install_error_handlers
-from webapp.jobs import JobRunner
+from webapp.services.generation_jobs import GenerationJobs
 from webapp.security import (
     LaxSessionCookies,
     SameOriginWrites,
@@ -110,17 +110,18 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True,
     """Build the studio around an open storage and a started engine (the caller owns and closes both).
 
     Generations a previous process left queued or running are marked `interrupted` here, before
-    anything new is accepted (see webapp.jobs for why they are not requeued). Requests must name one
-    of `allowed_hosts` in `Host`; browsers may use the studio from its own origin and `allowed_origins`.
+    anything new is accepted (see webapp.services.generation_jobs for why they are not requeued). Requests
+    must name one of `allowed_hosts` in `Host`; browsers may use the studio from its own origin and
+    `allowed_origins`.
     """
-    runner = JobRunner(storage, engine)
-    runner.recover()
-    studio = Studio(storage=storage, engine=engine, runner=runner, auth=Auth(storage, enabled=auth_enabled))
+    jobs = GenerationJobs(storage, engine)
+    jobs.recover()
+    studio = Studio(storage=storage, engine=engine, jobs=jobs, auth=Auth(storage, enabled=auth_enabled))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        runner.shutdown()
+        jobs.shutdown()
 
     app = FastAPI(title="Draftroom", version="1.0",
                   description="Draft images from text, review them, share the prompts.", lifespan=lifespan)

@@ -13,7 +13,8 @@ def image_url(image_id: int) -> str:
 
 def image_out(image: ImageInfo) -> ImageOut:
     return ImageOut(id=image.id, url=image_url(image.id), sha256=image.sha256, width=image.width,
-                    height=image.height, review_status=image.review_status.value, revision_of=image.revision_of)
+                    height=image.height, review_status=image.review_status.value, seed=image.seed,
+                    revision_of=image.revision_of)
 
 
 def planned_steps(generation: GenerationInfo) -> int:
@@ -26,7 +27,7 @@ def progress_out(studio: Studio, generation: GenerationInfo) -> ProgressOut:
     total = planned_steps(generation)
     if generation.status == GenerationStatus.SUCCEEDED:
         return ProgressOut(step=total, total=total, queue_position=None)
-    live = studio.runner.progress(generation.id)
+    live = studio.jobs.progress(generation.id)
     if live is None or generation.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
         return ProgressOut(step=0, total=total, queue_position=None)
     return ProgressOut(step=live.step, total=live.total or total, queue_position=live.queue_position)

@@ -13,8 +13,9 @@ from typing import Any
 
 import PIL.Image
 
+from model.engine.request_fields import MAX_SIDE, MAX_STEPS
+
 SCHEDULERS = ("ddpm", "ddim", "dpmpp")
-DECAYS = ("none", "linear", "cosine")
 
 
 class RequestError(ValueError):
@@ -144,9 +145,9 @@ class ModelInfo:
     sizes: tuple[tuple[int, int], ...] = ()  # exact sizes allowed; empty -> the range below
     size_multiple: int = 8
     min_size: int = 64
-    max_size: int = 2048
+    max_size: int = MAX_SIDE
     max_images: int = 8
-    max_steps: int = 150
+    max_steps: int = MAX_STEPS
     image_ingredients: bool = True  # False: this model cannot mix images (an SD model without IP-Adapter)
     device: str = "cpu"
     dtype: str = "float32"

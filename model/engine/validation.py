@@ -1,6 +1,7 @@
 """Turn a GenerationRequest into a resolved one (defaults filled in, a seed chosen) or a RequestError.
 
-Every limit lives here and in docs/LIMITS.md; nothing invalid reaches a model.
+The limits are declared in `model/engine/request_fields.py` (and listed in docs/LIMITS.md); a model narrows
+them through `model_bounds`. Nothing invalid reaches a model.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ from numbers import Integral, Real
 
 import PIL.Image
 
-from model.engine.engine_common import DECAYS, SCHEDULERS, GenerationRequest, MixIngredient, ModelInfo, RequestError
-
-MAX_PROMPT_CHARS = 1000
-MAX_GUIDANCE = 30.0
-MAX_MIX_WEIGHT = 10.0
-MAX_INGREDIENTS = 8
-MAX_SEED = 2**32 - 1
-MAX_IMAGE_PIXELS = 4096 * 4096
-MAX_IMAGE_SIDE = 4096
-MAX_IMAGE_ASPECT_RATIO = 8
-"""Reference and mix images are resized to the model's size; a 16,000,000 x 1 strip passes the pixel cap but
-exhausts memory there, so each side and the aspect ratio are capped too (the upload limits are the same)."""
-MAX_USER_CHARS = 200
+from model.engine.engine_common import SCHEDULERS, GenerationRequest, MixIngredient, ModelInfo, RequestError
+from model.engine.request_fields import (
+    EMPTY_REQUEST,
+    FIELDS,
+    MAX_IMAGE_ASPECT_RATIO,
+    MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIDE,
+    MAX_INGREDIENTS,
+    MAX_SEED,
+    MAX_USER_CHARS,
+    interpolation_problem,
+    model_bounds,
+    text_problem,
+)
 
 
 def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRequest:
@@ -35,15 +37,14 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
     negative = _text(request.negative_prompt, "negative_prompt")
     mix = _mix(request.mix, info)
     if not prompt.strip() and not mix:
-        raise RequestError("prompt", "is empty; write a prompt or add mix ingredients")
-    num_images = _integer(request.num_images, "num_images", 1, info.max_images)
-    steps = _integer(info.default_steps if request.steps is None else request.steps, "steps", 1, info.max_steps)
-    guidance = _number(
-        info.default_guidance if request.guidance_scale is None else request.guidance_scale,
-        "guidance_scale", 0.0, MAX_GUIDANCE,
-    )
-    width = info.default_size[0] if request.width is None else _integer(request.width, "width", 1, 1 << 16)
-    height = info.default_size[1] if request.height is None else _integer(request.height, "height", 1, 1 << 16)
+        raise RequestError("prompt", EMPTY_REQUEST)
+    bounds = model_bounds(info)
+    num_images = _whole(request.num_images, "num_images", bounds)
+    steps = _whole(info.default_steps if request.steps is None else request.steps, "steps", bounds)
+    guidance = _real(info.default_guidance if request.guidance_scale is None else request.guidance_scale,
+                         "guidance_scale")
+    width = info.default_size[0] if request.width is None else _whole(request.width, "width")
+    height = info.default_size[1] if request.height is None else _whole(request.height, "height")
     if not info.size_allowed(width, height):
         raise RequestError("width", f"{width}x{height} is not a size this model makes; allowed: {info.describe_sizes()}")
     scheduler = info.default_scheduler if request.scheduler is None else request.scheduler
@@ -51,14 +52,15 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         raise RequestError("scheduler", f"{scheduler!r} is unknown; choose one of {', '.join(info.schedulers)}")
     if request.dynamic_thresholding is True and scheduler.lower() not in SCHEDULERS:
         raise RequestError("dynamic_thresholding", f"needs one of {', '.join(SCHEDULERS)} as the scheduler")
-    seed = secrets.randbelow(MAX_SEED + 1) if request.seed is None else _integer(request.seed, "seed", 0, MAX_SEED)
+    seed = _random_seed() if request.seed is None else _whole(request.seed, "seed")
     candidates = info.default_candidates if request.candidates is None else request.candidates
     if info.max_candidates == 1 and candidates != 1:
         raise RequestError("candidates", "must be 1: this model has no verifier to pick among candidates")
-    candidates = _integer(candidates, "candidates", 1, info.max_candidates)
-    image_scale = _number(request.image_guidance_scale, "image_guidance_scale", 0.0, 1.0)
-    if request.image_guidance_decay not in DECAYS:
-        raise RequestError("image_guidance_decay", f"must be one of {', '.join(DECAYS)}")
+    candidates = _whole(candidates, "candidates", bounds)
+    image_scale = _real(request.image_guidance_scale, "image_guidance_scale")
+    decays = FIELDS["image_guidance_decay"].choices
+    if request.image_guidance_decay not in decays:
+        raise RequestError("image_guidance_decay", f"must be one of {', '.join(decays)}")
     if request.guidance_image is not None:
         _image(request.guidance_image, "guidance_image")
     elif image_scale > 0:
@@ -67,12 +69,10 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         candidates = 1  # the verifier reads only a text: mixes and guided pictures start from one noise
     interpolation = None
     if request.interpolation is not None:
-        interpolation = _number(request.interpolation, "interpolation", 0.0, 1.0)
-        count = len(dataclasses.replace(request, prompt=prompt, mix=mix).ingredients())
-        if count != 2:
-            raise RequestError(
-                "interpolation", f"needs exactly 2 ingredients (a non-empty prompt counts as one), got {count}"
-            )
+        interpolation = _real(request.interpolation, "interpolation")
+        problem = interpolation_problem(prompt, len(mix))
+        if problem:
+            raise RequestError("interpolation", problem)
     for name in ("renormalize_mix", "dynamic_thresholding", "image_guidance_noised"):
         if not isinstance(getattr(request, name), bool):
             raise RequestError(name, "must be true or false")
@@ -97,13 +97,29 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
     )
 
 
+def _random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def _whole(value: object, name: str, bounds: dict[str, tuple[int, int]] | None = None) -> int:
+    """A whole number in its declared range, or in the model's narrower one from ``bounds``."""
+    declared = FIELDS[name]
+    low, high = (bounds or {}).get(name, (int(declared.low or 0), int(declared.high or 0)))
+    return _integer(value, name, low, high)
+
+
+def _real(value: object, name: str, field: str | None = None) -> float:
+    """A finite number in its declared range; ``field`` names it in the error when it is not ``name``."""
+    declared = FIELDS[name]
+    return _number(value, field or name, float(declared.low or 0), float(declared.high or 0))
+
+
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise RequestError(field, "must be text")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise RequestError(field, f"is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}")
-    if "\x00" in value:
-        raise RequestError(field, "contains a NUL character")
+    problem = text_problem(value)
+    if problem:
+        raise RequestError(field, problem)
     return value
 
 
@@ -146,7 +162,7 @@ def _mix(mix: object, info: ModelInfo) -> tuple[MixIngredient, ...]:
         field = f"mix[{index}]"
         if not isinstance(item, MixIngredient):
             raise RequestError(field, "must be a MixIngredient")
-        _number(item.weight, f"{field}.weight", -MAX_MIX_WEIGHT, MAX_MIX_WEIGHT)
+        _real(item.weight, "mix.weight", f"{field}.weight")
         if (item.text is None) == (item.image is None):
             raise RequestError(field, "needs exactly one of text or image")
         if item.text is not None:

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from ..models import AuditEvent
 from ..types import Actor, AuditEventInfo, Page, Role
-from ._common import Service, acting_user, check_page
+from .helpers import Service, acting_user, check_page
 
 
 def _info(event: AuditEvent) -> AuditEventInfo:

@@ -26,7 +26,7 @@ from ..db import Database
 from ..images import TEMP_PREFIX, ImageStore
 from ..models import Image, Upload, utcnow
 from ..types import CheckReport, Problem, ProblemKind
-from ._common import Service
+from .helpers import Service
 
 ORPHAN_GRACE_S = 15 * 60
 _CHUNK = 1 << 20

@@ -23,7 +23,7 @@ from ..errors import ValidationFailed
 from ..images import ImageStore, write_atomically
 from ..models import Generation, Image, Prompt, Review, User
 from ..types import Actor, ExportSummary, ReviewStatus
-from ._common import STAFF, Service, acting_user, audit
+from .helpers import STAFF, Service, acting_user, audit
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -109,7 +109,7 @@ class ExportService(Service):
                     "prompt": prompt.text,
                     "negative_prompt": prompt.negative_prompt,
                     "parameters": generation.params,
-                    "seed": generation.seed,
+                    "seed": image.seed,
                     "model": generation.model_id,
                     "model_hash": generation.model_hash,
                     "author": author_name,

@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
+
+from model.engine.request_fields import MAX_IMAGE_SEED, MAX_SEED
 
 from ..db import Database
 from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..images import ImageStore, StoredFile
 from ..models import Generation, Image, utcnow
 from ..types import Actor, GenerationInfo, GenerationStatus, ImageInfo, NewImage, ReviewStatus, Role
-from ._common import (
+from .helpers import (
     Service,
     acting_person,
     audit,
@@ -48,11 +50,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INTERRUPTED_MESSAGE = "Interrupted: the server stopped before this generation finished."
 
 
-def _check_seed(seed: object) -> int | None:
+def _check_seed(seed: object, field: str = "seed", high: int = MAX_SEED) -> int | None:
+    """A generation's seed is a request's (0..MAX_SEED); an image's may pass it (image i uses seed + i)."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValidationFailed("seed", "A seed is a whole number from 0 to 2^63-1.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= high:
+        raise ValidationFailed(field, f"A seed is a whole number from 0 to {high}.")
     return seed
 
 
@@ -97,6 +100,7 @@ def _check_images(images: Sequence[NewImage]) -> list[NewImage]:
             )
         if not 1 <= image.width <= MAX_SIDE or not 1 <= image.height <= MAX_SIDE:
             raise ValidationFailed(field, f"Image sides must be 1 to {MAX_SIDE} pixels.")
+        _check_seed(image.seed, f"{field}.seed", MAX_IMAGE_SEED)
     return checked
 
 
@@ -197,22 +201,6 @@ class GenerationService(Service):
             self._remove_new(written)
             raise
 
-    def record_images(self, generation_id: int, images: Sequence[NewImage]) -> list[ImageInfo]:
-        """Store images of a queued or running generation: files first (atomic), then the rows."""
-        checked = _check_images(images)
-        written = self._write_files(checked)
-        try:
-            with self.write() as session:
-                generation = session.scalar(select(Generation).where(Generation.id == generation_id).with_for_update())
-                if generation is None:
-                    raise NotFound(f"Generation {generation_id} does not exist.")
-                if generation.status not in LIVE:
-                    raise InvalidState(f"Generation {generation_id} is {generation.status}; it takes no more images.")
-                return self._insert_images(session, generation_id, checked, written)
-        except BaseException:
-            self._remove_new(written)
-            raise
-
     def _write_files(self, images: list[NewImage]) -> list[StoredFile]:
         written: list[StoredFile] = []
         try:
@@ -240,6 +228,7 @@ class GenerationService(Service):
                 relpath=stored.relpath,
                 width=image.width,
                 height=image.height,
+                seed=image.seed,
                 review_status=ReviewStatus.DRAFT.value,
                 file_missing=False,
             )

@@ -25,7 +25,7 @@ from ..types import (
     PromptInfo,
     ReviewStatus,
 )
-from ._common import Service, acting_person, check_page, generation_info, is_staff, prompt_info
+from .helpers import Service, acting_person, check_page, generation_info, is_staff, prompt_info
 from .users import lookup_key
 
 _WORD = re.compile(r"[^\W_]+")

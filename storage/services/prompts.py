@@ -15,16 +15,16 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_MIX_WEIGHT
+
 from ..errors import NotFound, PermissionDenied, ValidationFailed
 from ..models import Favourite, Prompt, Upload, User
 from ..text import checked_text
-from ..types import Actor, Guidance, GuidanceDecay, MixItem, PromptInfo, Role
-from ._common import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info
+from ..types import Actor, Guidance, GuidanceDecay, MixIngredientRef, PromptInfo, Role
+from .helpers import Service, acting_person, can_see_prompt, get_or_404, is_row_id, prompt_info
 
 MAX_TEXT = 2000
-MAX_MIX = 8
-MAX_WEIGHT = 10.0
-MAX_GUIDANCE_SCALE = 1.0
+MAX_GUIDANCE_SCALE = float(FIELDS["image_guidance_scale"].high or 0)
 MAX_TAGS = 20
 MAX_TAG = 32
 
@@ -71,13 +71,13 @@ def _upload_exists(session: Session, upload_id: object, field: str) -> int:
     return upload_id
 
 
-def _mix_json(session: Session, mix: Sequence[MixItem]) -> list[dict[str, Any]]:
-    if len(mix) > MAX_MIX:
-        raise ValidationFailed("mix", f"A mix has at most {MAX_MIX} ingredients.")
+def _mix_json(session: Session, mix: Sequence[MixIngredientRef]) -> list[dict[str, Any]]:
+    if len(mix) > MAX_INGREDIENTS:
+        raise ValidationFailed("mix", f"A mix has at most {MAX_INGREDIENTS} ingredients.")
     result: list[dict[str, Any]] = []
     for n, item in enumerate(mix):
         field = f"mix[{n}]"
-        weight = _finite(item.weight, f"{field}.weight", -MAX_WEIGHT, MAX_WEIGHT)
+        weight = _finite(item.weight, f"{field}.weight", -MAX_MIX_WEIGHT, MAX_MIX_WEIGHT)
         if (item.text is None) == (item.upload_id is None):
             raise ValidationFailed(field, "Each ingredient is either a text or an uploaded image.")
         if item.text is not None:
@@ -99,7 +99,7 @@ class PromptService(Service):
         *,
         text: str,
         negative_prompt: str = "",
-        mix: Sequence[MixItem] = (),
+        mix: Sequence[MixIngredientRef] = (),
         guidance: Guidance | None = None,
         tags: Sequence[str] = (),
         shared: bool = True,

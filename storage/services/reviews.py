@@ -22,7 +22,7 @@ from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..models import Generation, Image, Prompt, Review, User
 from ..text import checked_text
 from ..types import Actor, Decision, ImageInfo, InboxItem, Page, ReviewInfo, ReviewQueueItem, ReviewStatus
-from ._common import (
+from .helpers import (
     STAFF,
     Service,
     acting_person,

@@ -17,7 +17,7 @@ from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import ApiToken, User, utcnow
 from ..text import checked_text
 from ..types import Actor, NewToken, Role, TokenInfo, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, is_row_id, missing, token_info, user_info
+from .helpers import Service, acting_user, audit, get_or_404, is_row_id, missing, token_info, user_info
 
 TOKEN_PREFIX = "dr_"
 DISPLAY_PREFIX_LEN = 10  # "dr_" + 7 characters: enough to tell tokens apart, useless to an attacker

@@ -11,18 +11,19 @@ import io
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 
+from model.engine.request_fields import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+
 from ..db import Database
 from ..errors import ValidationFailed
 from ..images import ImageStore
 from ..models import Upload
 from ..types import Actor, UploadInfo
-from ._common import Service, acting_person, get_or_404, upload_info
+from .helpers import Service, acting_person, get_or_404, upload_info
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096
-MAX_SIDE = 4096
-MAX_ASPECT_RATIO = 8
-"""Why both: a 16,000,000 x 1 strip is under the pixel cap yet exhausts memory once a model resizes it."""
+MAX_PIXELS = MAX_IMAGE_PIXELS
+MAX_SIDE = MAX_IMAGE_SIDE
+MAX_ASPECT_RATIO = MAX_IMAGE_ASPECT_RATIO
 FORMATS = ("PNG", "JPEG", "WEBP")
 
 

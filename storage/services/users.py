@@ -18,7 +18,7 @@ from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..models import AuditEvent, User, utcnow
 from ..text import checked_text
 from ..types import Actor, CreatedUser, Role, UserInfo
-from ._common import Service, acting_user, audit, get_or_404, user_info
+from .helpers import Service, acting_user, audit, get_or_404, user_info
 from .login_throttle import LoginThrottle, LoginThrottled
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

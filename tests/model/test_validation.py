@@ -8,7 +8,8 @@ import PIL.Image
 import pytest
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.engine.validation import MAX_PROMPT_CHARS, resolve_request
+from model.engine.request_fields import MAX_TEXT_CHARS as MAX_PROMPT_CHARS
+from model.engine.validation import resolve_request
 
 EMBEDDED = ModelInfo(
     name="embedded", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25, default_guidance=4.0,
@@ -133,11 +134,3 @@ def test_reference_and_mix_images_that_would_not_fit_are_refused_before_running(
     resolve_request(GenerationRequest(prompt="x", mix=(MixIngredient(1.0, image=PIL.Image.new("L", (8, 1))),)),
                     EMBEDDED)
 
-
-def test_every_upload_the_studio_accepts_fits_the_engine() -> None:
-    """The upload limits (storage) and the engine's are kept apart (the engine has no storage), so they must agree."""
-    from model.engine import validation
-    from storage.services import uploads
-
-    assert (uploads.MAX_SIDE, uploads.MAX_ASPECT_RATIO, uploads.MAX_PIXELS) == (
-        validation.MAX_IMAGE_SIDE, validation.MAX_IMAGE_ASPECT_RATIO, validation.MAX_IMAGE_PIXELS)

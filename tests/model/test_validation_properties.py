@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.engine.validation import MAX_GUIDANCE, MAX_INGREDIENTS, MAX_PROMPT_CHARS, MAX_SEED, resolve_request
+from model.engine.request_fields import MAX_GUIDANCE, MAX_INGREDIENTS, MAX_SEED
+from model.engine.request_fields import MAX_TEXT_CHARS as MAX_PROMPT_CHARS
+from model.engine.validation import resolve_request
 
 MODELS = [
     ModelInfo(name="embedded", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25,

@@ -18,14 +18,15 @@ from storage.db import (
     alembic_config,
     current_revision,
     head_revision,
-    make_engine,
+    make_database_engine,
     resolve_data_dir,
     resolve_database_url,
     upgrade,
 )
 from storage.models import Base, User
 
-from .conftest import FAST_HASHER
+from .conftest import FAST_HASHER, People
+from .helpers import generate
 
 TABLES = {
     "users",
@@ -70,10 +71,10 @@ def test_database_url_comes_from_argument_then_env(monkeypatch: pytest.MonkeyPat
 
 
 def test_postgres_urls_use_psycopg_and_other_databases_are_refused(tmp_path: Path) -> None:
-    assert make_engine("postgresql://u@localhost/db", tmp_path).dialect.driver == "psycopg"
-    assert make_engine("postgres://u@localhost/db", tmp_path).dialect.driver == "psycopg"
+    assert make_database_engine("postgresql://u@localhost/db", tmp_path).dialect.driver == "psycopg"
+    assert make_database_engine("postgres://u@localhost/db", tmp_path).dialect.driver == "psycopg"
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
-        make_engine("mysql://u@localhost/db", tmp_path)
+        make_database_engine("mysql://u@localhost/db", tmp_path)
 
 
 def test_sqlite_lives_in_the_data_dir_with_the_chosen_pragmas_on_every_connection(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_foreign_keys_are_enforced(storage: Storage) -> None:
 def test_open_migrates_to_head_and_reopening_is_harmless(data_dir: Path, database_url: str | None) -> None:
     for _ in range(2):
         with open_storage(data_dir, database_url, password_hasher=FAST_HASHER) as storage:
-            assert current_revision(storage.db.engine) == head_revision() == "0002"
+            assert current_revision(storage.db.engine) == head_revision() == "0003"
             assert set(inspect(storage.db.engine).get_table_names()) >= TABLES
 
 
@@ -147,3 +148,13 @@ def test_a_second_engine_sees_committed_writes_while_reading(tmp_path: Path) -> 
                     )
                 )
         other.dispose()
+
+
+def test_the_image_seed_migration_fills_in_each_existing_images_own_seed(storage: Storage, people: People) -> None:
+    generation = generate(storage, people.alice, images=3, seed=41)
+    engine = storage.db.engine
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+    upgrade(engine)
+    images = storage.generations.get(people.alice, generation.id).images
+    assert sorted((image.index, image.seed) for image in images) == [(0, 41), (1, 42), (2, 43)]

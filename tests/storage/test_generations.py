@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage import Storage
-from storage.errors import Conflict, InvalidState, NotFound, PermissionDenied, ValidationFailed
+from storage.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from storage.types import GenerationStatus, NewImage, ReviewStatus
 
 from .conftest import People
@@ -105,33 +105,24 @@ def test_generations_of_private_prompts_are_hidden_from_other_members(storage: S
     assert storage.generations.get(people.rita, gid).id == gid
 
 
-def test_images_are_written_before_rows_and_removed_when_the_commit_fails(storage: Storage, people: People) -> None:
-    gid = _queued(storage, people.alice)
-    storage.generations.mark_running(gid)
-    first = storage.generations.record_images(gid, [NewImage(0, png(generation_id=gid, image_index=0), 8, 8)])
-    before = _files(storage)
-    clash = [
-        NewImage(0, png(generation_id=gid, image_index=99), 8, 8),  # index 0 again: the commit fails
-        NewImage(1, storage.images.read(first[0].sha256), 8, 8),
-    ]  # an existing file: must be kept
-    with pytest.raises(Conflict):
-        storage.generations.record_images(gid, clash)
-    assert _files(storage) == before
-    assert [i.index for i in storage.generations.get(people.alice, gid).images] == [0]
-
-
-def test_images_of_a_finished_generation_are_refused_and_not_kept(storage: Storage, people: People) -> None:
+def test_images_of_a_finished_generation_are_refused_and_their_new_files_removed(
+    storage: Storage, people: People
+) -> None:
     done = generate(storage, people.alice, images=1)
     before = _files(storage)
-    with pytest.raises(InvalidState, match="takes no more images"):
-        storage.generations.record_images(done.id, [NewImage(5, png(color=(1, 2, 3)), 8, 8)])
+    late = [
+        NewImage(1, png(color=(1, 2, 3)), 8, 8),  # a new file: written first, removed when the commit fails
+        NewImage(2, storage.images.read(done.images[0].sha256), 8, 8),  # an existing file: must be kept
+    ]
+    with pytest.raises(InvalidState):
+        storage.generations.mark_succeeded(done.id, images=late)
     assert _files(storage) == before
+    assert [i.index for i in storage.generations.get(people.alice, done.id).images] == [0]
 
 
 @pytest.mark.parametrize(
     ("field", "images"),
     [
-        ("images", []),
         ("images", [NewImage(0, png(), 8, 8), NewImage(0, png(color=(0, 0, 0)), 8, 8)]),
         ("images[0]", [NewImage(0, b"GIF89a" + b"\0" * 30, 8, 8)]),
         ("images[0]", [NewImage(0, png(8, 8), 16, 16)]),
@@ -143,7 +134,7 @@ def test_bad_images_are_refused_before_anything_is_written(
 ) -> None:
     gid = _queued(storage, people.alice)
     with pytest.raises(ValidationFailed) as error:
-        storage.generations.record_images(gid, images)
+        storage.generations.mark_succeeded(gid, images=images)
     assert error.value.field == field
     assert _files(storage) == set()
 

@@ -11,7 +11,7 @@ import pytest
 from storage import Storage
 from storage.errors import NotFound, PermissionDenied, ValidationFailed
 from storage.images import TEMP_PREFIX
-from storage.types import OPERATOR, HistoryQuery, MixItem, ProblemKind
+from storage.types import OPERATOR, HistoryQuery, MixIngredientRef, ProblemKind
 from tests.storage.conftest import PASSWORD, People
 from tests.storage.helpers import generate, plain_png, png
 
@@ -29,7 +29,7 @@ def test_ids_out_of_any_column_range_are_simply_not_found(
     with pytest.raises(NotFound):
         storage.tokens.revoke(OPERATOR, ident)
     with pytest.raises(ValidationFailed) as refused:
-        storage.prompts.create(people.alice, text="a red circle", mix=(MixItem(weight=1.0, upload_id=ident),))
+        storage.prompts.create(people.alice, text="a red circle", mix=(MixIngredientRef(weight=1.0, upload_id=ident),))
     assert refused.value.field.startswith("mix")
 
 

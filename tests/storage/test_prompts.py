@@ -8,7 +8,7 @@ import pytest
 
 from storage import Storage
 from storage.errors import NotFound, PermissionDenied, ValidationFailed
-from storage.types import Guidance, GuidanceDecay, MixItem
+from storage.types import Guidance, GuidanceDecay, MixIngredientRef
 
 from .conftest import People
 from .helpers import plain_png
@@ -20,19 +20,14 @@ def test_a_full_prompt_is_kept_as_given(storage: Storage, people: People) -> Non
         people.alice,
         text="  a red circle  ",
         negative_prompt="blurry",
-        mix=[MixItem(1.0, text="a red circle"), MixItem(-0.5, upload_id=upload.id)],
+        mix=[MixIngredientRef(1.0, text="a red circle"), MixIngredientRef(-0.5, upload_id=upload.id)],
         guidance=Guidance(upload.id, 0.005, GuidanceDecay.LINEAR),
         tags=["Shapes", "shapes", " red "],
     )
     again = storage.prompts.get(people.alice, prompt.id)
     assert again == prompt
-    assert (again.text, again.author, again.tags, again.shared) == (
-        "a red circle",
-        "alice",
-        ("shapes", "red"),
-        True,
-    )
-    assert again.mix == (MixItem(1.0, text="a red circle"), MixItem(-0.5, upload_id=upload.id))
+    assert (again.text, again.author, again.tags, again.shared) == ("a red circle", "alice", ("shapes", "red"), True)
+    assert again.mix == (MixIngredientRef(1.0, text="a red circle"), MixIngredientRef(-0.5, upload_id=upload.id))
     assert again.guidance == Guidance(upload.id, 0.005, GuidanceDecay.LINEAR)
 
 
@@ -41,10 +36,10 @@ def test_a_full_prompt_is_kept_as_given(storage: Storage, people: People) -> Non
     [
         ("text", {"text": ""}),
         ("text", {"text": "x" * 2001}),
-        ("mix[0].weight", {"mix": [MixItem(math.nan, text="a")]}),
-        ("mix[0].weight", {"mix": [MixItem(11.0, text="a")]}),
-        ("mix[1]", {"mix": [MixItem(1.0, text="a"), MixItem(1.0)]}),
-        ("mix[0].image", {"mix": [MixItem(1.0, upload_id=999)]}),
+        ("mix[0].weight", {"mix": [MixIngredientRef(math.nan, text="a")]}),
+        ("mix[0].weight", {"mix": [MixIngredientRef(11.0, text="a")]}),
+        ("mix[1]", {"mix": [MixIngredientRef(1.0, text="a"), MixIngredientRef(1.0)]}),
+        ("mix[0].image", {"mix": [MixIngredientRef(1.0, upload_id=999)]}),
         ("guidance.image", {"guidance": Guidance(999, 0.1)}),
         ("tags", {"tags": ["x" * 33]}),
     ],

@@ -122,7 +122,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator
     yield Live(url, storage, engine, app.state.studio)
     server.should_exit = True
     thread.join(timeout=30)
-    engine.shutdown(wait=True)  # the server's runner cancelled what was left; this joins the worker
+    engine.shutdown(wait=True)  # the server's job service cancelled what was left; this joins the worker
     storage.close()
 
 

@@ -155,3 +155,10 @@ def test_hostile_and_unknown_paths_get_json_errors(live: Live, member: Person, p
 def test_sql_looking_searches_are_just_words(live: Live, member: Person, query: str) -> None:
     response = live.client(member).get("/api/v1/prompts", params={"q": query})
     assert response.status_code == 200 and isinstance(response.json()["total"], int)
+
+
+def test_interpolation_between_the_prompt_and_one_ingredient_is_accepted(live: Live, member: Person) -> None:
+    """A non-empty prompt is one end of an interpolation over REST too, as in the UI and the engine."""
+    done = generate(live.client(member), f"a red circle {unique_word()}", mix=[{"text": "a blue square"}],
+                    interpolation=0.25)
+    assert done["params"]["interpolation"] == 0.25 and len(done["params"]["mix"]) == 1

@@ -1,6 +1,6 @@
 """`kill -9` of the studio, then a restart: nothing accepted is lost and nothing half-written shows.
 
-The team's choice (webapp/jobs.py, docs/RELIABILITY.md): jobs a dead process left queued or running
+The team's choice (webapp/services/generation_jobs.py, docs/RELIABILITY.md): jobs a dead process left queued or running
 are marked `interrupted` at the next start, never requeued. Image files are written atomically
 (temp file, fsync, rename) before their rows commit, and the start-up removes the files a dead
 process wrote but never recorded, so `db check` is clean right after the restart.
@@ -168,7 +168,7 @@ def test_a_crash_between_a_file_and_its_row_leaves_nothing_after_restart(
 
     with open_test_storage(data_dir) as storage:
         app = create_app(storage, live.engine)  # the start-up path of `app.py serve`
-        app.state.studio.runner.shutdown()
+        app.state.studio.jobs.shutdown()
         after = storage.generations.get(user.id, generation.id)
         assert after.status == GenerationStatus.INTERRUPTED and len(after.images) == 0
     assert [path for path in store.rglob("*") if path.is_file()] == []

@@ -1,12 +1,14 @@
 """The Generate tab: prompt, advanced settings, guidance image, the mixing panel, progress and results.
 
-Images the user adds (guidance, mix ingredients) are checked like REST uploads and stored as the
-user's own uploads before the job is submitted. Generation runs through the shared JobRunner, and
-the handler streams queue position and step i/N until storage holds the final status.
+The handlers parse the form into a `JobRequest`, call the generation job service
+(webapp/services/generation_jobs.py) and render. Images the user adds (guidance, mix ingredients) are
+checked like REST uploads and stored as the user's own uploads, so the request carries their ids; the
+generate handler streams queue position and step i/N until storage holds the final status.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -16,21 +18,19 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import Progress, RequestError
-from model.engine.validation import MAX_INGREDIENTS, MAX_SEED
+from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
-from storage.types import GenerationInfo, GenerationStatus, UserInfo
+from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, UserInfo
 from webapp.context import Studio
 from webapp.errors import ApiError
-from webapp.jobs import Ingredient, JobSpec
-from webapp.schemas import reject_control_characters
+from webapp.services.generation_jobs import JobRequest
 from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error, uploaded_file
 from webapp.uploads import check_image
 
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
 RANDOM_SEED = -1
 POLL_S = 0.25
-MIX_WEIGHT_RANGE = (-2.0, 2.0)
 GENERATE_CONCURRENCY = 16
 """Generate events streaming at once; the engine's own queue (QueueFull) bounds the work behind them."""
 
@@ -54,6 +54,18 @@ def progress_text(progress: Progress | None, status: GenerationStatus) -> str:
         where = "next in line" if not ahead else f"position {ahead + 1} in the queue"
         return f"**Queued**: {where}"
     return f"**Generating**: step {progress.step}/{progress.total}"
+
+
+FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
+
+
+def field_label(field: str) -> str:
+    """A request field as the form names it: `mix[1].text` is "Ingredient 2", `mix[1].weight` its weight."""
+    ingredient = re.fullmatch(r"mix\[(\d+)\](?:\.(\w+))?", field)
+    if ingredient:
+        part = ingredient[2]
+        return f"Ingredient {int(ingredient[1]) + 1}" + ("" if part in (None, "text") else f" {part}")
+    return FIELD_LABELS.get(field, field)
 
 
 def png_parameters(path: str) -> str:
@@ -81,6 +93,7 @@ class GenerateTab:
         info = studio.engine.model_info
         self.info = info
         self.sizes = size_choices(info)
+        bounds = model_bounds(info)
         with gr.Row():
             with gr.Column(scale=3):
                 self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
@@ -92,30 +105,34 @@ class GenerateTab:
                                               minimum=RANDOM_SEED, maximum=MAX_SEED, elem_id="seed")
                         self.reroll = gr.Button("Re-roll seed", size="sm", elem_id="reroll")
                     with gr.Row():
-                        self.steps = gr.Slider(1, info.max_steps, value=info.default_steps, step=1,
+                        self.steps = gr.Slider(*bounds["steps"], value=info.default_steps, step=1,
                                                label="Steps", elem_id="steps")
-                        self.cfg = gr.Slider(0.0, 30.0, value=info.default_guidance, step=0.5,
+                        self.cfg = gr.Slider(FIELDS["guidance_scale"].low, FIELDS["guidance_scale"].high,
+                                             value=info.default_guidance, step=0.5,
                                              label="CFG scale", elem_id="cfg")
                     with gr.Row():
                         self.size = gr.Dropdown(self.sizes, value=self.sizes[0], label="Size", elem_id="size")
-                        self.count = gr.Slider(1, info.max_images, value=1, step=1, label="Images",
+                        self.count = gr.Slider(*bounds["num_images"], value=FIELDS["num_images"].default, step=1,
+                                               label="Images",
                                                elem_id="count")
                         self.scheduler = gr.Dropdown(list(info.schedulers), value=info.default_scheduler,
                                                      label="Scheduler", elem_id="scheduler")
                     self.candidates = gr.Slider(
-                        1, max(2, info.max_candidates), value=info.default_candidates, step=1,
+                        bounds["candidates"][0], max(2, bounds["candidates"][1]), value=info.default_candidates,
+                        step=1,
                         label="Candidates per image", elem_id="candidates", visible=info.max_candidates > 1,
-                        info="Starting noises per image; the model's verifier finishes the one that best shows "
-                             "the prompt. More draw the asked shape more often; 1 is fastest. Mixes and "
-                             "guided images use one.")
+                        info=FIELDS["candidates"].help)
                 with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
                     self.guidance_image = gr.Image(label="Guidance image (PNG, JPEG or WebP)", type="filepath",
                                                    sources=["upload", "clipboard"], image_mode="RGB",
                                                    elem_id="guidance-image", height=160)
                     with gr.Row():
-                        self.guidance_scale = gr.Slider(0.0, 1.0, value=0.0, step=0.005, label="Guidance scale",
+                        scale = FIELDS["image_guidance_scale"]
+                        self.guidance_scale = gr.Slider(scale.low, scale.high, value=scale.default, step=0.005,
+                                                        label="Guidance scale",
                                                         elem_id="guidance-scale")
-                        self.guidance_decay = gr.Radio(["none", "linear", "cosine"], value="none",
+                        decay = FIELDS["image_guidance_decay"]
+                        self.guidance_decay = gr.Radio(list(decay.choices), value=decay.default,
                                                        label="Decay over the steps", elem_id="guidance-decay")
                 with gr.Accordion("Mixing", open=False, elem_id="mixing"):
                     plain_markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
@@ -128,8 +145,10 @@ class GenerateTab:
                     with gr.Row():
                         self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
                                                      elem_id="interp-on")
-                        self.interp = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Interpolation",
-                                                interactive=False, elem_id="interp")
+                        interpolation = FIELDS["interpolation"]
+                        self.interp = gr.Slider(interpolation.low, interpolation.high, value=0.5,
+                                                step=0.05, label="Interpolation", interactive=False,
+                                                elem_id="interp")
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
@@ -158,7 +177,9 @@ class GenerateTab:
             with gr.Row():
                 kind = gr.Radio(["text", "image"], value="text", label=f"Ingredient {n + 1}",
                                 elem_id=f"mix-kind-{n}")
-                weight = gr.Slider(*MIX_WEIGHT_RANGE, value=1.0, step=0.05, label="Weight",
+                declared = FIELDS["mix.weight"]
+                weight = gr.Slider(*declared.ui_span or (), value=declared.default, step=0.05,
+                                   label="Weight",
                                    elem_id=f"mix-weight-{n}")
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
@@ -310,51 +331,45 @@ class GenerateTab:
             raise gr.Error(f"{field}: {exc.detail}") from None
         return self.studio.storage.uploads.add(user.id, checked.data).id
 
-    def _spec(self, user: UserInfo, data: dict[Any, Any]) -> JobSpec:
-        texts = {"Prompt": data[self.prompt], "Negative prompt": data[self.negative],
-                 **{f"Ingredient {n + 1}": data[slot.text] for n, slot in enumerate(self.slots)}}
-        for label, text in texts.items():
-            try:
-                reject_control_characters(str(text or ""))
-            except ValueError as exc:
-                raise gr.Error(f"{label}: {exc}") from None
+    def job_request(self, user: UserInfo, data: dict[Any, Any]) -> JobRequest:
+        """The form's values (by component) as the job service's request; added images become uploads."""
         width, height = (int(v) for v in str(data[self.size]).split("x"))
         seed = data[self.seed]
-        mix: list[Ingredient] = []
+        mix: list[MixIngredientRef] = []
         for n, slot in enumerate(self.slots[:int(data[self.mix_count] or 0)]):
             weight = float(data[slot.weight])
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
                 if upload_id is None:
                     raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
-                mix.append(Ingredient(weight=weight, upload_id=upload_id))
+                mix.append(MixIngredientRef(weight=weight, upload_id=upload_id))
             else:
-                mix.append(Ingredient(weight=weight, text=str(data[slot.text] or "")))
+                mix.append(MixIngredientRef(weight=weight, text=str(data[slot.text] or "")))
         guidance_id = self._store_image(user, data[self.guidance_image], "Guidance image")
-        spec = JobSpec(
+        job = JobRequest(
             prompt=str(data[self.prompt] or ""), negative_prompt=str(data[self.negative] or ""),
-            seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(data[self.steps]),
+            seed=None if seed is None or int(seed) == RANDOM_SEED else int(seed), steps=int(data[self.steps]),
             guidance_scale=float(data[self.cfg]), width=width, height=height, num_images=int(data[self.count]),
             scheduler=data[self.scheduler], guidance_upload_id=guidance_id,
             candidates=int(data[self.candidates]) if self.info.max_candidates > 1 else None,
             image_guidance_scale=float(data[self.guidance_scale]) if guidance_id is not None else 0.0,
             image_guidance_decay=data[self.guidance_decay] or "none", mix=tuple(mix),
             interpolation=float(data[self.interp]) if data[self.interp_on] else None)
-        return self._with_lineage(spec, data[self.loaded])
+        return self._with_lineage(job, data[self.loaded])
 
     @staticmethod
-    def _with_lineage(spec: JobSpec, loaded: dict[str, Any] | None) -> JobSpec:
+    def _with_lineage(job: JobRequest, loaded: dict[str, Any] | None) -> JobRequest:
         """Reuse the loaded prompt when it is unchanged (a counted use); Remix records the new one as its child."""
         if not loaded:
-            return spec
+            return job
         if loaded.get("remix"):
-            return replace(spec, parent_prompt_id=loaded["prompt_id"])
+            return replace(job, parent_prompt_id=loaded["prompt_id"])
         unchanged = (
-            not loaded.get("has_images") and spec.guidance_upload_id is None
-            and spec.prompt.strip() == loaded["text"] and spec.negative_prompt.strip() == loaded["negative"]
-            and [[i.weight, i.text] for i in spec.mix] == loaded["mix"]
+            not loaded.get("has_images") and job.guidance_upload_id is None
+            and job.prompt.strip() == loaded["text"] and job.negative_prompt.strip() == loaded["negative"]
+            and [[i.weight, i.text] for i in job.mix] == loaded["mix"]
         )
-        return replace(spec, prompt_id=loaded["prompt_id"]) if unchanged else spec
+        return replace(job, prompt_id=loaded["prompt_id"]) if unchanged else job
 
     def _generate(self, request: gr.Request, prompt: str, negative_prompt: str, seed: float, steps: float,
                   guidance_scale: float, size: str, num_images: float, scheduler: str, candidates: float,
@@ -373,8 +388,10 @@ class GenerateTab:
                                                *mix_slots],
                         strict=True))
         try:
-            generation = self.studio.runner.submit(user, self._spec(user, data))
-        except (RequestError, StorageError, ApiError) as exc:
+            generation = self.studio.jobs.submit(user, self.job_request(user, data))
+        except RequestError as exc:
+            raise gr.Error(f"{field_label(exc.field)}: {exc.message}") from None
+        except (StorageError, ApiError) as exc:
             raise ui_error(exc) from None
         except gr.Error:
             raise
@@ -383,8 +400,8 @@ class GenerateTab:
         yield {self.progress: "**Queued**", self.generation: generation.id, self.message: "",
                self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded]}
         shown = ""
-        while not self.studio.runner.wait(generation.id, POLL_S):
-            text = progress_text(self.studio.runner.progress(generation.id), GenerationStatus.RUNNING)
+        while not self.studio.jobs.wait(generation.id, POLL_S):
+            text = progress_text(self.studio.jobs.progress(generation.id), GenerationStatus.RUNNING)
             if text != shown:
                 shown = text
                 yield {self.progress: text}
@@ -402,7 +419,7 @@ class GenerateTab:
         first = results[0]
         return {
             self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
-            self.gallery: [(path, f"#{image.id} · seed {generation.seed + image.index}")
+            self.gallery: [(path, f"#{image.id} · seed {image.seed}")
                            for image, path in zip(images, paths, strict=True)],
             self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
             self.download_btn: gr.DownloadButton(value=first["path"], interactive=True),
@@ -419,7 +436,7 @@ class GenerateTab:
         if generation_id is None:
             return "Nothing to cancel."
         try:
-            self.studio.runner.cancel(user, int(generation_id))
+            self.studio.jobs.cancel(user, int(generation_id))
         except StorageError as exc:
             raise ui_error(exc) from None
         return f"Cancelled generation #{generation_id}."

@@ -193,7 +193,7 @@ class HistoryTab:
         images = sorted(generation.images, key=lambda i: i.index)
         for image in images:
             decisions = storage.reviews.history(user.id, image.id)
-            lines.append(f"- Image #{image.id}: **{image.review_status.value}**")
+            lines.append(f"- Image #{image.id} (seed {image.seed}): **{image.review_status.value}**")
             lines += [f"  - {when(r.created_at)} {escape_md(r.reviewer)}: {r.decision.value}"
                       + (f", \u201c{escape_md(r.comment)}\u201d" if r.comment else "") for r in decisions]
         shown = [image for image in images if not image.file_missing]

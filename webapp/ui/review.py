@@ -51,13 +51,6 @@ NOTHING_SELECTED = "<p>Select an image from the queue.</p>"
 PROMPT_DECISIONS_SHOWN = 10
 
 
-def image_seed(generation: GenerationInfo, image: ImageInfo) -> int | None:
-    """The seed of one image: each image of a generation has its own (`params["seeds"]`)."""
-    seeds = generation.params.get("seeds") or []
-    if image.index < len(seeds):
-        return int(seeds[image.index])
-    return None if generation.seed is None else generation.seed + image.index
-
 
 def _row(label: str, value: str) -> str:
     """One line of the recipe; `value` is HTML the caller escaped."""
@@ -148,7 +141,10 @@ class ReviewTab:
                 continue
             for image in generation.images:
                 if image.review_status == ReviewStatus.PENDING and not image.file_missing:
-                    items.append({"id": image.id, "path": self.files.image(image), "author": generation.username})
+                    items.append({"id": image.id, "path": self.files.image(image), "author": generation.username,
+                                  "prompt": prompt.text, "negative": prompt.negative_prompt,
+                                  "created": when(generation.created_at), "seed": image.seed,
+                                  "params": generation.params})
         return items
 
     def _view(self, user: UserInfo, items: list[dict[str, Any]], index: int, *, refill: bool) -> list[Any]:
@@ -237,7 +233,7 @@ class ReviewTab:
         rows = [
             _row("Prompt", html.escape(prompt.text) if prompt.text.strip() else "<i>(mix only)</i>"),
             *([_row("Negative", html.escape(prompt.negative_prompt))] if prompt.negative_prompt else []),
-            _row("Seed", html.escape(str(image_seed(generation, image)))),
+            _row("Seed", html.escape(str(image.seed))),
             _row("Steps", html.escape(str(params.get("steps")))),
             _row("CFG", html.escape(str(params.get("guidance_scale")))),
             _row("Scheduler", html.escape(str(params.get("scheduler") or "model default"))),

@@ -1,4 +1,4 @@
-"""The job runner's bookkeeping around a real engine: a stopped server leaves no job queued or running,
+"""The generation job service's bookkeeping around a real engine: a stopped server leaves no job queued or running,
 and a full queue is refused with 429 and a final row rather than a silent loss."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_stopping_the_server_marks_unfinished_jobs_interrupted(tmp_path: Path, m
             full = client.post("/api/v1/generations", json={**long_job, "steps": 4})
             assert queued.status_code == 202
             assert full.status_code == 429 and full.json()["error"] == "queue_full"
-        engine.shutdown(wait=True)  # the runner cancelled what was left, so this returns at once
+        engine.shutdown(wait=True)  # the job service cancelled what was left, so this returns at once
         outcome = {item.generation.id: item.generation
                    for item in storage.history.search(user.id, HistoryQuery(mine=True)).items}
     assert outcome.pop(running).status == outcome.pop(queued.json()["id"]).status == GenerationStatus.INTERRUPTED

@@ -1,18 +1,25 @@
-"""The web layer's job runner: one place where a request becomes a stored, queued, finished generation.
+"""The generation job service: where a request becomes a stored, queued, finished generation.
 
-Both front ends (REST and UI) submit here, so the same checks and the same bookkeeping apply:
+Both front ends (the REST routes in `webapp/api/generations.py` and the Generate tab in
+`webapp/ui/generate.py`) only parse their input into a `JobRequest`, call `GenerationJobs` and render
+what it returns, so the same checks and the same bookkeeping apply to both:
 
-1. referenced uploads must be the caller's own (a colleague's recipe is reused by re-uploading); anyone
-   else's reads as missing, so ids do not reveal which uploads exist;
-2. the engine resolves defaults and the seed (`Engine.validate`), refusing bad input by field;
-3. storage records the prompt and a `queued` generation, then the engine gets the job;
-4. engine progress events go to a single finisher thread, which marks the row `running` and, at
-   the end, writes the PNGs (recipe inside) and the `succeeded` status in one storage call, or
-   records `failed` / `cancelled`.
+1. the request names its images by reference (upload ids); each must be the caller's own upload
+   (a colleague's recipe is reused by re-uploading); anyone else's reads as missing, so ids do not
+   reveal which uploads exist;
+2. it is validated once, by the engine (`Engine.validate`: the declared limits of
+   `model/engine/request_fields.py`, narrowed to the model), which also resolves defaults and the seed;
+3. storage records the prompt and a `queued` generation, then the engine gets the resolved job;
+4. engine progress events go to a single finisher thread, which marks the row `running` and, at the
+   end, writes the PNGs (recipe inside) and the `succeeded` status in one storage call, or records
+   `failed` / `cancelled`.
 
-After a crash or a restart, rows still `queued` or `running` are marked `interrupted` (never
-requeued): the engine's queue lived in memory, and silently re-running a job hours later would
-surprise its owner more than a clear "interrupted, generate again".
+The database is the record of every job's state; the engine's queue is only the work in progress,
+held in this process's memory. Where the two disagree the database wins: a row that is already final
+(cancelled by its owner a moment before the engine finished) stays as it is, and the late engine
+event is dropped. On restart the engine's queue is gone, and rows still `queued` or `running` are
+marked `interrupted`, never requeued: silently re-running a job minutes or hours later, maybe on a
+different model, would surprise its owner more than a clear "interrupted, generate again".
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,15 +45,14 @@ from model.engine.engine_common import (
     MixIngredient,
     Progress,
     QueueFull,
-    image_digest,
     request_params,
 )
-from storage.errors import InvalidState, NotFound
-from storage.metadata import Recipe, encode_png
+from storage.errors import InvalidState, NotFound, PermissionDenied
+from storage.metadata import encode_png, image_recipe
 from storage.types import (
     GenerationInfo,
     Guidance,
-    MixItem,
+    MixIngredientRef,
     NewImage,
     UploadInfo,
     UserInfo,
@@ -59,17 +65,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Ingredient:
-    """A mix ingredient as the web layer receives it: a text, or the id of one of the caller's uploads."""
+class JobRequest:
+    """A generation request as the web layer parses it: images by reference (upload ids), not pixels.
 
-    weight: float
-    text: str | None = None
-    upload_id: int | None = None
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A generation request in storage terms (upload ids), before the engine sees any image."""
+    Absent values take the model's defaults; the engine checks every limit (model/engine/request_fields.py).
+    """
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -84,32 +84,63 @@ class JobSpec:
     guidance_upload_id: int | None = None
     image_guidance_scale: float = 0.0
     image_guidance_decay: str = "none"
-    mix: tuple[Ingredient, ...] = ()
+    mix: tuple[MixIngredientRef, ...] = ()
     interpolation: float | None = None
     prompt_id: int | None = None
     """Reuse this stored prompt (a use is counted) instead of recording a new one."""
     parent_prompt_id: int | None = None
     """Record the new prompt as a remix of this one."""
 
+    def upload_ids(self) -> list[tuple[str, int]]:
+        """Every referenced upload with the field that names it."""
+        wanted = [] if self.guidance_upload_id is None else [("guidance_image", self.guidance_upload_id)]
+        return wanted + [(f"mix.{n}.image", item.upload_id) for n, item in enumerate(self.mix)
+                         if item.upload_id is not None]
+
+    def engine_request(self, user: str, images: dict[int, Image.Image]) -> GenerationRequest:
+        """The engine's request, the referenced uploads' pixels (`images`, by upload id) filled in."""
+        mix = tuple(
+            MixIngredient(weight=item.weight, text=item.text) if item.upload_id is None
+            else MixIngredient(weight=item.weight, image=images[item.upload_id])
+            for item in self.mix
+        )
+        return GenerationRequest(
+            prompt=self.prompt, negative_prompt=self.negative_prompt, seed=self.seed, steps=self.steps,
+            guidance_scale=self.guidance_scale, width=self.width, height=self.height,
+            num_images=self.num_images, scheduler=self.scheduler, candidates=self.candidates,
+            guidance_image=None if self.guidance_upload_id is None else images[self.guidance_upload_id],
+            image_guidance_scale=self.image_guidance_scale, image_guidance_decay=self.image_guidance_decay,
+            mix=mix, interpolation=self.interpolation, user=user,
+        )
+
+
+@dataclass(frozen=True)
+class CheckedJob:
+    """A job request the engine accepted: the resolved request and the caller's uploads it references."""
+
+    request: GenerationRequest
+    uploads: dict[int, UploadInfo]
+
 
 @dataclass
-class _Job:
+class _RunningJob:
+    """A job this process handed to the engine and follows until its final status is stored."""
+
     generation_id: int
     handle: JobHandle
-    request: GenerationRequest
-    upload_sha: dict[str, str]
-    """Pixel digest (as the engine reports images in params) -> the upload's stored file hash."""
+    job: JobRequest
+    checked: CheckedJob
     started: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class JobRunner:
-    """Submits to the shared engine and keeps storage in step with every job's life."""
+class GenerationJobs:
+    """Submits to the shared engine and keeps storage, the record of every job, in step with it."""
 
     def __init__(self, storage: Storage, engine: Engine) -> None:
         self.storage = storage
         self.engine = engine
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, _RunningJob] = {}
         self._lock = threading.Lock()
         self._events: queue.Queue[tuple[int, Progress] | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -146,36 +177,35 @@ class JobRunner:
 
     # Submitting ------------------------------------------------------------------------------
 
-    def submit(self, user: UserInfo, spec: JobSpec) -> GenerationInfo:
-        """Validate, record as queued and hand to the engine. Raises RequestError, NotFound (a storage
-        error) or QueueFull; nothing is stored when validation fails."""
-        uploads = self._own_uploads(user, spec)
+    def check(self, user: UserInfo, job: JobRequest) -> CheckedJob:
+        """Validate once: the referenced uploads must be the caller's, and the engine must accept the request.
+        Raises NotFound (naming the field) or RequestError; stores nothing."""
+        uploads = self._own_uploads(user, job)
         images = {upload_id: self._load(upload) for upload_id, upload in uploads.items()}
-        request = self.engine.validate(self._engine_request(user, spec, images))
-        prompt_id = spec.prompt_id if spec.prompt_id is not None else self._record_prompt(user, spec)
+        return CheckedJob(self.engine.validate(job.engine_request(user.username, images)), uploads)
+
+    def submit(self, user: UserInfo, job: JobRequest) -> GenerationInfo:
+        """Check, record as queued and hand to the engine. Raises what `check` raises, or QueueFull /
+        EngineClosed (the row is then recorded as failed); nothing is stored when the check fails."""
+        checked = self.check(user, job)
+        prompt_id = job.prompt_id if job.prompt_id is not None else self._record_prompt(user, job)
         info = self.engine.model_info
         generation = self.storage.generations.create(
             user.id, prompt_id, model_id=info.name, model_hash=info.hash,
-            params=request_params(request), seed=request.seed)
+            params=request_params(checked.request), seed=checked.request.seed)
         try:
-            handle = self.engine.submit(request)
+            handle = self.engine.submit(checked.request)
         except (QueueFull, EngineClosed) as exc:
             self.storage.generations.mark_failed(generation.id, f"Refused by the engine: {exc}")
             raise
-        upload_sha = {image_digest(images[upload_id]): upload.sha256 for upload_id, upload in uploads.items()}
         with self._lock:
-            self._jobs[generation.id] = _Job(generation.id, handle, request, upload_sha)
+            self._jobs[generation.id] = _RunningJob(generation.id, handle, job, checked)
         handle.subscribe(lambda progress, gid=generation.id: self._events.put((gid, progress)))
         return generation
 
-    def _own_uploads(self, user: UserInfo, spec: JobSpec) -> dict[int, UploadInfo]:
-        wanted: list[tuple[str, int]] = []
-        if spec.guidance_upload_id is not None:
-            wanted.append(("guidance_image", spec.guidance_upload_id))
-        wanted += [(f"mix.{n}.image", item.upload_id) for n, item in enumerate(spec.mix)
-                   if item.upload_id is not None]
+    def _own_uploads(self, user: UserInfo, job: JobRequest) -> dict[int, UploadInfo]:
         uploads: dict[int, UploadInfo] = {}
-        for field_name, upload_id in wanted:
+        for field_name, upload_id in job.upload_ids():
             try:
                 upload = self.storage.uploads.get(user.id, upload_id)
             except NotFound:
@@ -189,30 +219,13 @@ class JobRunner:
         with Image.open(io.BytesIO(self.storage.upload_store.read(upload.sha256))) as image:
             return image.convert("RGB")
 
-    @staticmethod
-    def _engine_request(user: UserInfo, spec: JobSpec, images: dict[int, Image.Image]) -> GenerationRequest:
-        mix = tuple(
-            MixIngredient(weight=item.weight, text=item.text) if item.upload_id is None
-            else MixIngredient(weight=item.weight, image=images[item.upload_id])
-            for item in spec.mix
-        )
-        return GenerationRequest(
-            prompt=spec.prompt, negative_prompt=spec.negative_prompt, seed=spec.seed, steps=spec.steps,
-            guidance_scale=spec.guidance_scale, width=spec.width, height=spec.height,
-            num_images=spec.num_images, scheduler=spec.scheduler, candidates=spec.candidates,
-            guidance_image=images.get(spec.guidance_upload_id) if spec.guidance_upload_id is not None else None,
-            image_guidance_scale=spec.image_guidance_scale, image_guidance_decay=spec.image_guidance_decay,
-            mix=mix, interpolation=spec.interpolation, user=user.username,
-        )
-
-    def _record_prompt(self, user: UserInfo, spec: JobSpec) -> int:
+    def _record_prompt(self, user: UserInfo, job: JobRequest) -> int:
         guidance = None
-        if spec.guidance_upload_id is not None:
-            guidance = Guidance(spec.guidance_upload_id, spec.image_guidance_scale, spec.image_guidance_decay)
+        if job.guidance_upload_id is not None:
+            guidance = Guidance(job.guidance_upload_id, job.image_guidance_scale, job.image_guidance_decay)
         prompt = self.storage.prompts.create(
-            user.id, text=spec.prompt, negative_prompt=spec.negative_prompt,
-            mix=tuple(MixItem(weight=i.weight, text=i.text, upload_id=i.upload_id) for i in spec.mix),
-            guidance=guidance, parent_id=spec.parent_prompt_id)
+            user.id, text=job.prompt, negative_prompt=job.negative_prompt, mix=job.mix,
+            guidance=guidance, parent_id=job.parent_prompt_id)
         return prompt.id
 
     # Following jobs --------------------------------------------------------------------------
@@ -263,7 +276,7 @@ class JobRunner:
             with self._lock:
                 self._jobs.pop(generation_id, None)
 
-    def _record_outcome(self, job: _Job) -> None:
+    def _record_outcome(self, job: _RunningJob) -> None:
         generations = self.storage.generations
         try:
             result = job.handle.result(timeout=0)
@@ -279,28 +292,18 @@ class JobRunner:
             job.generation_id, images=images, seed=result.seed, model_s=result.model_s,
             queue_wait_s=result.queue_wait_s, params=result.params))
 
-    def _encode(self, job: _Job, result: GenerationResult) -> list[NewImage]:
-        """PNG bytes with the recipe in both chunks (A1111 `parameters` and Draftroom JSON)."""
-        request, params = job.request, result.params
-        seeds: Sequence[int] = result.seeds or [result.seed + i for i in range(len(result.images))]
-        mix = tuple(
-            {"weight": item["weight"], "text": item["text"]} if item.get("text") is not None
-            else {"weight": item["weight"], "upload_sha256": job.upload_sha.get(item.get("image_sha256", ""))}
-            for item in params.get("mix") or ()
-        )
-        guidance = None
-        if request.guidance_image is not None:
-            guidance = {"upload_sha256": job.upload_sha.get(params.get("guidance_image_sha256") or ""),
-                        "scale": request.image_guidance_scale, "decay": request.image_guidance_decay}
+    def _encode(self, job: _RunningJob, result: GenerationResult) -> list[NewImage]:
+        """PNG bytes with the recipe (storage.metadata.image_recipe) in both chunks, and each image's own seed."""
+        uploads = job.checked.uploads
+        sources = [None if item.upload_id is None else uploads[item.upload_id].sha256 for item in job.job.mix]
+        guidance_id = job.job.guidance_upload_id
         images = []
         for index, image in enumerate(result.images):
-            recipe = Recipe(
-                prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
-                sampler=request.scheduler, cfg_scale=request.guidance_scale, seed=seeds[index],
-                width=image.width, height=image.height, model_hash=self.engine.model_info.short_hash,
-                model_name=result.model_name, mix=mix, guidance=guidance,
-                generation_id=job.generation_id, image_index=index, params=params)
-            images.append(NewImage(index, encode_png(image, recipe), image.width, image.height))
+            recipe = image_recipe(
+                job.checked.request, result, index, model_hash=self.engine.model_info.short_hash,
+                mix_sources=sources, guidance_source=None if guidance_id is None else uploads[guidance_id].sha256,
+                generation_id=job.generation_id)
+            images.append(NewImage(index, encode_png(image, recipe), image.width, image.height, seed=recipe.seed))
         return images
 
 

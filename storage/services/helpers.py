@@ -1,4 +1,4 @@
-"""What every service shares: the acting-user check, visibility rules, audit, ORM -> dataclass."""
+"""Helpers every storage service shares: the acting-user check, visibility rules, audit, ORM -> dataclass."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..types import (
     Guidance,
     GuidanceDecay,
     ImageInfo,
-    MixItem,
+    MixIngredientRef,
     Operator,
     PromptInfo,
     ReviewInfo,
@@ -196,7 +196,7 @@ def prompt_info(prompt: Prompt) -> PromptInfo:
         author=prompt.author.username,
         text=prompt.text,
         negative_prompt=prompt.negative_prompt,
-        mix=tuple(MixItem(**item) for item in prompt.mix),
+        mix=tuple(MixIngredientRef(**item) for item in prompt.mix),
         guidance=guidance,
         tags=tuple(prompt.tags),
         shared=prompt.shared,
@@ -220,6 +220,7 @@ def image_info(image: Image) -> ImageInfo:
         file_missing=image.file_missing,
         created_at=image.created_at,
         revision_of=image.revision_of,
+        seed=image.seed,
     )
 
 

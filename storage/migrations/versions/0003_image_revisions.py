@@ -4,8 +4,8 @@ An author answers "request changes" by submitting a new image as a revision of t
 reviewer follows the link back to see the lineage. The column is nullable with no default, so
 SQLite can add it (and its foreign key) in place, without rebuilding `images`.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
