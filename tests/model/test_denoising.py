@@ -9,7 +9,7 @@ from pathlib import Path
 import PIL.Image
 import pytest
 import torch
-from image_checks import max_pixel_diff
+from image_checks import max_pixel_diff, mean_pixel_diff
 
 from model.engine.engine_common import GenerationRequest
 from model.engine.validation import resolve_request
@@ -64,9 +64,12 @@ def test_the_step_hook_sees_every_step_and_its_predicted_clean_picture(name: str
     images = family.generate(rows_for(family, 3, 2, scheduler="ddim"), step_hook=previews)
     assert [(step, total, positions) for step, total, positions, _ in previews.seen] == [
         (step, 4, [0, 1]) for step in range(4)]
-    for image, pixels in zip(images, previews.seen[-1][3], strict=True):
-        assert max_pixel_diff(image, to_image(pixels)) <= 1, "DDIM's last step lands on its predicted clean picture"
-    assert max_pixel_diff(images[0], to_image(previews.seen[0][3][0])) > 0, "an early preview is only an estimate"
+    for row, image in enumerate(images):
+        first, last = (to_image(previews.seen[step][3][row]) for step in (0, -1))
+        # DDIM's last step lands on its predicted clean picture (exactly where the final alpha is 1, as here
+        # for Kandinsky; SD's scheduler config keeps a last bit of noise)
+        assert max_pixel_diff(image, last) <= 6
+        assert mean_pixel_diff(image, first) > mean_pixel_diff(image, last), "an early preview is only an estimate"
 
 
 @pytest.mark.parametrize(("name", "scheduler"), [("kandinsky", "dpmpp"), ("sd", "dpmpp"), ("sd", "pndm")])
