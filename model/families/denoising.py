@@ -23,7 +23,7 @@ import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -32,6 +32,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from model.families.base import BatchCancelled, BatchControl, Row
 from model.families.schedulers import DynamicThreshold, predicted_clean
 from model.guidance import ImageGuidance, RowGuidance
+
+T = TypeVar("T")
 
 # (scaled latents [B, C, h, w] of the live rows, timestep, the live rows' original indices) -> guided model
 # output [B, C', h, w] (C' > C: learned-variance channels after the first C)
@@ -125,8 +127,8 @@ class DenoisingLoop:
         if self._guidance is not None and not self._guidance.active:
             self._guidance = None
 
-    def run(self) -> tuple[torch.Tensor, list[int]]:
-        """The final latents of the rows still live, and their original indices. Raises BatchCancelled."""
+    def run(self) -> torch.Tensor:
+        """The final latents of the rows still live (``by_row`` places them). Raises BatchCancelled."""
         total = len(self.timesteps)
         for step, timestep in enumerate(self.timesteps):
             model_input = torch.cat([s.scale_model_input(self.latents[k : k + 1], timestep)
@@ -146,7 +148,14 @@ class DenoisingLoop:
                 self._keep(state, keep)
             if self._step_hook is not None:
                 self._step_hook(state)
-        return self.latents, self.positions
+        return self.latents
+
+    def by_row(self, finished: Sequence[T]) -> list[T | None]:
+        """One item per live row, in the loop's order, placed at its original row; None for rows that left."""
+        out: list[T | None] = [None] * len(self.rows)
+        for position, item in zip(self.positions, finished, strict=True):
+            out[position] = item
+        return out
 
     def _step_row(self, k: int, output: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         extra: dict[str, Any] = {"generator": self.generators[k]} if self._step_takes_generator else {}

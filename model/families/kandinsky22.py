@@ -138,12 +138,9 @@ class Kandinsky22Family(Family):
                              device=device, dtype=dtype, control=control, guidance=self.guidance_rows(decoder_rows),
                              threshold=self._threshold if first.dynamic_thresholding else None,
                              picker=picker, step_hook=step_hook)
-        latents, positions = loop.run()
-        images = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(self.decode_latents(latents)))
-        out: list[PIL.Image.Image | None] = [None] * len(decoder_rows)
-        for position, image in zip(positions, images, strict=True):
-            out[position] = image
-        return collapse(out, owner, len(rows))
+        pixels = self.decode_latents(loop.run())
+        images = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(pixels))
+        return collapse(loop.by_row(images), owner, len(rows))
 
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.

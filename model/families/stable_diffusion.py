@@ -160,11 +160,7 @@ class StableDiffusionFamily(Family):
                              device=device, dtype=dtype, control=control, guidance=self.guidance_rows(rows),
                              threshold=self._threshold if first.dynamic_thresholding else None,
                              step_hook=step_hook)
-        latents, positions = loop.run()
-        out: list[PIL.Image.Image | None] = [None] * len(rows)
-        for position, image in zip(positions, self._images(latents), strict=True):
-            out[position] = image
-        return out
+        return loop.by_row(self._images(loop.run()))
 
     def _images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
         """The finished pictures, as the stock pipelines make them: SD's safety checker, SDXL's watermark."""
