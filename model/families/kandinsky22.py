@@ -118,7 +118,7 @@ class Kandinsky22Family(Family):
         embeds, negatives = embeds[owner].to(device, dtype), negatives[owner].to(device, dtype)
         scales = row_cfg_scale(decoder_rows, dtype, device)
         cfg = bool((scales > 1).any())
-        scheduler = self._schedulers.get(first.scheduler)
+        scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
         channels = unet.config.in_channels
         learned_variance = scheduler.config.get("variance_type") in ("learned", "learned_range")
 

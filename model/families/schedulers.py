@@ -27,21 +27,27 @@ def scheduler_name(scheduler: SchedulerMixin) -> str:
 
 
 class SchedulerBank:
-    """One scheduler instance per name, made once from the model's own scheduler config."""
+    """One scheduler instance per (name, thresholding), made once from the model's own scheduler config."""
 
     def __init__(self, base: SchedulerMixin) -> None:
         self.default_name = scheduler_name(base)
         self._base = base
-        self._made: dict[str, SchedulerMixin] = {}
+        self._made: dict[tuple[str, bool], SchedulerMixin] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*_NAMED, self.default_name]))
 
-    def get(self, name: str) -> SchedulerMixin:
-        if name not in self._made:
-            self._made[name] = self._make(name)
-        return self._made[name]
+    def get(self, name: str, thresholding: bool = False) -> SchedulerMixin:
+        """The scheduler ``name``; with ``thresholding`` (DynamicThreshold), one that does not also clip x0,
+        as in diffusers, where thresholding replaces ``clip_sample``."""
+        key = (name, thresholding)
+        if key not in self._made:
+            scheduler = self._make(name)
+            if thresholding and scheduler.config.get("clip_sample"):
+                scheduler = type(scheduler).from_config(scheduler.config, clip_sample=False)
+            self._made[key] = scheduler
+        return self._made[key]
 
     def _make(self, name: str) -> SchedulerMixin:
         if name == self.default_name:

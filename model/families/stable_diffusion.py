@@ -155,7 +155,7 @@ class StableDiffusionFamily(Family):
             return classifier_free_guidance(output, scales[positions], output.shape[1]) if cfg else output
 
         scale = pipe.vae_scale_factor
-        loop = DenoisingLoop(rows, self._schedulers.get(first.scheduler), first.steps,
+        loop = DenoisingLoop(rows, self._schedulers.get(first.scheduler, first.dynamic_thresholding), first.steps,
                              (unet.config.in_channels, first.height // scale, first.width // scale), predict,
                              device=device, dtype=dtype, control=control, guidance=self.guidance_rows(rows),
                              threshold=self._threshold if first.dynamic_thresholding else None,
