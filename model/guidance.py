@@ -41,7 +41,7 @@ class RowGuidance:
 
 
 class ImageGuidance:
-    """The per-row pull, applied from a pipeline's ``callback_on_step_end`` (see families.base.StepHook)."""
+    """The per-row pull, applied by the denoising loop after each scheduler step (families/denoising.py)."""
 
     def __init__(self, rows: Sequence[RowGuidance | None], like: torch.Tensor) -> None:
         """``rows`` has one entry per batch row (None: no guidance); ``like`` is the batch's latents."""

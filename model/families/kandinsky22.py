@@ -6,7 +6,8 @@ pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_c
 settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
 section 2.1, which draws two). With a ``verifier/`` folder, each plain-text picture may start from several
 noises and finish only the one the verifier judges best (candidates.py): ``decoder_candidates`` in the
-settings is the default count, and a request may ask for 1 to MAX_CANDIDATES.
+settings is the default count, and a request may ask for 1 to MAX_CANDIDATES. The decoder runs in our own
+denoising loop (denoising.py) over the decoder's UNet, scheduler and movq.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ from typing import Any
 
 import PIL.Image
 import torch
-from diffusers import KandinskyV22PriorPipeline
+from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo
-from model.families.base import BatchControl, Family, Row, StepHook, can_shrink, row_cfg_scale, row_generators
+from model.families.base import BatchControl, Family, Row
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
+from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
-from model.families.row_cfg import RowCFGKandinskyV22Pipeline
-from model.families.schedulers import SchedulerBank
+from model.families.schedulers import DynamicThreshold, SchedulerBank
 from model.families.verifier import AttributeVerifier
-from model.guidance import ImageGuidance
 from model.mixing import mix_embeddings
 
 FAMILY = "kandinsky22"
@@ -52,7 +52,7 @@ class Kandinsky22Family(Family):
     def __init__(
         self,
         prior: KandinskyV22PriorPipeline,
-        decoder: RowCFGKandinskyV22Pipeline,
+        decoder: KandinskyV22Pipeline,
         *,
         name: str,
         path: str,
@@ -60,12 +60,12 @@ class Kandinsky22Family(Family):
         settings: dict[str, Any],
         verifier: AttributeVerifier | None = None,
     ) -> None:
-        self.prior = prior
-        self.decoder = decoder
+        self.prior = prior  # diffusers' prior pipeline, called as is
+        self.decoder = decoder  # holds the decoder's unet, scheduler and movq; the denoising loop is ours
         self.verifier = verifier
-        for pipe in (prior, decoder):
-            pipe.set_progress_bar_config(disable=True)
-        self._schedulers = SchedulerBank(decoder.scheduler, float(settings.get("latent_range", 1.0)))
+        prior.set_progress_bar_config(disable=True)
+        self._schedulers = SchedulerBank(decoder.scheduler)
+        self._threshold = DynamicThreshold(float(settings.get("latent_range", 1.0)))
         self._prior_steps = int(settings.get("prior_steps", DEFAULTS["prior_steps"]))
         self._prior_guidance = float(settings.get("prior_guidance", DEFAULTS["prior_guidance"]))
         self.prior_candidates = int(settings.get("prior_candidates", DEFAULTS["prior_candidates"]))
@@ -108,34 +108,39 @@ class Kandinsky22Family(Family):
         return (request.width, request.height, request.steps, request.scheduler, request.dynamic_thresholding)
 
     @torch.no_grad()
-    def generate(self, rows: Sequence[Row], control: BatchControl | None = None) -> list[PIL.Image.Image | None]:
+    def generate(self, rows: Sequence[Row], control: BatchControl | None = None,
+                 step_hook: StepHook | None = None) -> list[PIL.Image.Image | None]:
         first = rows[0].request
         embeds, negatives = self.embed_rows(rows)
-        device, dtype = self.decoder.device, self.decoder.unet.dtype
-        self.decoder.scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
+        unet = self.decoder.unet
+        device, dtype = self.decoder.device, unet.dtype
         decoder_rows, owner, picker = self._candidates(rows)
-        embeds, negatives = embeds[owner], negatives[owner]
-        generators = row_generators(decoder_rows)
-        guidance = ImageGuidance(
-            self.guidance_rows(decoder_rows),
-            torch.zeros(len(decoder_rows), self.decoder.unet.config.in_channels, *self._latent_size(first),
-                        device=device, dtype=dtype),
-        )
-        hook = StepHook(decoder_rows, control, guidance, generators, picker=picker)
-        output = self.decoder(
-            image_embeds=embeds.to(device, dtype),
-            negative_image_embeds=negatives.to(device, dtype),
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=row_cfg_scale(decoder_rows, dtype, device),
-            generator=generators,
-            callback_on_step_end=hook,
-            callback_on_step_end_tensor_inputs=["latents", "image_embeds", "negative_image_embeds",
-                                                *(["latent_model_input", "noise_pred"] if picker else [])],
-            output_type="pil",
-        )
-        return collapse(hook.images_by_row(output.images), owner, len(rows))
+        embeds, negatives = embeds[owner].to(device, dtype), negatives[owner].to(device, dtype)
+        scales = row_cfg_scale(decoder_rows, dtype, device)
+        cfg = bool((scales > 1).any())
+        scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
+        channels = unet.config.in_channels
+        learned_variance = scheduler.config.get("variance_type") in ("learned", "learned_range")
+
+        def predict(latents: torch.Tensor, timestep: torch.Tensor, positions: list[int]) -> torch.Tensor:
+            """The decoder UNet on the live rows, conditioned on their image embeddings, with per-row CFG."""
+            image_embeds = embeds[positions]
+            if cfg:
+                latents = torch.cat([latents, latents])
+                image_embeds = torch.cat([negatives[positions], image_embeds])
+            output = unet(latents, timestep, encoder_hidden_states=None,
+                          added_cond_kwargs={"image_embeds": image_embeds}).sample
+            if cfg:
+                output = classifier_free_guidance(output, scales[positions], channels)
+            return output if learned_variance else output[:, :channels]
+
+        loop = DenoisingLoop(decoder_rows, scheduler, first.steps, (channels, *self._latent_size(first)), predict,
+                             device=device, dtype=dtype, control=control, guidance=self.guidance_rows(decoder_rows),
+                             threshold=self._threshold if first.dynamic_thresholding else None,
+                             picker=picker, step_hook=step_hook)
+        pixels = self.decode_latents(loop.run())
+        images = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(pixels))
+        return collapse(loop.by_row(images), owner, len(rows))
 
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
@@ -143,8 +148,7 @@ class Kandinsky22Family(Family):
         Rows carry resolved requests: validation allows more than one candidate only on a model with a verifier,
         and gives mixes and guided requests one (the verifier reads only a text).
         """
-        shrinks = can_shrink(self.decoder.scheduler)  # else the batch could not drop the losers between steps
-        counts = [int(row.request.candidates or 1) if shrinks else 1 for row in rows]
+        counts = [int(row.request.candidates or 1) for row in rows]
         decoder_rows, owner = expand_rows(rows, counts)
         if len(decoder_rows) == len(rows):
             return decoder_rows, owner, None
@@ -276,7 +280,7 @@ def load_kandinsky22(
 ) -> Kandinsky22Family:
     common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
     prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common).to(device)
-    decoder = RowCFGKandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
+    decoder = KandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
     verifier = AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
     return Kandinsky22Family(prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings,
                              verifier=verifier)

@@ -1,25 +1,27 @@
 """Stable Diffusion 1.x/2.x and SDXL folders, with optional local IP-Adapter weights for image prompts.
 
 Mixing: weighted sums of the text encoder's prompt embeddings (per token; SDXL also its pooled embedding),
-and, where ``<model>/ip_adapter/`` holds IP-Adapter weights, of IP-Adapter image embeddings.
+and, where ``<model>/ip_adapter/`` holds IP-Adapter weights, of IP-Adapter image embeddings. The pipeline
+object holds the components and encodes prompts and images; the denoising loop is ours (denoising.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import PIL.Image
 import torch
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.families.base import BatchControl, Family, Row, StepHook, row_cfg_scale, row_generators
+from model.families.base import BatchControl, Family, Row
+from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
-from model.families.row_cfg import RowCFGStableDiffusionPipeline, RowCFGStableDiffusionXLPipeline
-from model.families.schedulers import SchedulerBank
-from model.guidance import ImageGuidance
+from model.families.schedulers import DynamicThreshold, SchedulerBank
 from model.mixing import mix_embeddings
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class _Conditioning:
 class StableDiffusionFamily(Family):
     def __init__(
         self,
-        pipe: RowCFGStableDiffusionPipeline | RowCFGStableDiffusionXLPipeline,
+        pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
         *,
         name: str,
         path: str,
@@ -51,12 +53,12 @@ class StableDiffusionFamily(Family):
         settings: dict[str, Any],
         ip_adapter: bool,
     ) -> None:
-        self.pipe = pipe
-        pipe.set_progress_bar_config(disable=True)
-        self.xl = isinstance(pipe, RowCFGStableDiffusionXLPipeline)
+        self.pipe = pipe  # holds the components and encoders; the denoising loop is ours
+        self.xl = isinstance(pipe, StableDiffusionXLPipeline)
         self.ip_adapter = ip_adapter
         family = FAMILY_SDXL if self.xl else FAMILY_SD
-        self._schedulers = SchedulerBank(pipe.scheduler, float(settings.get("latent_range", 4.0)))
+        self._schedulers = SchedulerBank(pipe.scheduler)
+        self._threshold = DynamicThreshold(float(settings.get("latent_range", 4.0)))
         self._per_row_cfg = pipe.unet.config.time_cond_proj_dim is None
         native = pipe.unet.config.sample_size * pipe.vae_scale_factor
         sizes = tuple((int(w), int(h)) for w, h in settings.get("sizes", []))
@@ -98,58 +100,95 @@ class StableDiffusionFamily(Family):
         return key
 
     @torch.no_grad()
-    def generate(self, rows: Sequence[Row], control: BatchControl | None = None) -> list[PIL.Image.Image | None]:
+    def generate(self, rows: Sequence[Row], control: BatchControl | None = None,
+                 step_hook: StepHook | None = None) -> list[PIL.Image.Image | None]:
         first = rows[0].request
-        pipe = self.pipe
-        device, dtype = pipe.device, pipe.unet.dtype
+        pipe, unet = self.pipe, self.pipe.unet
+        device, dtype = pipe.device, unet.dtype
         conditioning: dict[int, _Conditioning] = {}
         for row in rows:
             if id(row.request) not in conditioning:
                 conditioning[id(row.request)] = self._condition(row.request)
         per_row = [conditioning[id(row.request)] for row in rows]
-        guidance_scale = row_cfg_scale(rows, dtype, device) if self._per_row_cfg else float(first.guidance_scale)
-        cfg = bool((guidance_scale > 1).any()) if isinstance(guidance_scale, torch.Tensor) else guidance_scale > 1
-        generators = row_generators(rows)
-        scale = pipe.vae_scale_factor
-        guidance = ImageGuidance(
-            self.guidance_rows(rows),
-            torch.zeros(len(rows), pipe.unet.config.in_channels, first.height // scale, first.width // scale,
-                        device=device, dtype=dtype),
-        )
-        kwargs: dict[str, Any] = {
-            "prompt_embeds": torch.cat([c.prompt for c in per_row]),
-            "negative_prompt_embeds": torch.cat([c.negative for c in per_row]),
-        }
-        inputs = ["latents", "prompt_embeds"]
+        scales = row_cfg_scale(rows, dtype, device)
+        cfg = self._per_row_cfg and bool((scales > 1).any())
+        prompt = torch.cat([c.prompt for c in per_row]).to(device, dtype)
+        negative = torch.cat([c.negative for c in per_row]).to(device, dtype)
         if self.xl:
-            kwargs["pooled_prompt_embeds"] = torch.cat([c.pooled for c in per_row])
-            kwargs["negative_pooled_prompt_embeds"] = torch.cat([c.negative_pooled for c in per_row])
-            inputs += ["add_text_embeds", "add_time_ids"]
-        else:
-            inputs += ["negative_prompt_embeds"]
-        row_lists: list[list[torch.Tensor]] = []
+            pooled = torch.cat([c.pooled for c in per_row]).to(device, dtype)  # type: ignore[misc]
+            negative_pooled = torch.cat([c.negative_pooled for c in per_row]).to(device, dtype)  # type: ignore[misc]
+            size_ids = (first.height, first.width)  # SDXL's micro-conditioning: original size, crop, target size
+            time_ids = torch.tensor([[*size_ids, 0, 0, *size_ids]], dtype=dtype, device=device)
+        image_embeds = None
         if self.ip_adapter:
-            image_rows = [c.image for c in per_row]
-            with_images = any(image is not None for image in image_rows)
+            with_images = any(c.image is not None for c in per_row)
             pipe.set_ip_adapter_scale(1.0 if with_images else 0.0)
-            embeds = torch.stack([self._zero_image if image is None else image for image in image_rows])[:, None]
-            ip_embeds = [torch.cat([torch.zeros_like(embeds), embeds]) if cfg else embeds]
-            kwargs["ip_adapter_image_embeds"] = ip_embeds
-            row_lists.append(ip_embeds)
-        hook = StepHook(rows, control, guidance, generators, row_tensor_lists=row_lists)
-        pipe.scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
-        output = pipe(
-            height=first.height,
-            width=first.width,
-            num_inference_steps=first.steps,
-            guidance_scale=guidance_scale,
-            generator=generators,
-            callback_on_step_end=hook,
-            callback_on_step_end_tensor_inputs=inputs,
-            output_type="pil",
-            **kwargs,
-        )
-        return hook.images_by_row(output.images)
+            image_embeds = torch.stack([self._zero_image if c.image is None else c.image for c in per_row])
+            image_embeds = image_embeds[:, None].to(device)
+        guidance_embedding = None
+        if not self._per_row_cfg:  # a guidance-distilled UNet takes the batch's one scale as an input
+            guidance_embedding = pipe.get_guidance_scale_embedding(
+                torch.tensor([float(first.guidance_scale) - 1]), embedding_dim=unet.config.time_cond_proj_dim
+            ).to(device, dtype)
+
+        def predict(latents: torch.Tensor, timestep: torch.Tensor, positions: list[int]) -> torch.Tensor:
+            """The UNet on the live rows: text (and SDXL pooled text, IP-Adapter image) embeddings, per-row CFG."""
+
+            def both(conditional: torch.Tensor, unconditional: torch.Tensor) -> torch.Tensor:
+                return torch.cat([unconditional, conditional]) if cfg else conditional
+
+            rows_in = len(positions) * (2 if cfg else 1)
+            added: dict[str, Any] = {}
+            if self.xl:
+                added["text_embeds"] = both(pooled[positions], negative_pooled[positions])
+                added["time_ids"] = time_ids.repeat(rows_in, 1)
+            if image_embeds is not None:
+                live = image_embeds[positions]
+                added["image_embeds"] = [both(live, torch.zeros_like(live))]
+            output = unet(
+                both(latents, latents),
+                timestep,
+                encoder_hidden_states=both(prompt[positions], negative[positions]),
+                timestep_cond=None if guidance_embedding is None else guidance_embedding.repeat(rows_in, 1),
+                added_cond_kwargs=added or None,
+            ).sample
+            return classifier_free_guidance(output, scales[positions], output.shape[1]) if cfg else output
+
+        scale = pipe.vae_scale_factor
+        loop = DenoisingLoop(rows, self._schedulers.get(first.scheduler, first.dynamic_thresholding), first.steps,
+                             (unet.config.in_channels, first.height // scale, first.width // scale), predict,
+                             device=device, dtype=dtype, control=control, guidance=self.guidance_rows(rows),
+                             threshold=self._threshold if first.dynamic_thresholding else None,
+                             step_hook=step_hook)
+        return loop.by_row(self._images(loop.run()))
+
+    def _images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
+        """The finished pictures, as the stock pipelines make them: SD's safety checker, SDXL's watermark."""
+        pipe = self.pipe
+        pixels = self._decode(latents)
+        flagged = None
+        if self.xl:
+            if pipe.watermark is not None:
+                pixels = pipe.watermark.apply_watermark(pixels)
+        else:
+            pixels, flagged = pipe.run_safety_checker(pixels, pixels.device, latents.dtype)
+        keep = None if flagged is None else [not nsfw for nsfw in flagged]
+        return pipe.image_processor.postprocess(pixels, output_type="pil", do_denormalize=keep)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] from UNet latents (SDXL: in float32 where the VAE overflows in fp16, and with the
+        VAE's latents mean and std where its config has them, as the SDXL pipeline does)."""
+        vae = self.pipe.vae
+        with _float32_vae(vae, self.xl):
+            latents = latents.to(vae.dtype)
+            mean, std = vae.config.get("latents_mean"), vae.config.get("latents_std")
+            if self.xl and mean is not None and std is not None:
+                shape = (1, -1, 1, 1)
+                latents = (latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor
+                           + torch.tensor(mean).view(shape).to(latents))
+            else:
+                latents = latents / vae.config.scaling_factor
+            return vae.decode(latents).sample
 
     def _encode_text(self, text: str, negative: str) -> tuple[torch.Tensor, ...]:
         """(prompt, negative[, pooled, negative pooled]) embeddings of one text, by the pipeline's own encoder."""
@@ -202,28 +241,34 @@ class StableDiffusionFamily(Family):
         vae = self.pipe.vae
         pixels = self._vae_processor.preprocess(image.convert("RGB"), height=height, width=width)
         dtype = vae.dtype
-        upcast = dtype == torch.float16 and vae.config.get("force_upcast", False)  # SDXL's VAE overflows in fp16
-        if upcast:
-            vae.to(torch.float32)
-        try:
+        with _float32_vae(vae):
             latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
-        finally:
-            if upcast:
-                vae.to(dtype)
         return (latents[0] * vae.config.scaling_factor).to(dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from UNet latents [B, C, h, w]."""
-        vae = self.pipe.vae
-        image = vae.decode(latents / vae.config.scaling_factor).sample
-        return (image * 0.5 + 0.5).clamp(0, 1)
+        return (self._decode(latents) * 0.5 + 0.5).clamp(0, 1)
+
+
+@contextmanager
+def _float32_vae(vae: Any, wanted: bool = True) -> Iterator[None]:
+    """Run the VAE in float32 while inside, if ``wanted`` and it overflows in fp16 (diffusers' force_upcast)."""
+    dtype = vae.dtype
+    upcast = wanted and dtype == torch.float16 and vae.config.get("force_upcast", False)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        yield
+    finally:
+        if upcast:
+            vae.to(dtype)
 
 
 def load_stable_diffusion(
     root: Path, *, xl: bool, name: str, path: str, model_hash: str, settings: dict[str, Any],
     device: torch.device, dtype: torch.dtype,
 ) -> StableDiffusionFamily:
-    cls = RowCFGStableDiffusionXLPipeline if xl else RowCFGStableDiffusionPipeline
+    cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipe = cls.from_pretrained(root, dtype=dtype, use_safetensors=True, local_files_only=True)
     ip_adapter = _load_ip_adapter(pipe, root)
     pipe.to(device)

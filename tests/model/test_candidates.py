@@ -24,7 +24,8 @@ from model.engine.engine_common import (
 )
 from model.engine.validation import resolve_request
 from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
-from model.families.candidates import CANDIDATE_SEED_STRIDE, predicted_clean, select_step
+from model.families.candidates import CANDIDATE_SEED_STRIDE, select_step
+from model.families.schedulers import predicted_clean
 from model.families.verifier import ANY_OF, ONE_OF, AttributeVerifier, LabelGroup
 
 RED = PIL.Image.new("RGB", (32, 32), (200, 30, 30))
@@ -162,10 +163,8 @@ def test_predicted_clean_inverts_the_forward_process(prediction_type: str) -> No
     t = torch.tensor(600)
     noisy = scheduler.add_noise(clean, noise, t)
     output = {"epsilon": noise, "v_prediction": scheduler.get_velocity(clean, noise, t), "sample": clean}
-    kwargs = {"latent_model_input": torch.cat([noisy, noisy]),  # under CFG: [unconditional; conditional]
-              "noise_pred": torch.cat([output[prediction_type], torch.zeros_like(noise)], dim=1)}  # + variance
-    pipe = type("Pipe", (), {"scheduler": scheduler})()
-    assert torch.allclose(predicted_clean(pipe, t, kwargs), clean, atol=1e-4)
+    with_variance = torch.cat([output[prediction_type], torch.zeros_like(noise)], dim=1)  # learned variance
+    assert torch.allclose(predicted_clean(scheduler, t, noisy, with_variance), clean, atol=1e-4)
 
 
 def test_select_step_is_a_share_of_the_schedule() -> None:
