@@ -40,8 +40,12 @@ PROMPTS = [
 
 
 def ask(index: int, user: str, seed: int | None = None, num_images: int = 1) -> GenerationRequest:
-    return GenerationRequest(prompt=PROMPTS[index % len(PROMPTS)], seed=seed if seed is not None else index,
-                             user=user, num_images=num_images)
+    return GenerationRequest(
+        prompt=PROMPTS[index % len(PROMPTS)],
+        seed=seed if seed is not None else index,
+        user=user,
+        num_images=num_images,
+    )
 
 
 def raw_pipeline_seconds(family: Family, request: GenerationRequest) -> float:
@@ -51,13 +55,24 @@ def raw_pipeline_seconds(family: Family, request: GenerationRequest) -> float:
     start = time.perf_counter()
     if isinstance(family, Kandinsky22Family):
         embeds = family.prior(request.prompt, generator=generator, num_inference_steps=info.prior_steps)
-        family.decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
-                       height=info.default_size[1], width=info.default_size[0], generator=generator,
-                       num_inference_steps=info.default_steps, guidance_scale=info.default_guidance)
+        family.decoder(
+            image_embeds=embeds.image_embeds,
+            negative_image_embeds=embeds.negative_image_embeds,
+            height=info.default_size[1],
+            width=info.default_size[0],
+            generator=generator,
+            num_inference_steps=info.default_steps,
+            guidance_scale=info.default_guidance,
+        )
     elif isinstance(family, StableDiffusionFamily):
-        family.pipe(prompt=request.prompt, height=info.default_size[1], width=info.default_size[0],
-                    generator=generator, num_inference_steps=info.default_steps,
-                    guidance_scale=info.default_guidance)
+        family.pipe(
+            prompt=request.prompt,
+            height=info.default_size[1],
+            width=info.default_size[0],
+            generator=generator,
+            num_inference_steps=info.default_steps,
+            guidance_scale=info.default_guidance,
+        )
     else:
         raise TypeError(f"no raw pipeline call for {type(family).__name__}")
     return time.perf_counter() - start
@@ -110,9 +125,11 @@ def main() -> int:
     # pool.
     family = call_on_fresh_thread(lambda: load_family(args.model, device=args.device, dtype=args.dtype))
     info = family.info
-    print(f"model {info.name} ({info.family}, {info.short_hash}) on {info.device}/{info.dtype}, "
-          f"{info.default_steps} steps at {info.default_size[0]}x{info.default_size[1]}, "
-          f"torch threads {torch.get_num_threads()}, max batch {args.max_batch}")
+    print(
+        f"model {info.name} ({info.family}, {info.short_hash}) on {info.device}/{info.dtype}, "
+        f"{info.default_steps} steps at {info.default_size[0]}x{info.default_size[1]}, "
+        f"torch threads {torch.get_num_threads()}, max batch {args.max_batch}"
+    )
 
     def raw_runs() -> list[float]:
         raw_pipeline_seconds(family, ask(0, "warm-up"))
@@ -138,8 +155,8 @@ def main() -> int:
         greedy = [ask(0, "A", seed=100 + 8 * k, num_images=8) for k in range(4)]
         requests = greedy + [ask(i, f"user{i}") for i in range(1, 8)]
         _, latencies, waits = burst(fair, requests)
-        others_latency += latencies[len(greedy):]
-        others_wait += waits[len(greedy):]
+        others_latency += latencies[len(greedy) :]
+        others_wait += waits[len(greedy) :]
     fair.shutdown()
 
     # Last, since it cannot be undone: this thread runs torch kernels too (as when a model loads on the main
@@ -157,11 +174,15 @@ def main() -> int:
         f"| throughput, 8 users x 1 image | batching {8 / batched_s:.2f} img/s "
         f"vs FIFO {8 / fifo_s:.2f} img/s = **{fifo_s / batched_s:.2f}x** | >= 3x |"
     )
-    print(f"| engine overhead at batch 1 | engine {lone_s:.3f}s vs raw pipeline {raw_s:.3f}s = "
-          f"**{100 * (lone_s / raw_s - 1):+.1f}%** | <= 3% |")
-    print(f"| fairness, A asks 32 + 7 users x 1 | others' p95 latency {p95(others_latency):.2f}s = "
-          f"**{p95(others_latency) / lone_s:.2f}x** a lone request ({lone_s:.2f}s); p95 queue wait "
-          f"{p95(others_wait):.2f}s = {p95(others_wait) / lone_s:.2f}x | <= 2x |")
+    print(
+        f"| engine overhead at batch 1 | engine {lone_s:.3f}s vs raw pipeline {raw_s:.3f}s = "
+        f"**{100 * (lone_s / raw_s - 1):+.1f}%** | <= 3% |"
+    )
+    print(
+        f"| fairness, A asks 32 + 7 users x 1 | others' p95 latency {p95(others_latency):.2f}s = "
+        f"**{p95(others_latency) / lone_s:.2f}x** a lone request ({lone_s:.2f}s); p95 queue wait "
+        f"{p95(others_wait):.2f}s = {p95(others_wait) / lone_s:.2f}x | <= 2x |"
+    )
     print(
         f"\nlone request once a second long-lived thread has run torch kernels: {two_pools_s:.3f}s = "
         f"{two_pools_s / lone_s:.2f}x the engine's own (why the engine loads models on a short-lived thread)"

@@ -45,8 +45,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--accuracy", type=int, default=0, help="held-out prompts to score per setting")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--decoder-candidates", default=None,
-                        help="comma-separated counts to time (default: the model's own, and 1)")
+    parser.add_argument(
+        "--decoder-candidates",
+        default=None,
+        help="comma-separated counts to time (default: the model's own, and 1)",
+    )
     args = parser.parse_args()
     family = load_family(args.model)
     if not isinstance(family, Kandinsky22Family):
@@ -55,14 +58,19 @@ def main() -> None:
         )
     info = family.info
     try:
-        counts = [int(c) for c in args.decoder_candidates.split(",")] if args.decoder_candidates else \
-            list(dict.fromkeys([info.default_candidates, 1]))
+        counts = (
+            [int(c) for c in args.decoder_candidates.split(",")]
+            if args.decoder_candidates
+            else list(dict.fromkeys([info.default_candidates, 1]))
+        )
     except ValueError:
         parser.error("--decoder-candidates takes comma-separated whole numbers, e.g. 8,1")
     if any(not 1 <= c <= info.max_candidates for c in counts):
         parser.error(f"--decoder-candidates must be between 1 and {info.max_candidates} for this model")
-    print(f"{family.info.name} on {family.info.device} ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(
+        f"{family.info.name} on {family.info.device} ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), torch {torch.__version__}"
+    )
     header = "| decoder candidates | scheduler | steps | s/image, batch 1 | s/image, batch 8 |"
     header += " colour | shape | background | all |" if args.accuracy else ""
     print(header)

@@ -69,8 +69,12 @@ def main() -> int:
                 distance = np.mean(
                     [np.abs(np.asarray(i, dtype=np.float64) - ref_pixels).mean() for i in images]
                 )
-                seen = np.mean([any((o.shape, o.colour) == ("circle", "red") for o in analyze(i).objects)
-                                for i in images])
+                seen = np.mean(
+                    [
+                        any((o.shape, o.colour) == ("circle", "red") for o in analyze(i).objects)
+                        for i in images
+                    ]
+                )
                 grid.paste(images[0], (column * width, row * height))
                 print(f"| {decay} | {scale} | {distance:.1f} | {seen:.0%} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ PASSWORD = "load-bench-password"
 
 # The server under test -------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,9 +97,25 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py"), "serve", "--data-dir", str(self.data_dir),
-                 "--model", str(self.model), "--port", str(self.port), "--device", "cpu", *self.extra_args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    str(ROOT / "app.py"),
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--model",
+                    str(self.model),
+                    "--port",
+                    str(self.port),
+                    "--device",
+                    "cpu",
+                    *self.extra_args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -136,6 +153,7 @@ class ServerProcess:
 
 
 # What the simulated users saw ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Account:
@@ -318,9 +336,13 @@ class SimulatedUser:
         self.record.outcome("text: generated")
 
     def do_guided(self) -> None:
-        body = {"prompt": self.words(), **self.params(), "guidance_image": self.upload(),
-                "image_guidance_scale": round(self.rng.uniform(0.05, 0.5), 3),
-                "image_guidance_decay": self.rng.choice(["none", "linear", "cosine"])}
+        body = {
+            "prompt": self.words(),
+            **self.params(),
+            "guidance_image": self.upload(),
+            "image_guidance_scale": round(self.rng.uniform(0.05, 0.5), 3),
+            "image_guidance_decay": self.rng.choice(["none", "linear", "cosine"]),
+        }
         self.generate(body)
         self.record.outcome("guided: generated")
 
@@ -339,8 +361,9 @@ class SimulatedUser:
         self.record.outcome("mix: generated")
 
     def do_cancel(self) -> None:
-        generation_id = self.submit_generation({"prompt": self.words(), **self.params(),
-                                                "steps": min(150, 3 * self.steps), "num_images": 2})
+        generation_id = self.submit_generation(
+            {"prompt": self.words(), **self.params(), "steps": min(150, 3 * self.steps), "num_images": 2}
+        )
         time.sleep(self.rng.uniform(0.0, 0.3))
         response = expect(self.client.delete(f"/api/v1/generations/{generation_id}"), 200, 409)
         with self.record.lock:
@@ -388,8 +411,12 @@ class SimulatedUser:
             self.record.outcome("review: nothing pending")
             return
         decision = self.rng.choice(["approve", "reject"])
-        expect(self.client.post(f"/api/v1/images/{mine[0]}/reviews",
-                                json={"decision": decision, "comment": "load test"}), 201)
+        expect(
+            self.client.post(
+                f"/api/v1/images/{mine[0]}/reviews", json={"decision": decision, "comment": "load test"}
+            ),
+            201,
+        )
         with self.record.lock:
             self.record.decisions[mine[0]] = decision
         self.record.outcome(
@@ -405,6 +432,7 @@ class SimulatedUser:
 
 
 # Setting up and checking -----------------------------------------------------------------------
+
 
 def make_accounts(url: str, admin_token: str, users: int, run_id: str) -> list[Account]:
     """Every fourth user is a reviewer; accounts and tokens are made through the API, as an admin."""
@@ -447,8 +475,10 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
         user_ids = set(session.scalars(select(User.id).where(User.username.in_([a.name for a in accounts]))))
         rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.user_id.in_(user_ids)))}
         for generation_id in sorted(set(rows) - set(record.accepted)):
-            problems.append(f"generation {generation_id} is recorded ({rows[generation_id].status}) "
-                            "but no user was told it was accepted")
+            problems.append(
+                f"generation {generation_id} is recorded ({rows[generation_id].status}) "
+                "but no user was told it was accepted"
+            )
         for generation_id, accepted in sorted(record.accepted.items()):
             row = rows.get(generation_id)
             if row is None:
@@ -462,8 +492,10 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
                 )
             if row.status == "succeeded":
                 if [image.index for image in images] != list(range(accepted.num_images)):
-                    problems.append(f"generation {generation_id} has images {[i.index for i in images]}, "
-                                    f"expected {accepted.num_images}")
+                    problems.append(
+                        f"generation {generation_id} has images {[i.index for i in images]}, "
+                        f"expected {accepted.num_images}"
+                    )
                 for image in images:
                     on_disk = file_sha256(storage.images.path_for(image.sha256))
                     if on_disk != image.sha256 or image.file_missing:
@@ -477,8 +509,9 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
                     f"generation {generation_id} is {row.status} but has {len(images)} image rows"
                 )
         reviews: dict[int, list[str]] = defaultdict(list)
-        for review in session.scalars(select(Review).join(ImageRow).join(Generation)
-                                      .where(Generation.user_id.in_(user_ids))):
+        for review in session.scalars(
+            select(Review).join(ImageRow).join(Generation).where(Generation.user_id.in_(user_ids))
+        ):
             reviews[review.image_id].append(review.decision)
         for image_id in sorted(set(reviews) | set(record.decisions)):
             told = record.decisions.get(image_id)
@@ -486,15 +519,21 @@ def verify(data_dir: Path, accounts: list[Account], record: Record) -> list[str]
                 problems.append(
                     f"image {image_id}: review rows {reviews[image_id]}, accepted decision {told}"
                 )
-        uploads = session.execute(select(Upload.id, Upload.uploader_id, Upload.sha256)
-                                  .where(Upload.uploader_id.in_(user_ids))).all()
+        uploads = session.execute(
+            select(Upload.id, Upload.uploader_id, Upload.sha256).where(Upload.uploader_id.in_(user_ids))
+        ).all()
         if len({(u.uploader_id, u.sha256) for u in uploads}) != len(uploads):
             problems.append("an upload is recorded twice for the same user and picture")
         missing = record.upload_ids - {u.id for u in uploads}
         if missing:
             problems.append(f"accepted uploads vanished: {sorted(missing)}")
-    check = subprocess.run([sys.executable, str(ROOT / "app.py"), "db", "check", "--data-dir", str(data_dir)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "db", "check", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check.returncode != 0:
         problems.append(f"db check exited {check.returncode}: {check.stdout.strip()} {check.stderr.strip()}")
     return problems
@@ -513,14 +552,18 @@ def report(record: Record, elapsed: float, users: int, requests: int, steps: int
     print(
         f"{users} users x {requests} requests, up to {steps} steps: {len(every)} requests in {elapsed:.1f} s"
     )
-    print(f"throughput: {len(every) / elapsed:.2f} requests/s, {record.images / elapsed:.2f} images/s "
-          f"({record.images} images, {len(record.accepted)} generations accepted)")
+    print(
+        f"throughput: {len(every) / elapsed:.2f} requests/s, {record.images / elapsed:.2f} images/s "
+        f"({record.images} images, {len(record.accepted)} generations accepted)"
+    )
     print(f"latency, all requests: p50 {percentile(every, 0.5):.2f} s, p95 {percentile(every, 0.95):.2f} s")
     for kind in KINDS:
         values = record.latencies.get(kind, [])
         if values:
-            print(f"  {kind:7s} n={len(values):3d}  p50 {percentile(values, 0.5):6.2f} s  "
-                  f"p95 {percentile(values, 0.95):6.2f} s  mean {statistics.fmean(values):6.2f} s")
+            print(
+                f"  {kind:7s} n={len(values):3d}  p50 {percentile(values, 0.5):6.2f} s  "
+                f"p95 {percentile(values, 0.95):6.2f} s  mean {statistics.fmean(values):6.2f} s"
+            )
     print("outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(record.outcomes.items())) or "none"))
     print("errors by kind: " + (", ".join(f"{k} {v}" for k, v in sorted(record.errors.items())) or "none"))
 
@@ -534,8 +577,10 @@ def run(
     started = time.monotonic()
     record = Record(deadline=started + args.time_limit)
     record.submits_left = sum(k.count("submit") for k in kinds)
-    users = [SimulatedUser(account, url, record, kinds[n], args.steps, seed=args.seed * 1000 + n)
-             for n, account in enumerate(accounts)]
+    users = [
+        SimulatedUser(account, url, record, kinds[n], args.steps, seed=args.seed * 1000 + n)
+        for n, account in enumerate(accounts)
+    ]
     threads = [threading.Thread(target=user.run, name=user.account.name) for user in users]
     for thread in threads:
         thread.start()

@@ -30,8 +30,10 @@ BASE = "a red circle on a white background"
 def rates(engine: LocalEngine, request: GenerationRequest, samples: int) -> tuple[float, float, float]:
     """How often the analyzer sees a blue circle, a blue object, and a circle: which of colour and shape
     moved."""
-    handles = [engine.submit(GenerationRequest(**{**request.__dict__, "seed": seed, "user": f"s{seed % 8}"}))
-               for seed in range(samples)]
+    handles = [
+        engine.submit(GenerationRequest(**{**request.__dict__, "seed": seed, "user": f"s{seed % 8}"}))
+        for seed in range(samples)
+    ]
     blue_circle = blue = circle = 0
     for handle in handles:
         objects = analyze(handle.result().images[0]).objects
@@ -54,12 +56,16 @@ def main() -> int:
     with LocalEngine.from_path(args.model, device=args.device) as engine:
         cases = {
             f'"{BASE}" - "red" + "blue"': GenerationRequest(
-                prompt=BASE, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))),
-            'same, not renormalised': GenerationRequest(
-                prompt=BASE, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue")),
-                renormalize_mix=False),
+                prompt=BASE, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
+            ),
+            "same, not renormalised": GenerationRequest(
+                prompt=BASE,
+                mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue")),
+                renormalize_mix=False,
+            ),
             '"a blue circle on a white background" (plain prompt)': GenerationRequest(
-                prompt="a blue circle on a white background"),
+                prompt="a blue circle on a white background"
+            ),
             f'"{BASE}" (plain prompt)': GenerationRequest(prompt=BASE),
         }
         print(f"| request ({args.samples} seeds) | blue circle | blue | circle |\n|---|---|---|---|")

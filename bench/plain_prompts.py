@@ -42,8 +42,10 @@ def main() -> None:
     for prompt in PROMPTS:
         seen = [analyze(image) for image in generate(family, [prompt] * args.seeds, 0, None, None, None)]
         objects = [a.objects[0] for a in seen if a.objects]
-        counts = [Counter(a.background for a in seen), *(Counter(getattr(o, key) for o in objects)
-                                                          for key in ("colour", "shape", "position"))]
+        counts = [
+            Counter(a.background for a in seen),
+            *(Counter(getattr(o, key) for o in objects) for key in ("colour", "shape", "position")),
+        ]
         print(
             f"| {prompt} | "
             + " | ".join(", ".join(f"{k} {n}" for k, n in c.most_common()) for c in counts)

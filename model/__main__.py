@@ -33,32 +33,55 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="generate images into a folder")
     gen.add_argument("--prompt", default="", help="the text prompt (optional when --mix is given)")
     gen.add_argument("--negative", default="", help="negative prompt")
-    gen.add_argument("--seed", type=int, help="seed of the first image (image i uses seed + i); random if absent")
+    gen.add_argument(
+        "--seed", type=int, help="seed of the first image (image i uses seed + i); random if absent"
+    )
     gen.add_argument("--steps", type=int, help="denoising steps (model default if absent)")
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     gen.add_argument("--num-images", type=int, default=1)
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
     gen.add_argument("--scheduler", help="ddpm, ddim, dpmpp, or the model's own")
-    gen.add_argument("--candidates", type=int,
-                     help="starting noises per image, the verifier's pick finished (model default if absent; "
-                          "1 is fastest; above 1 needs a model with a verifier)")
-    gen.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
+    gen.add_argument(
+        "--candidates",
+        type=int,
+        help="starting noises per image, the verifier's pick finished (model default if absent; "
+        "1 is fastest; above 1 needs a model with a verifier)",
+    )
+    gen.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})"
+    )
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.add_argument("--guidance-image", type=Path, help="reference image that steers every step")
-    gen.add_argument("--image-guidance-scale", type=float, default=None,
-                     help="pull toward the reference per step, 0..1 (default 0.1 with --guidance-image)")
+    gen.add_argument(
+        "--image-guidance-scale",
+        type=float,
+        default=None,
+        help="pull toward the reference per step, 0..1 (default 0.1 with --guidance-image)",
+    )
     gen.add_argument("--image-guidance-decay", choices=DECAYS, default="none")
-    gen.add_argument("--image-guidance-noised", action="store_true",
-                     help="pull toward the reference noised to each step's level")
-    gen.add_argument("--mix", action="extend", nargs="+", default=[], metavar="SPEC=WEIGHT",
-                     help="texts or image paths, each with a signed weight (--mix red=-1 blue=1); repeatable")
+    gen.add_argument(
+        "--image-guidance-noised",
+        action="store_true",
+        help="pull toward the reference noised to each step's level",
+    )
+    gen.add_argument(
+        "--mix",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SPEC=WEIGHT",
+        help="texts or image paths, each with a signed weight (--mix red=-1 blue=1); repeatable",
+    )
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
     gen.add_argument("--dynamic-thresholding", action="store_true")
     gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    gen.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                     help="weights' dtype (default: float16 on a GPU, float32 on CPU)")
+    gen.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="weights' dtype (default: float16 on a GPU, float32 on CPU)",
+    )
     return parser
 
 
@@ -103,27 +126,52 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
     if scale is None:
         scale = 0.1 if guidance_image is not None else 0.0
     request = GenerationRequest(
-        prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
-        guidance_scale=args.guidance, width=args.width, height=args.height, num_images=args.num_images,
-        scheduler=args.scheduler, guidance_image=guidance_image, image_guidance_scale=scale,
-        image_guidance_decay=args.image_guidance_decay, image_guidance_noised=args.image_guidance_noised,
-        mix=mix, interpolation=args.interpolation, renormalize_mix=not args.no_renormalize,
-        dynamic_thresholding=args.dynamic_thresholding, candidates=args.candidates, user="cli",
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        width=args.width,
+        height=args.height,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+        guidance_image=guidance_image,
+        image_guidance_scale=scale,
+        image_guidance_decay=args.image_guidance_decay,
+        image_guidance_noised=args.image_guidance_noised,
+        mix=mix,
+        interpolation=args.interpolation,
+        renormalize_mix=not args.no_renormalize,
+        dynamic_thresholding=args.dynamic_thresholding,
+        candidates=args.candidates,
+        user="cli",
     )
     inputs: dict[str, Any] = {"mix": described}
     if args.guidance_image:
-        inputs["guidance_image"] = {"path": str(args.guidance_image), "upload_sha256": _file_sha256(args.guidance_image)}
+        inputs["guidance_image"] = {
+            "path": str(args.guidance_image),
+            "upload_sha256": _file_sha256(args.guidance_image),
+        }
     return request, inputs
 
 
 def _records(result: GenerationResult, inputs: dict[str, Any], model_hash_short: str) -> list[dict[str, Any]]:
     records = []
     for index, seed in enumerate(result.seeds):
-        record = {"file": f"{index:03d}.png", "index": index, **result.params, "seed": seed,
-                  "first_seed": result.seed, "mix": inputs["mix"], "guidance_image": inputs.get("guidance_image"),
-                  "model_name": result.model_name, "model_hash": result.model_hash,
-                  "model_hash_short": model_hash_short, "model_s": round(result.model_s, 3),
-                  "queue_wait_s": round(result.queue_wait_s, 3)}
+        record = {
+            "file": f"{index:03d}.png",
+            "index": index,
+            **result.params,
+            "seed": seed,
+            "first_seed": result.seed,
+            "mix": inputs["mix"],
+            "guidance_image": inputs.get("guidance_image"),
+            "model_name": result.model_name,
+            "model_hash": result.model_hash,
+            "model_hash_short": model_hash_short,
+            "model_s": round(result.model_s, 3),
+            "queue_wait_s": round(result.queue_wait_s, 3),
+        }
         records.append(record)
     return records
 
@@ -134,7 +182,10 @@ def _png(request: GenerationRequest, result: GenerationResult, record: dict[str,
 
     guidance = record["guidance_image"]
     recipe = image_recipe(
-        request, result, record["index"], model_hash=record["model_hash_short"],
+        request,
+        result,
+        record["index"],
+        model_hash=record["model_hash_short"],
         mix_sources=[item.get("upload_sha256") for item in record["mix"]],
         guidance_source=None if guidance is None else guidance["upload_sha256"],
         params={**result.params, "model_hash": record["model_hash"], "model_s": record["model_s"]},
@@ -148,8 +199,9 @@ def generate(args: argparse.Namespace) -> int:
 
     try:
         request, inputs = _request(args)
-        engine = LocalEngine.from_path(args.model, device=args.device, dtype=args.dtype,
-                                       max_batch=max(1, args.num_images))
+        engine = LocalEngine.from_path(
+            args.model, device=args.device, dtype=args.dtype, max_batch=max(1, args.num_images)
+        )
     except (_InputError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -168,17 +220,30 @@ def generate(args: argparse.Namespace) -> int:
     for record in records:
         (args.out / record["file"]).write_bytes(_png(request, result, record))
     (args.out / "meta.json").write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {len(records)} image(s) to {args.out} ({result.model_name} {engine.model_info.short_hash}, "
-          f"{result.model_s:.1f}s)")
+    print(
+        f"wrote {len(records)} image(s) to {args.out} ({result.model_name} {engine.model_info.short_hash}, "
+        f"{result.model_s:.1f}s)"
+    )
     return 0
 
 
-_OPTIONS = {"negative_prompt": "--negative", "guidance_scale": "--guidance", "prompt": "--prompt",
-            "steps": "--steps", "seed": "--seed", "width": "--width", "height": "--height",
-            "num_images": "--num-images", "scheduler": "--scheduler", "guidance_image": "--guidance-image",
-            "image_guidance_scale": "--image-guidance-scale", "image_guidance_decay": "--image-guidance-decay",
-            "interpolation": "--interpolation", "dynamic_thresholding": "--dynamic-thresholding",
-            "candidates": "--candidates"}
+_OPTIONS = {
+    "negative_prompt": "--negative",
+    "guidance_scale": "--guidance",
+    "prompt": "--prompt",
+    "steps": "--steps",
+    "seed": "--seed",
+    "width": "--width",
+    "height": "--height",
+    "num_images": "--num-images",
+    "scheduler": "--scheduler",
+    "guidance_image": "--guidance-image",
+    "image_guidance_scale": "--image-guidance-scale",
+    "image_guidance_decay": "--image-guidance-decay",
+    "interpolation": "--interpolation",
+    "dynamic_thresholding": "--dynamic-thresholding",
+    "candidates": "--candidates",
+}
 
 
 def _option(field: str) -> str:

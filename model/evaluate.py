@@ -33,12 +33,32 @@ from model.world.analyzer import Analysis, analyze
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
 
-def generate(family: Kandinsky22Family, prompts: list[str], seed: int, steps: int | None, guidance: float | None,
-             scheduler: str | None, candidates: int | None = None) -> list:
+def generate(
+    family: Kandinsky22Family,
+    prompts: list[str],
+    seed: int,
+    steps: int | None,
+    guidance: float | None,
+    scheduler: str | None,
+    candidates: int | None = None,
+) -> list:
     """The product's own path: the request is resolved as the engine resolves it, then one batch of rows."""
-    rows = [Row(resolve_request(GenerationRequest(prompt=p, seed=seed + i, steps=steps, guidance_scale=guidance,
-                                                  scheduler=scheduler, candidates=candidates), family.info))
-            for i, p in enumerate(prompts)]
+    rows = [
+        Row(
+            resolve_request(
+                GenerationRequest(
+                    prompt=p,
+                    seed=seed + i,
+                    steps=steps,
+                    guidance_scale=guidance,
+                    scheduler=scheduler,
+                    candidates=candidates,
+                ),
+                family.info,
+            )
+        )
+        for i, p in enumerate(prompts)
+    ]
     return family.generate(rows)
 
 
@@ -59,13 +79,23 @@ def shape_breakdown(scenes: list[Scene], analyses: list[Analysis]) -> dict:
         confusion[asked.shape][drawn] += 1
         by_size[asked.size][0] += drawn == asked.shape
         by_size[asked.size][1] += 1
-    return {"shape_confusion": {asked: row for asked, row in confusion.items() if any(row.values())},
-            "shape_by_size": {size: round(hit / total, 3) for size, (hit, total) in by_size.items() if total}}
+    return {
+        "shape_confusion": {asked: row for asked, row in confusion.items() if any(row.values())},
+        "shape_by_size": {size: round(hit / total, 3) for size, (hit, total) in by_size.items() if total},
+    }
 
 
-def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = None, guidance: float | None = None,
-             scheduler: str | None = None, batch: int = 32, sheet: Path | None = None,
-             candidates: int | None = None) -> dict:
+def evaluate(
+    family: Kandinsky22Family,
+    n: int,
+    two: int,
+    steps: int | None = None,
+    guidance: float | None = None,
+    scheduler: str | None = None,
+    batch: int = 32,
+    sheet: Path | None = None,
+    candidates: int | None = None,
+) -> dict:
     report: dict = {}
     for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
         if count == 0:
@@ -74,11 +104,13 @@ def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = No
         tallies = {a: [0, 0] for a in (*ATTRIBUTES, "all")}
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
-            chunk = pairs[start:start + batch]
-            images += generate(family, [c.text for _, c in chunk], start, steps, guidance, scheduler, candidates)
+            chunk = pairs[start : start + batch]
+            images += generate(
+                family, [c.text for _, c in chunk], start, steps, guidance, scheduler, candidates
+            )
         seconds = time.perf_counter() - started
         analyses = [analyze(image) for image in images]
-        for (scene, caption), analysis in zip(pairs, analyses):
+        for (scene, caption), analysis in zip(pairs, analyses, strict=True):
             for attribute, ok in score(scene, caption, analysis).items():
                 tallies[attribute][0] += ok
                 tallies[attribute][1] += 1
@@ -87,7 +119,9 @@ def evaluate(family: Kandinsky22Family, n: int, two: int, steps: int | None = No
         report[label] = {
             **{a: round(hit / total, 3) for a, (hit, total) in tallies.items() if total},
             "clip_score": round(clip_score(family, prompts, images), 2),
-            "clip_score_true_pictures": round(clip_score(family, prompts, [render_image(s) for s in scenes]), 2),
+            "clip_score_true_pictures": round(
+                clip_score(family, prompts, [render_image(s) for s in scenes]), 2
+            ),
             "prompts": count,
             "seconds_per_image": round(seconds / count, 4),
             **({} if two_objects else shape_breakdown(scenes, analyses)),
@@ -114,24 +148,37 @@ def print_table(report: dict) -> None:
         for asked, counts in row["shape_confusion"].items():
             right = counts[asked] / sum(counts.values())
             print(f"| {asked} | " + " | ".join(str(counts[d]) for d in drawn) + f" | {right:.2f} |")
-        print(f"\n{label}: shape right by size: "
-              + ", ".join(f"{size} {share}" for size, share in row["shape_by_size"].items()))
+        print(
+            f"\n{label}: shape right by size: "
+            + ", ".join(f"{size} {share}" for size, share in row["shape_by_size"].items())
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m model.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--prompts", type=int, default=200, help="single-object prompts")
     parser.add_argument("--two-object-prompts", type=int, default=100)
     parser.add_argument("--steps", type=int, default=None, help="decoder steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
-    parser.add_argument("--prior-candidates", type=int, default=None,
-                        help="prior samples per prompt, the one nearest the prompt kept (default: the model's)")
-    parser.add_argument("--decoder-candidates", type=int, default=None,
-                        help="starting noises per picture, the one the model's verifier judges best finished "
-                             "(default: the model's; above 1 needs a verifier)")
+    parser.add_argument(
+        "--prior-candidates",
+        type=int,
+        default=None,
+        help="prior samples per prompt, the one nearest the prompt kept (default: the model's)",
+    )
+    parser.add_argument(
+        "--decoder-candidates",
+        type=int,
+        default=None,
+        help="starting noises per picture, the one the model's verifier judges best finished "
+        "(default: the model's; above 1 needs a verifier)",
+    )
     parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
@@ -144,23 +191,40 @@ def main(argv: list[str] | None = None) -> None:
     except ModelLoadError as error:
         parser.error(str(error))
     if not isinstance(family, Kandinsky22Family):
-        parser.error(f"{args.model} is a {family.info.family} folder; only Kandinsky 2.2 folders (a prior and a "
-                     "decoder) can be evaluated, because the CLIP score needs the prior's encoders")
+        parser.error(
+            f"{args.model} is a {family.info.family} folder; only Kandinsky 2.2 folders (a prior and a "
+            "decoder) can be evaluated, because the CLIP score needs the prior's encoders"
+        )
     if args.prior_candidates is not None:
         family.prior_candidates = args.prior_candidates
     info = family.info
     candidates = info.default_candidates if args.decoder_candidates is None else args.decoder_candidates
     if candidates > info.max_candidates:
-        parser.error(f"{args.model} has no verifier/ to judge decoder candidates" if info.max_candidates == 1
-                     else f"--decoder-candidates must be at most {info.max_candidates}")
-    report = evaluate(family, args.prompts, args.two_object_prompts, args.steps, args.guidance, args.scheduler,
-                      sheet=args.sheet, candidates=candidates)
-    report["settings"] = {"steps": args.steps or info.default_steps, "guidance": args.guidance or info.default_guidance,
-                          "scheduler": args.scheduler or info.default_scheduler,
-                          "prior_candidates": family.prior_candidates,
-                          "decoder_candidates": candidates,
-                          "device": info.device,
-                          "model": info.name, "model_hash": info.hash}
+        parser.error(
+            f"{args.model} has no verifier/ to judge decoder candidates"
+            if info.max_candidates == 1
+            else f"--decoder-candidates must be at most {info.max_candidates}"
+        )
+    report = evaluate(
+        family,
+        args.prompts,
+        args.two_object_prompts,
+        args.steps,
+        args.guidance,
+        args.scheduler,
+        sheet=args.sheet,
+        candidates=candidates,
+    )
+    report["settings"] = {
+        "steps": args.steps or info.default_steps,
+        "guidance": args.guidance or info.default_guidance,
+        "scheduler": args.scheduler or info.default_scheduler,
+        "prior_candidates": family.prior_candidates,
+        "decoder_candidates": candidates,
+        "device": info.device,
+        "model": info.name,
+        "model_hash": info.hash,
+    }
     print_table({k: v for k, v in report.items() if k != "settings"})
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -59,7 +59,12 @@ class ImageGuidance:
         return any(r is not None and r.scale > 0 for r in self._rows)
 
     def apply(
-        self, latents: torch.Tensor, step: int, total: int, scheduler: object, next_timestep: torch.Tensor | None
+        self,
+        latents: torch.Tensor,
+        step: int,
+        total: int,
+        scheduler: object,
+        next_timestep: torch.Tensor | None,
     ) -> torch.Tensor:
         """Return latents pulled toward the references; ``next_timestep`` is the noise level they now carry."""
         pulls = [0.0 if r is None else r.scale * decay_factor(r.decay, step, total) for r in self._rows]
@@ -74,7 +79,9 @@ class ImageGuidance:
             ).to(target.device, target.dtype)
             timesteps = next_timestep.reshape(1).repeat(len(noised)).to(target.device)
             target[noised] = scheduler.add_noise(target[noised], noise, timesteps)  # type: ignore[attr-defined]
-        g = torch.tensor(pulls, dtype=latents.dtype, device=latents.device).view(-1, *([1] * (latents.dim() - 1)))
+        g = torch.tensor(pulls, dtype=latents.dtype, device=latents.device).view(
+            -1, *([1] * (latents.dim() - 1))
+        )
         return latents + g * (target - latents)
 
     def select(self, keep: Sequence[int]) -> None:

@@ -99,7 +99,9 @@ def pull(repo_or_alias: str, data_dir: Path, *, revision: str | None = None, nam
     from huggingface_hub import HfApi, snapshot_download
 
     if repo_or_alias in ALIASES and revision is not None:
-        raise HubError(f"--revision: {repo_or_alias} is an alias for several repos; pull them one by one instead")
+        raise HubError(
+            f"--revision: {repo_or_alias} is an alias for several repos; pull them one by one instead"
+        )
     target = _model_path(data_dir, name or default_name(repo_or_alias))
     parts = ALIASES.get(repo_or_alias) or {"": repo_or_alias}
     api = HfApi()
@@ -125,8 +127,9 @@ def folder_size(path: Path) -> int:
     """Bytes of a model's files, without huggingface_hub's ``.cache`` (download metadata, partial files)."""
     if path.is_file():
         return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*")
-               if f.is_file() and ".cache" not in f.relative_to(path).parts)
+    return sum(
+        f.stat().st_size for f in path.rglob("*") if f.is_file() and ".cache" not in f.relative_to(path).parts
+    )
 
 
 def list_models(data_dir: Path) -> list[LocalModel]:
@@ -134,8 +137,11 @@ def list_models(data_dir: Path) -> list[LocalModel]:
     root = models_dir(data_dir)
     if not root.is_dir():
         return []
-    return [LocalModel(entry.name, entry, folder_size(entry), _family(entry)) for entry in sorted(root.iterdir())
-            if entry.is_dir() or entry.suffix == ".safetensors"]
+    return [
+        LocalModel(entry.name, entry, folder_size(entry), _family(entry))
+        for entry in sorted(root.iterdir())
+        if entry.is_dir() or entry.suffix == ".safetensors"
+    ]
 
 
 def _family(path: Path) -> str | None:
@@ -172,14 +178,23 @@ def resolve_model(value: str | Path, data_dir: Path) -> Path:
         named = models_dir(data_dir) / str(value)
         if named.is_dir() or named.is_file():
             return named
-    raise HubError(f"no model folder or .safetensors file at {value}, and no model named so in {models_dir(data_dir)}")
+    raise HubError(
+        f"no model folder or .safetensors file at {value}, and no model named so in {models_dir(data_dir)}"
+    )
 
 
 def served_model_summary(info: ModelInfo, data_dir: Path) -> dict[str, Any]:
     """What an admin view shows: the served model and the models available to serve."""
     return {
-        "served": {"name": info.name, "family": info.family, "hash": info.hash, "device": info.device,
-                   "dtype": info.dtype},
-        "available": [{"name": m.name, "family": m.family, "size_bytes": m.size_bytes, "path": str(m.path)}
-                      for m in list_models(data_dir)],
+        "served": {
+            "name": info.name,
+            "family": info.family,
+            "hash": info.hash,
+            "device": info.device,
+            "dtype": info.dtype,
+        },
+        "available": [
+            {"name": m.name, "family": m.family, "size_bytes": m.size_bytes, "path": str(m.path)}
+            for m in list_models(data_dir)
+        ],
     }

@@ -23,16 +23,24 @@ def add_models_command(subparsers: argparse._SubParsersAction) -> None:  # type:
     models = subparsers.add_parser("models", help="pull, list and remove real models in <data-dir>/models")
     actions = models.add_subparsers(dest="action", required=True)
     pull_ = actions.add_parser(
-        "pull", parents=[common], help="download a diffusers-format model (safetensors only) and check it loads",
+        "pull",
+        parents=[common],
+        help="download a diffusers-format model (safetensors only) and check it loads",
         description="Download a diffusers-format model from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN apply) "
-                    f"into <data-dir>/models/NAME. Aliases: {', '.join(sorted(ALIASES))}. Rerun to resume.")
+        f"into <data-dir>/models/NAME. Aliases: {', '.join(sorted(ALIASES))}. Rerun to resume.",
+    )
     pull_.add_argument("repo", metavar="REPO_ID|ALIAS")
     pull_.add_argument("--revision", help="branch, tag or commit (default: main)")
-    pull_.add_argument("--name", help="folder name under <data-dir>/models (default: the repo's or alias's name)")
-    pull_.add_argument("--device", help="device for the load check: cuda, mps or cpu (default: the best available)")
+    pull_.add_argument(
+        "--name", help="folder name under <data-dir>/models (default: the repo's or alias's name)"
+    )
+    pull_.add_argument(
+        "--device", help="device for the load check: cuda, mps or cpu (default: the best available)"
+    )
     pull_.set_defaults(handler=_pull)
-    actions.add_parser("list", parents=[common], help="the models in <data-dir>/models with size and family"
-                       ).set_defaults(handler=_list)
+    actions.add_parser(
+        "list", parents=[common], help="the models in <data-dir>/models with size and family"
+    ).set_defaults(handler=_list)
     remove_ = actions.add_parser("remove", parents=[common], help="delete a model from <data-dir>/models")
     remove_.add_argument("name", metavar="NAME")
     remove_.set_defaults(handler=_remove)
@@ -66,8 +74,10 @@ def _pull(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from storage.cli import _table
 
-    _table([(m.name, _size(m.size_bytes), m.family or "unknown") for m in list_models(_data_dir(args))],
-           ("NAME", "SIZE", "FAMILY"))
+    _table(
+        [(m.name, _size(m.size_bytes), m.family or "unknown") for m in list_models(_data_dir(args))],
+        ("NAME", "SIZE", "FAMILY"),
+    )
     return 0
 
 

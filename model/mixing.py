@@ -22,7 +22,9 @@ def weighted_sum(embeddings: Sequence[torch.Tensor], weights: Sequence[float]) -
     return sum((w * e for w, e in zip(weights, embeddings, strict=True)), torch.zeros_like(embeddings[0]))
 
 
-def renormalize(mixed: torch.Tensor, embeddings: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+def renormalize(
+    mixed: torch.Tensor, embeddings: Sequence[torch.Tensor], weights: Sequence[float]
+) -> torch.Tensor:
     """Rescale ``mixed`` to the ingredients' average norm (weighted by |w|).
 
     A signed sum such as a - b + c has a norm no real embedding has; the decoder was trained on real ones.
@@ -38,7 +40,12 @@ def renormalize(mixed: torch.Tensor, embeddings: Sequence[torch.Tensor], weights
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation from a (t=0) to b (t=1); falls back to a straight line for parallel vectors."""
     a32, b32 = a.float(), b.float()
-    cos = (a32 / a32.norm(dim=-1, keepdim=True).clamp_min(_EPS) * b32 / b32.norm(dim=-1, keepdim=True).clamp_min(_EPS))
+    cos = (
+        a32
+        / a32.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+        * b32
+        / b32.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    )
     cos = cos.sum(-1, keepdim=True).clamp(-1.0, 1.0)
     theta = torch.arccos(cos)
     sin = torch.sin(theta)

@@ -43,6 +43,7 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
+
 def write_atomically(target: Path, write: Callable[[BinaryIO], object], prefix: str = TEMP_PREFIX) -> None:
     """Write through a temp file in the target's folder, fsync, rename, fsync the folder.
 

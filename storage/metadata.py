@@ -148,19 +148,33 @@ def image_recipe(
     seeds = result.seeds or [result.seed + i for i in range(len(result.images))]
     sources = list(mix_sources) or [None] * len(request.mix)
     mix = tuple(
-        {"weight": item.weight, "text": item.text} if item.text is not None
+        {"weight": item.weight, "text": item.text}
+        if item.text is not None
         else {"weight": item.weight, "upload_sha256": source}
         for item, source in zip(request.mix, sources, strict=True)
     )
     guidance = None
     if request.guidance_image is not None:
-        guidance = {"upload_sha256": guidance_source, "scale": request.image_guidance_scale,
-                    "decay": request.image_guidance_decay}
+        guidance = {
+            "upload_sha256": guidance_source,
+            "scale": request.image_guidance_scale,
+            "decay": request.image_guidance_decay,
+        }
     return Recipe(
-        prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
-        sampler=request.scheduler, cfg_scale=request.guidance_scale, seed=seeds[index],
-        width=image.width, height=image.height, model_hash=model_hash, model_name=result.model_name,
-        mix=mix, guidance=guidance, generation_id=generation_id, image_index=index,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        steps=request.steps,
+        sampler=request.scheduler,
+        cfg_scale=request.guidance_scale,
+        seed=seeds[index],
+        width=image.width,
+        height=image.height,
+        model_hash=model_hash,
+        model_name=result.model_name,
+        mix=mix,
+        guidance=guidance,
+        generation_id=generation_id,
+        image_index=index,
         params=result.params if params is None else params,
     )
 

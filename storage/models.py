@@ -145,7 +145,9 @@ class Prompt(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     text: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
-    mix: Mapped[list[Any]] = mapped_column(default=list)  # [{"weight": w, "text": t} | {"weight": w, "upload_id": u}]
+    mix: Mapped[list[Any]] = mapped_column(
+        default=list
+    )  # [{"weight": w, "text": t} | {"weight": w, "upload_id": u}]
     guidance_upload_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id"))
     guidance_scale: Mapped[float] = mapped_column(Float, default=0.0)
     guidance_decay: Mapped[str] = mapped_column(String(16), default=GuidanceDecay.NONE.value)

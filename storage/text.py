@@ -7,7 +7,6 @@ from model.engine.request_fields import bidi_control_in
 from .errors import ValidationFailed
 
 
-
 def checked_text(value: str, field: str) -> str:
     """The one check for stored user text (prompts, comments, names, labels, tags): no NUL (PostgreSQL text
     cannot hold one) and no bidirectional controls, on either database."""
@@ -15,5 +14,7 @@ def checked_text(value: str, field: str) -> str:
         raise ValidationFailed(field, "Must not contain a NUL character.")
     control = bidi_control_in(value)
     if control:
-        raise ValidationFailed(field, f"Must not contain the bidirectional control character U+{ord(control):04X}.")
+        raise ValidationFailed(
+            field, f"Must not contain the bidirectional control character U+{ord(control):04X}."
+        )
     return value

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
     from storage import Storage
 
-PASSWORD_CHANGE_REQUIRED = ("password change required: change it in the studio's Account tab "
-                            "or with POST /api/v1/me/password")
+PASSWORD_CHANGE_REQUIRED = (
+    "password change required: change it in the studio's Account tab or with POST /api/v1/me/password"
+)
 ALL_ROLES = (Role.MEMBER, Role.REVIEWER, Role.ADMIN)
 STAFF = (Role.REVIEWER, Role.ADMIN)
 LOGIN_PATHS = ("/login", "/login/")
@@ -98,8 +99,11 @@ class BrowserSessions:
     def end_all(self, username: str, *, keep: str | None = None) -> int:
         """Sign out every browser of `username` (matched as sign-in matches it, ignoring case) except `keep`."""
         key = username_key(username)
-        ended = [token for token, name in list(self.gradio_app.tokens.items())
-                 if username_key(name) == key and token != keep]
+        ended = [
+            token
+            for token, name in list(self.gradio_app.tokens.items())
+            if username_key(name) == key and token != keep
+        ]
         for token in ended:
             self.gradio_app.tokens.pop(token, None)
         return len(ended)
@@ -153,11 +157,16 @@ class Auth:
         if not header:
             if not self.enabled:
                 return self.local_user()
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unauthorized", "send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+            )
         if scheme.lower() != "bearer" or not secret.strip():
-            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the Authorization header must be 'Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         try:
             return self.storage.tokens.authenticate(secret.strip())
         except PermissionDenied as exc:
@@ -185,7 +194,8 @@ class Auth:
         client = _login_client.get()
         try:
             await anyio.to_thread.run_sync(
-                lambda: self.storage.users.authenticate(username, password, client=client))
+                lambda: self.storage.users.authenticate(username, password, client=client)
+            )
         except LoginThrottled as refused:
             raise HTTPException(429, str(refused), {"Retry-After": str(refused.retry_after_s)}) from None
         except PermissionDenied:

@@ -25,31 +25,60 @@ log = logging.getLogger("draftroom")
 
 def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `serve` on app.py's argparse tree; its handler returns the exit status."""
-    serve = subparsers.add_parser("serve", help="serve the studio (UI at /, REST API at /api/v1)",
-                                  description="Serve the studio: the UI at / and the REST API at /api/v1.")
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve the studio (UI at /, REST API at /api/v1)",
+        description="Serve the studio: the UI at / and the REST API at /api/v1.",
+    )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="data directory (default: $DRAFTROOM_DATA, else ./data)")
-    serve.add_argument("--model", type=Path, default=DEFAULT_MODEL, metavar="NAME|PATH",
-                       help="a model pulled into <data-dir>/models, or a folder: prior/ + decoder/ (Kandinsky 2.2 "
-                            "layout) or a Stable Diffusion folder, or an SD 1.x/SDXL single-file .safetensors "
-                            "(default: the embedded model)")
-    serve.add_argument("--no-auth", action="store_true",
-                       help="no sign-in; everyone acts as the admin (loopback hosts only)")
-    serve.add_argument("--max-batch", type=int, default=8, help="images per model call across users (default 8)")
-    serve.add_argument("--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)")
-    serve.add_argument("--max-user-jobs", type=int, default=8,
-                       help="one user's queued jobs before their next one gets 429, checked before --max-queue "
-                            "(default 8)")
-    serve.add_argument("--max-user-images", type=int, default=32,
-                       help="one user's queued images before their next job gets 429 (default 32)")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        metavar="NAME|PATH",
+        help="a model pulled into <data-dir>/models, or a folder: prior/ + decoder/ (Kandinsky 2.2 "
+        "layout) or a Stable Diffusion folder, or an SD 1.x/SDXL single-file .safetensors "
+        "(default: the embedded model)",
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="no sign-in; everyone acts as the admin (loopback hosts only)"
+    )
+    serve.add_argument(
+        "--max-batch", type=int, default=8, help="images per model call across users (default 8)"
+    )
+    serve.add_argument(
+        "--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)"
+    )
+    serve.add_argument(
+        "--max-user-jobs",
+        type=int,
+        default=8,
+        help="one user's queued jobs before their next one gets 429, checked before --max-queue (default 8)",
+    )
+    serve.add_argument(
+        "--max-user-images",
+        type=int,
+        default=32,
+        help="one user's queued images before their next job gets 429 (default 32)",
+    )
     serve.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    serve.add_argument("--allowed-hosts", nargs="+", metavar="HOST",
-                       help="host names clients may use in the Host header, e.g. studio.example.org or "
-                            "*.example.org (default: the --host address, localhost and 127.0.0.1)")
-    serve.add_argument("--allowed-origins", nargs="+", default=[], metavar="URL",
-                       help="other web origins (scheme://host[:port]) whose pages may call the studio with "
-                            "the user's browser session (default: none; the studio's own origin always may)")
+    serve.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        metavar="HOST",
+        help="host names clients may use in the Host header, e.g. studio.example.org or "
+        "*.example.org (default: the --host address, localhost and 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--allowed-origins",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="other web origins (scheme://host[:port]) whose pages may call the studio with "
+        "the user's browser session (default: none; the studio's own origin always may)",
+    )
     serve.set_defaults(handler=serve_command)
     return serve
 
@@ -58,16 +87,23 @@ def serve_command(args: argparse.Namespace) -> int:
     from webapp.auth import is_loopback
 
     if args.no_auth and not is_loopback(args.host):
-        print(f"error: refusing to start: --no-auth is only allowed on a loopback host, not {args.host!r}",
-              file=sys.stderr)
+        print(
+            f"error: refusing to start: --no-auth is only allowed on a loopback host, not {args.host!r}",
+            file=sys.stderr,
+        )
         return 2
     if args.no_auth and args.allowed_hosts and "*" in args.allowed_hosts:
-        print("error: --allowed-hosts '*' is not allowed with --no-auth: any web page could then act as the admin "
-              "through a DNS name of its own", file=sys.stderr)
+        print(
+            "error: --allowed-hosts '*' is not allowed with --no-auth: any web page could then act as the admin "
+            "through a DNS name of its own",
+            file=sys.stderr,
+        )
         return 2
     if min(args.max_batch, args.max_queue, args.max_user_jobs, args.max_user_images) < 1:
-        print("error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
-              file=sys.stderr)
+        print(
+            "error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
+            file=sys.stderr,
+        )
         return 2
     from model.hub import HubError, resolve_model
     from storage.db import resolve_data_dir
@@ -89,18 +125,35 @@ def serve_command(args: argparse.Namespace) -> int:
     with open_storage(data_dir, resolve_database_url()) as storage:
         created = storage.users.ensure_bootstrap_admin()
         if created is not None:
-            print(f"Created the first account: user 'admin', one-time password: {created.generated_password}\n"
-                  "Sign in with it; the studio asks for a new password first.", flush=True)
+            print(
+                f"Created the first account: user 'admin', one-time password: {created.generated_password}\n"
+                "Sign in with it; the studio asks for a new password first.",
+                flush=True,
+            )
         log.info("loading the model from %s", model)
-        engine = LocalEngine.from_path(model, device=args.device, max_batch=args.max_batch,
-                                       max_queue=args.max_queue, max_user_jobs=args.max_user_jobs,
-                                       max_user_images=args.max_user_images)
+        engine = LocalEngine.from_path(
+            model,
+            device=args.device,
+            max_batch=args.max_batch,
+            max_queue=args.max_queue,
+            max_user_jobs=args.max_user_jobs,
+            max_user_images=args.max_user_images,
+        )
         try:
-            app = create_app(storage, engine, auth_enabled=not args.no_auth,
-                             allowed_hosts=args.allowed_hosts or allowed_hosts_for(args.host),
-                             allowed_origins=args.allowed_origins)
-            log.info("data in %s; serving http://%s:%d (auth %s)", data_dir, args.host, args.port,
-                     "off" if args.no_auth else "on")
+            app = create_app(
+                storage,
+                engine,
+                auth_enabled=not args.no_auth,
+                allowed_hosts=args.allowed_hosts or allowed_hosts_for(args.host),
+                allowed_origins=args.allowed_origins,
+            )
+            log.info(
+                "data in %s; serving http://%s:%d (auth %s)",
+                data_dir,
+                args.host,
+                args.port,
+                "off" if args.no_auth else "on",
+            )
             uvicorn.run(app, host=args.host, port=args.port, log_level="info")
         finally:
             engine.shutdown(wait=False)

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error a client caused or may see; `error` is a stable kind, `detail` says why."""
 
-    def __init__(self, status: int, error: str, detail: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {error}: {detail}")
         self.status = status
         self.error = error
@@ -30,8 +31,9 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status: int, error: str, detail: Any = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -50,7 +52,9 @@ def validation_detail(exc: RequestValidationError) -> list[dict[str, str]]:
     for err in exc.errors():
         field, message = _field_of(tuple(err.get("loc", ()))), str(err.get("msg", "invalid"))
         named = _NAMED.match(message) if field == "body" else None
-        detail.append({"field": named[1], "message": named[2]} if named else {"field": field, "message": message})
+        detail.append(
+            {"field": named[1], "message": named[2]} if named else {"field": field, "message": message}
+        )
     return detail
 
 
@@ -96,8 +100,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        kind = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         return error_response(exc.status_code, kind, exc.detail, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -111,4 +120,5 @@ def _storage_handler(status: int, kind: str):
         field = getattr(exc, "field", None)
         detail: Any = [{"field": field, "message": str(exc)}] if field else str(exc)
         return error_response(status, kind, detail)
+
     return handle

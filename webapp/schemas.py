@@ -113,8 +113,12 @@ class ReviewBody(StrictBody):
 class SubmitBody(StrictBody):
     """`POST /images/{id}/submit`, optional: the earlier image of yours this one revises."""
 
-    revision_of: int | None = Field(default=None, ge=1, le=2**63 - 1,
-                                    description="the id of an earlier image of yours that this one revises")
+    revision_of: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="the id of an earlier image of yours that this one revises",
+    )
 
 
 class UserCreateBody(StrictBody):
@@ -139,6 +143,7 @@ class PasswordChangeBody(StrictBody):
 
 
 # Responses -------------------------------------------------------------------------------------
+
 
 class FieldError(BaseModel):
     field: str

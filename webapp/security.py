@@ -96,9 +96,12 @@ class SameOriginWrites:
         if bearer or origin is None or self.same_origin(origin, headers):
             await self.app(scope, receive, send)
             return
-        refused = error_response(403, "cross_origin",
-                                 f"a request from {origin} may not change anything here; "
-                                 "use the studio's own pages or an API token")
+        refused = error_response(
+            403,
+            "cross_origin",
+            f"a request from {origin} may not change anything here; "
+            "use the studio's own pages or an API token",
+        )
         await refused(scope, receive, send)
 
     def same_origin(self, origin: str, headers: Headers) -> bool:
@@ -163,13 +166,16 @@ class SessionPerUser:
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         if any(name == "session_hash" for name, _ in query):
             scope["query_string"] = urlencode(
-                [(name, value + suffix if name == "session_hash" else value) for name, value in query]).encode()
+                [(name, value + suffix if name == "session_hash" else value) for name, value in query]
+            ).encode()
         prefix = next((p for p in SESSION_PATHS if scope["path"].startswith(p)), None)
         if prefix is not None and scope["method"] == "GET":
-            session, _, rest = scope["path"][len(prefix):].partition("/")
+            session, _, rest = scope["path"][len(prefix) :].partition("/")
             scope["path"] = f"{prefix}{session}{suffix}" + (f"/{rest}" if rest else "")
             scope["raw_path"] = scope["path"].encode()
-        if scope["method"] == "POST" and Headers(scope=scope).get("content-type", "").startswith("application/json"):
+        if scope["method"] == "POST" and Headers(scope=scope).get("content-type", "").startswith(
+            "application/json"
+        ):
             receive = await with_session_in_body(scope, receive, suffix)
         await self.app(scope, receive, send)
 

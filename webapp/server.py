@@ -26,13 +26,13 @@ from webapp.api import PREFIX, build_api_router
 from webapp.auth import Auth, BrowserSessions, LoginClient
 from webapp.context import Studio
 from webapp.errors import error_response, install_error_handlers
-from webapp.services.generation_jobs import GenerationJobs
 from webapp.security import (
     LaxSessionCookies,
     SameOriginWrites,
     SecurityHeaders,
     SessionPerUser,
 )
+from webapp.services.generation_jobs import GenerationJobs
 from webapp.ui import CSS, build_ui
 from webapp.uploads import MAX_UPLOAD_BYTES
 
@@ -105,8 +105,14 @@ def allowed_hosts_for(bind_host: str) -> list[str]:
     return list(dict.fromkeys(host for host in hosts if host not in ("0.0.0.0", "::")))
 
 
-def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True,
-               allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS, allowed_origins: Sequence[str] = ()) -> FastAPI:
+def create_app(
+    storage: Storage,
+    engine: Engine,
+    *,
+    auth_enabled: bool = True,
+    allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+    allowed_origins: Sequence[str] = (),
+) -> FastAPI:
     """Build the studio around an open storage and a started engine (the caller owns and closes both).
 
     Generations a previous process left queued or running are marked `interrupted` here, before
@@ -123,8 +129,12 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True,
         yield
         jobs.shutdown()
 
-    app = FastAPI(title="Draftroom", version="1.0",
-                  description="Draft images from text, review them, share the prompts.", lifespan=lifespan)
+    app = FastAPI(
+        title="Draftroom",
+        version="1.0",
+        description="Draft images from text, review them, share the prompts.",
+        lifespan=lifespan,
+    )
     app.state.studio = studio
     install_error_handlers(app)
     app.add_middleware(LoginClient)
@@ -132,18 +142,26 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True,
     add_logout_routes(app, studio.auth)
     blocks = build_ui(studio)
     gr.mount_gradio_app(
-        app, blocks, path="/",
+        app,
+        blocks,
+        path="/",
         auth=studio.auth.gradio_login if auth_enabled else None,
         auth_message="Sign in to Draftroom. Ask an admin for an account.",
-        footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
-        max_file_size=MAX_UPLOAD_BYTES, enable_monitoring=False, css=CSS,
+        footer_links=[],
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        max_file_size=MAX_UPLOAD_BYTES,
+        enable_monitoring=False,
+        css=CSS,
         blocked_paths=blocked_paths(storage),
     )
     # Gradio checks the paths in an event's file inputs (only its upload folder) and outputs (never a
     # blocked path) only once the Blocks count as launched; launch() sets this, mounting does not.
     blocks.has_launched = True
-    gradio_app = next(route.app for route in app.routes
-                      if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+    gradio_app = next(
+        route.app for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp)
+    )
     studio.auth.browser_sessions = BrowserSessions(gradio_app)
     # Starlette runs the last added middleware first: hosts, then CORS, origins, sizes, sessions.
     app.add_middleware(LaxSessionCookies)
@@ -151,9 +169,13 @@ def create_app(storage: Storage, engine: Engine, *, auth_enabled: bool = True,
     app.add_middleware(BodyLimit)
     app.add_middleware(SameOriginWrites, allowed_origins=allowed_origins)
     # With a CORSMiddleware on the parent app, Gradio leaves out its own (permissive) CORS headers.
-    app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_credentials=True,
-                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(allowed_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(SecurityHeaders)
     return app
@@ -178,8 +200,12 @@ def add_logout_routes(app: FastAPI, auth: Auth) -> None:
 
     @app.get("/logout", include_in_schema=False)
     def logout_page() -> Response:
-        return error_response(405, "method_not_allowed", "sign out with POST /logout (the studio's Sign out button)",
-                              {"Allow": "POST"})
+        return error_response(
+            405,
+            "method_not_allowed",
+            "sign out with POST /logout (the studio's Sign out button)",
+            {"Allow": "POST"},
+        )
 
 
 def blocked_paths(storage: Storage) -> list[str]:

@@ -49,8 +49,9 @@ def read_capped(stream: BinaryIO, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
     return b"".join(parts)
 
 
-def check_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
-                max_pixels: int = MAX_UPLOAD_PIXELS) -> CheckedImage:
+def check_image(
+    data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS
+) -> CheckedImage:
     """Return the decoded image or raise `ApiError` (413 size, 415 not an allowed image, 422 corrupt)."""
     if len(data) > max_bytes:
         raise ApiError(413, "payload_too_large", f"file: larger than {max_bytes} bytes")
@@ -67,18 +68,24 @@ def check_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
                 decoded.load()
                 image = decoded.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ApiError(413, "image_too_large",
-                           f"file: more than {max_pixels} pixels") from None
+            raise ApiError(413, "image_too_large", f"file: more than {max_pixels} pixels") from None
         except UnidentifiedImageError:
             claimed = _claimed_format(data)
             if claimed:  # damaged beyond Pillow's recognition: say so rather than "not a PNG"
-                raise ApiError(422, "invalid_image", f"file: a damaged {claimed} image that cannot be read") from None
-            raise ApiError(415, "unsupported_media_type",
-                           "file: not a PNG, JPEG or WebP image") from None
+                raise ApiError(
+                    422, "invalid_image", f"file: a damaged {claimed} image that cannot be read"
+                ) from None
+            raise ApiError(415, "unsupported_media_type", "file: not a PNG, JPEG or WebP image") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ApiError(422, "invalid_image", f"file: the image cannot be decoded ({exc})") from None
-    return CheckedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), format=fmt or "",
-                        width=width, height=height, image=image)
+    return CheckedImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=fmt or "",
+        width=width,
+        height=height,
+        image=image,
+    )
 
 
 def _claimed_format(data: bytes) -> str | None:
@@ -95,10 +102,10 @@ def _claimed_format(data: bytes) -> str | None:
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     """413 for a side or a pixel count over its limit, 422 for no pixels or too elongated a shape."""
     if width * height > max_pixels:
-        raise ApiError(413, "image_too_large",
-                       f"file: {width}x{height} is more than {max_pixels} pixels")
+        raise ApiError(413, "image_too_large", f"file: {width}x{height} is more than {max_pixels} pixels")
     problem = shape_problem(width, height)
     if problem:
         too_large = max(width, height) > MAX_SIDE
-        raise ApiError(413 if too_large else 422, "image_too_large" if too_large else "invalid_image",
-                       f"file: {problem}")
+        raise ApiError(
+            413 if too_large else 422, "image_too_large" if too_large else "invalid_image", f"file: {problem}"
+        )

@@ -12,9 +12,16 @@ def image_url(image_id: int) -> str:
 
 
 def image_out(image: ImageInfo) -> ImageOut:
-    return ImageOut(id=image.id, url=image_url(image.id), sha256=image.sha256, width=image.width,
-                    height=image.height, review_status=image.review_status.value, seed=image.seed,
-                    revision_of=image.revision_of)
+    return ImageOut(
+        id=image.id,
+        url=image_url(image.id),
+        sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+        review_status=image.review_status.value,
+        seed=image.seed,
+        revision_of=image.revision_of,
+    )
 
 
 def planned_steps(generation: GenerationInfo) -> int:
@@ -35,16 +42,29 @@ def progress_out(studio: Studio, generation: GenerationInfo) -> ProgressOut:
 
 def generation_out(studio: Studio, generation: GenerationInfo) -> GenerationOut:
     return GenerationOut(
-        id=generation.id, status=generation.status.value, progress=progress_out(studio, generation),
-        seed=generation.seed, params=generation.params, error=generation.error,
-        images=[image_out(image) for image in sorted(generation.images, key=lambda i: i.index)])
+        id=generation.id,
+        status=generation.status.value,
+        progress=progress_out(studio, generation),
+        seed=generation.seed,
+        params=generation.params,
+        error=generation.error,
+        images=[image_out(image) for image in sorted(generation.images, key=lambda i: i.index)],
+    )
 
 
 def history_item_out(item: HistoryItem) -> PromptItemOut:
     generation, prompt = item.generation, item.prompt
     return PromptItemOut(
-        generation_id=generation.id, prompt_id=prompt.id, prompt=prompt.text,
-        negative_prompt=prompt.negative_prompt, author=generation.username, status=generation.status.value,
-        seed=generation.seed, created_at=generation.created_at, favourite=item.favourite,
-        parent_prompt_id=prompt.parent_id, use_count=prompt.use_count,
-        images=[image_out(image) for image in sorted(generation.images, key=lambda i: i.index)])
+        generation_id=generation.id,
+        prompt_id=prompt.id,
+        prompt=prompt.text,
+        negative_prompt=prompt.negative_prompt,
+        author=generation.username,
+        status=generation.status.value,
+        seed=generation.seed,
+        created_at=generation.created_at,
+        favourite=item.favourite,
+        parent_prompt_id=prompt.parent_id,
+        use_count=prompt.use_count,
+        images=[image_out(image) for image in sorted(generation.images, key=lambda i: i.index)],
+    )

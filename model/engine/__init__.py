@@ -16,8 +16,20 @@ from model.engine.engine_common import (
 )
 
 __all__ = [
-    "Engine", "EngineClosed", "GenerationRequest", "GenerationResult", "JobCancelled", "JobFailed", "JobHandle",
-    "JobStatus", "LocalEngine", "MixIngredient", "ModelInfo", "Progress", "QueueFull", "RequestError",
+    "Engine",
+    "EngineClosed",
+    "GenerationRequest",
+    "GenerationResult",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "JobStatus",
+    "LocalEngine",
+    "MixIngredient",
+    "ModelInfo",
+    "Progress",
+    "QueueFull",
+    "RequestError",
 ]
 
 

@@ -80,8 +80,12 @@ class GenerationRequest:
     renormalize_mix: bool = True
     dynamic_thresholding: bool = False
     user: str = "anonymous"  # fairness key
-    image_guidance_noised: bool = False  # pull toward the reference noised to the current step (docs/GUIDANCE.md)
-    candidates: int | None = None  # starting noises per image, the verifier's pick finished (None -> model default)
+    image_guidance_noised: bool = (
+        False  # pull toward the reference noised to the current step (docs/GUIDANCE.md)
+    )
+    candidates: int | None = (
+        None  # starting noises per image, the verifier's pick finished (None -> model default)
+    )
 
     def ingredients(self) -> tuple[MixIngredient, ...]:
         """The mix as the model sees it: a non-empty prompt is the first ingredient, at weight 1."""
@@ -164,7 +168,8 @@ class ModelInfo:
         if self.sizes:
             return (width, height) in self.sizes
         return all(
-            self.min_size <= side <= self.max_size and side % self.size_multiple == 0 for side in (width, height)
+            self.min_size <= side <= self.max_size and side % self.size_multiple == 0
+            for side in (width, height)
         )
 
     def describe_sizes(self) -> str:

@@ -200,12 +200,20 @@ class LocalEngine(Engine):
         self._drain = True
         self._running: list[_Job] = []
         self._step_s: float | None = None  # seconds per denoising step of a batch (moving average)
-        self._thread = threading.Thread(target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True
+        )
         self._thread.start()
 
     @classmethod
-    def from_path(cls, source: str | Path, *, device: str | None = None, dtype: str | None = None,
-                  **options: int | float) -> LocalEngine:
+    def from_path(
+        cls,
+        source: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        **options: int | float,
+    ) -> LocalEngine:
         """Load the model at ``source`` (see model.families.load_family) and start its worker.
 
         The model loads on a short-lived thread (see ``call_on_fresh_thread``), so the worker is the only
@@ -258,16 +266,24 @@ class LocalEngine(Engine):
         """Raise QueueFull naming the limit ``request`` would break: per-user ones first, then max_queue."""
         waiting = self._queue.jobs_of(request.user)
         if len(waiting) >= self.max_user_jobs:
-            raise QueueFull("max_user_jobs", f"you have {len(waiting)} jobs waiting, the per-user limit "
-                            f"(max_user_jobs = {self.max_user_jobs}); wait until one starts")
+            raise QueueFull(
+                "max_user_jobs",
+                f"you have {len(waiting)} jobs waiting, the per-user limit "
+                f"(max_user_jobs = {self.max_user_jobs}); wait until one starts",
+            )
         images = sum(len(job.pending) for job in waiting)
         if images + request.num_images > self.max_user_images:
-            raise QueueFull("max_user_images", f"you have {images} images waiting and ask for "
-                            f"{request.num_images} more; the per-user limit is max_user_images = "
-                            f"{self.max_user_images}; wait until some start")
+            raise QueueFull(
+                "max_user_images",
+                f"you have {images} images waiting and ask for "
+                f"{request.num_images} more; the per-user limit is max_user_images = "
+                f"{self.max_user_images}; wait until some start",
+            )
         if len(self._queue) >= self.max_queue:
-            raise QueueFull("max_queue", f"the shared queue holds {self.max_queue} jobs, its limit "
-                            "(max_queue); try again shortly")
+            raise QueueFull(
+                "max_queue",
+                f"the shared queue holds {self.max_queue} jobs, its limit (max_queue); try again shortly",
+            )
 
     def _reposition(self) -> list[tuple[_Job, Progress]]:
         """New queue positions and ETAs for queued jobs; returns the progress events to send."""
@@ -411,7 +427,9 @@ class _Control:
                 if job.status.finished:
                     continue
                 left_in_batch = (total - step) * engine._step_s
-                more = math.ceil(len(job.pending) / engine.max_batch) * int(job.request.steps) * engine._step_s
+                more = (
+                    math.ceil(len(job.pending) / engine.max_batch) * int(job.request.steps) * engine._step_s
+                )
                 job.eta_s = left_in_batch + more
                 updates.append((job, job._snapshot()))
             updates += engine._reposition()

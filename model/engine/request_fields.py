@@ -83,42 +83,104 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-FIELDS: dict[str, RequestField] = {field.name: field for field in (
-    RequestField("prompt", str, "What to draw; may be empty when `mix` is given", default="",
-                 max_length=MAX_TEXT_CHARS),
-    RequestField("negative_prompt", str, "What to steer away from", default="", max_length=MAX_TEXT_CHARS),
-    RequestField("seed", int, "Seed of the first image, image i uses seed + i (absent: random)",
-                 low=0, high=MAX_SEED),
-    RequestField("steps", int, "Denoising steps (absent: the model's default)", low=1, high=MAX_STEPS),
-    RequestField("guidance_scale", float,
-                 "Classifier-free guidance scale; at or below 1 means none (absent: the model's default)",
-                 low=0.0, high=MAX_GUIDANCE),
-    RequestField("width", int, "Image width in pixels, a size the model makes (absent: the model's default)",
-                 low=MIN_SIDE, high=MAX_SIDE),
-    RequestField("height", int, "Image height in pixels, a size the model makes (absent: the model's default)",
-                 low=MIN_SIDE, high=MAX_SIDE),
-    RequestField("num_images", int, "How many images to make", default=1, low=1, high=MAX_IMAGES),
-    RequestField("scheduler", str,
-                 "The sampler: ddpm, ddim, dpmpp or the model's own (absent: the model's default)",
-                 max_length=MAX_SCHEDULER_CHARS),
-    RequestField("candidates", int,
-                 "Starting noises per image; the model's verifier finishes the one that best shows the prompt. "
-                 "More draw the asked shape more often; 1 is fastest. Mixes and guided images use one.",
-                 low=1, high=MAX_CANDIDATES),
-    RequestField("guidance_image", int, "An upload id: the reference image that steers every step"),
-    RequestField("image_guidance_scale", float, "How strongly each step is pulled toward the guidance image",
-                 default=0.0, low=0.0, high=1.0),
-    RequestField("image_guidance_decay", str, "How the pull toward the guidance image fades over the steps",
-                 default="none", choices=DECAYS),
-    RequestField("mix", list, "Texts or uploads added to the prompt's embedding with signed weights",
-                 max_length=MAX_INGREDIENTS),
-    RequestField("mix.weight", float, "The ingredient's signed weight", default=1.0,
-                 low=-MAX_MIX_WEIGHT, high=MAX_MIX_WEIGHT, ui_span=(-2.0, 2.0)),
-    RequestField("mix.text", str, "A text ingredient", max_length=MAX_TEXT_CHARS),
-    RequestField("interpolation", float,
-                 "Slerp position between the two ingredients (a non-empty prompt counts as the first)",
-                 low=0.0, high=1.0),
-)}
+FIELDS: dict[str, RequestField] = {
+    field.name: field
+    for field in (
+        RequestField(
+            "prompt",
+            str,
+            "What to draw; may be empty when `mix` is given",
+            default="",
+            max_length=MAX_TEXT_CHARS,
+        ),
+        RequestField(
+            "negative_prompt", str, "What to steer away from", default="", max_length=MAX_TEXT_CHARS
+        ),
+        RequestField(
+            "seed",
+            int,
+            "Seed of the first image, image i uses seed + i (absent: random)",
+            low=0,
+            high=MAX_SEED,
+        ),
+        RequestField("steps", int, "Denoising steps (absent: the model's default)", low=1, high=MAX_STEPS),
+        RequestField(
+            "guidance_scale",
+            float,
+            "Classifier-free guidance scale; at or below 1 means none (absent: the model's default)",
+            low=0.0,
+            high=MAX_GUIDANCE,
+        ),
+        RequestField(
+            "width",
+            int,
+            "Image width in pixels, a size the model makes (absent: the model's default)",
+            low=MIN_SIDE,
+            high=MAX_SIDE,
+        ),
+        RequestField(
+            "height",
+            int,
+            "Image height in pixels, a size the model makes (absent: the model's default)",
+            low=MIN_SIDE,
+            high=MAX_SIDE,
+        ),
+        RequestField("num_images", int, "How many images to make", default=1, low=1, high=MAX_IMAGES),
+        RequestField(
+            "scheduler",
+            str,
+            "The sampler: ddpm, ddim, dpmpp or the model's own (absent: the model's default)",
+            max_length=MAX_SCHEDULER_CHARS,
+        ),
+        RequestField(
+            "candidates",
+            int,
+            "Starting noises per image; the model's verifier finishes the one that best shows the prompt. "
+            "More draw the asked shape more often; 1 is fastest. Mixes and guided images use one.",
+            low=1,
+            high=MAX_CANDIDATES,
+        ),
+        RequestField("guidance_image", int, "An upload id: the reference image that steers every step"),
+        RequestField(
+            "image_guidance_scale",
+            float,
+            "How strongly each step is pulled toward the guidance image",
+            default=0.0,
+            low=0.0,
+            high=1.0,
+        ),
+        RequestField(
+            "image_guidance_decay",
+            str,
+            "How the pull toward the guidance image fades over the steps",
+            default="none",
+            choices=DECAYS,
+        ),
+        RequestField(
+            "mix",
+            list,
+            "Texts or uploads added to the prompt's embedding with signed weights",
+            max_length=MAX_INGREDIENTS,
+        ),
+        RequestField(
+            "mix.weight",
+            float,
+            "The ingredient's signed weight",
+            default=1.0,
+            low=-MAX_MIX_WEIGHT,
+            high=MAX_MIX_WEIGHT,
+            ui_span=(-2.0, 2.0),
+        ),
+        RequestField("mix.text", str, "A text ingredient", max_length=MAX_TEXT_CHARS),
+        RequestField(
+            "interpolation",
+            float,
+            "Slerp position between the two ingredients (a non-empty prompt counts as the first)",
+            low=0.0,
+            high=1.0,
+        ),
+    )
+}
 
 
 def model_bounds(info: ModelInfo) -> dict[str, tuple[int, int]]:
@@ -128,8 +190,11 @@ def model_bounds(info: ModelInfo) -> dict[str, tuple[int, int]]:
         declared = FIELDS[name]
         return int(declared.low or 0), min(int(declared.high or 0), model_high)
 
-    return {"steps": narrowed("steps", info.max_steps), "num_images": narrowed("num_images", info.max_images),
-            "candidates": narrowed("candidates", info.max_candidates)}
+    return {
+        "steps": narrowed("steps", info.max_steps),
+        "num_images": narrowed("num_images", info.max_images),
+        "candidates": narrowed("candidates", info.max_candidates),
+    }
 
 
 def text_problem(text: str) -> str | None:

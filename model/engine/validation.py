@@ -41,15 +41,20 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
     bounds = model_bounds(info)
     num_images = _whole(request.num_images, "num_images", bounds)
     steps = _whole(info.default_steps if request.steps is None else request.steps, "steps", bounds)
-    guidance = _real(info.default_guidance if request.guidance_scale is None else request.guidance_scale,
-                         "guidance_scale")
+    guidance = _real(
+        info.default_guidance if request.guidance_scale is None else request.guidance_scale, "guidance_scale"
+    )
     width = info.default_size[0] if request.width is None else _whole(request.width, "width")
     height = info.default_size[1] if request.height is None else _whole(request.height, "height")
     if not info.size_allowed(width, height):
-        raise RequestError("width", f"{width}x{height} is not a size this model makes; allowed: {info.describe_sizes()}")
+        raise RequestError(
+            "width", f"{width}x{height} is not a size this model makes; allowed: {info.describe_sizes()}"
+        )
     scheduler = info.default_scheduler if request.scheduler is None else request.scheduler
     if not isinstance(scheduler, str) or scheduler.lower() not in info.schedulers:
-        raise RequestError("scheduler", f"{scheduler!r} is unknown; choose one of {', '.join(info.schedulers)}")
+        raise RequestError(
+            "scheduler", f"{scheduler!r} is unknown; choose one of {', '.join(info.schedulers)}"
+        )
     if request.dynamic_thresholding is True and scheduler.lower() not in SCHEDULERS:
         raise RequestError("dynamic_thresholding", f"needs one of {', '.join(SCHEDULERS)} as the scheduler")
     seed = _random_seed() if request.seed is None else _whole(request.seed, "seed")
@@ -150,7 +155,9 @@ def _image(value: object, field: str) -> None:
     if max(width, height) > MAX_IMAGE_SIDE:
         raise RequestError(field, f"is {width}x{height}; the limit is {MAX_IMAGE_SIDE} pixels per side")
     if max(width, height) > MAX_IMAGE_ASPECT_RATIO * min(width, height):
-        raise RequestError(field, f"is {width}x{height}; the aspect ratio limit is 1:{MAX_IMAGE_ASPECT_RATIO}")
+        raise RequestError(
+            field, f"is {width}x{height}; the aspect ratio limit is 1:{MAX_IMAGE_ASPECT_RATIO}"
+        )
 
 
 def _mix(mix: object, info: ModelInfo) -> tuple[MixIngredient, ...]:

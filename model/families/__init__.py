@@ -26,11 +26,23 @@ from model.families.loading import (
     resolve_source,
 )
 from model.families.single_file import load_single_file, single_file_family
-from model.families.stable_diffusion import FAMILY_SD, FAMILY_SDXL, StableDiffusionFamily, load_stable_diffusion
+from model.families.stable_diffusion import (
+    FAMILY_SD,
+    FAMILY_SDXL,
+    StableDiffusionFamily,
+    load_stable_diffusion,
+)
 
 __all__ = [
-    "BatchCancelled", "BatchControl", "Family", "Kandinsky22Family", "ModelLoadError", "Row",
-    "StableDiffusionFamily", "family_of", "load_family",
+    "BatchCancelled",
+    "BatchControl",
+    "Family",
+    "Kandinsky22Family",
+    "ModelLoadError",
+    "Row",
+    "StableDiffusionFamily",
+    "family_of",
+    "load_family",
 ]
 
 _PIPELINE_FAMILIES = {
@@ -58,17 +70,29 @@ def load_family(source: str | Path, *, device: str | None = None, dtype: str | N
     root = resolve_source(source)
     settings = read_settings(root)
     name = settings.get("name") or (str(source) if not Path(source).expanduser().is_dir() else root.name)
-    common = {"name": name, "path": str(root), "settings": settings, "device": torch_device, "dtype": torch_dtype}
+    common = {
+        "name": name,
+        "path": str(root),
+        "settings": settings,
+        "device": torch_device,
+        "dtype": torch_dtype,
+    }
     family = family_of(root)
     try:
         if family in (FAMILY_SD, FAMILY_SDXL):
-            return load_stable_diffusion(root, xl=family == FAMILY_SDXL,
-                                         model_hash=model_hash([root], settings), **common)
+            return load_stable_diffusion(
+                root, xl=family == FAMILY_SDXL, model_hash=model_hash([root], settings), **common
+            )
         if family == KANDINSKY22 and (root / "prior").is_dir():
             verifier = root / "verifier" if (root / "verifier").is_dir() else None
             folders = [root / "prior", root / "decoder", *([verifier] if verifier else [])]
-            return load_kandinsky22(root / "prior", root / "decoder", verifier_dir=verifier,
-                                    model_hash=model_hash(folders, settings), **common)
+            return load_kandinsky22(
+                root / "prior",
+                root / "decoder",
+                verifier_dir=verifier,
+                model_hash=model_hash(folders, settings),
+                **common,
+            )
         if family == KANDINSKY22:  # a decoder alone, from the cache: its model card names the prior
             prior = _prior_of(root)
             return load_kandinsky22(prior, root, model_hash=model_hash([prior, root], settings), **common)
@@ -87,5 +111,7 @@ def _prior_of(decoder: Path) -> Path:
     card = decoder / "README.md"
     priors = ModelCard.load(card).data.to_dict().get("prior") if card.is_file() else None
     if not priors:
-        raise ModelLoadError(f"{decoder} is a Kandinsky 2.2 decoder without a prior; give a folder with prior/ and decoder/")
+        raise ModelLoadError(
+            f"{decoder} is a Kandinsky 2.2 decoder without a prior; give a folder with prior/ and decoder/"
+        )
     return resolve_source(priors[0] if isinstance(priors, list) else priors)

@@ -53,7 +53,7 @@ class Family(ABC):
 
     info: ModelInfo
 
-    def check_request(self, request: GenerationRequest) -> None:
+    def check_request(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook, no-op by default
         """Family-specific checks beyond ModelInfo's; raises RequestError."""
 
     @abstractmethod
@@ -61,8 +61,9 @@ class Family(ABC):
         """Requests with equal keys can run in one batch (same size, steps, scheduler, ...)."""
 
     @abstractmethod
-    def generate(self, rows: Sequence[Row], control: BatchControl | None = None,
-                 step_hook: StepHook | None = None) -> list[PIL.Image.Image | None]:
+    def generate(
+        self, rows: Sequence[Row], control: BatchControl | None = None, step_hook: StepHook | None = None
+    ) -> list[PIL.Image.Image | None]:
         """One image per row, in order; None for rows that left the batch. Raises BatchCancelled if all left.
 
         ``step_hook`` sees every step of the denoising loop (e.g. to decode live previews of the predicted
@@ -83,7 +84,16 @@ class Family(ABC):
                 out.append(None)
                 continue
             if id(request) not in references:
-                references[id(request)] = self.encode_reference(request.guidance_image, request.width, request.height)
-            out.append(RowGuidance(references[id(request)], request.image_guidance_scale,
-                                   request.image_guidance_decay, request.image_guidance_noised, row.seed))
+                references[id(request)] = self.encode_reference(
+                    request.guidance_image, request.width, request.height
+                )
+            out.append(
+                RowGuidance(
+                    references[id(request)],
+                    request.image_guidance_scale,
+                    request.image_guidance_decay,
+                    request.image_guidance_noised,
+                    row.seed,
+                )
+            )
         return out

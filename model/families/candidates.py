@@ -23,7 +23,9 @@ from model.families.base import Row
 from model.families.denoising import StepState
 from model.families.verifier import AttributeVerifier
 
-CANDIDATE_SEED_STRIDE = 1_000_003  # candidate k of a row is drawn with seed + k * stride; candidate 0 uses the seed
+CANDIDATE_SEED_STRIDE = (
+    1_000_003  # candidate k of a row is drawn with seed + k * stride; candidate 0 uses the seed
+)
 SELECT_AT = 0.3  # share of the decoder's steps after which the candidates are judged
 
 
@@ -41,7 +43,9 @@ def expand_rows(rows: Sequence[Row], counts: Sequence[int]) -> tuple[list[Row], 
     return expanded, owner
 
 
-def collapse(images: Sequence[PIL.Image.Image | None], owner: Sequence[int], rows: int) -> list[PIL.Image.Image | None]:
+def collapse(
+    images: Sequence[PIL.Image.Image | None], owner: Sequence[int], rows: int
+) -> list[PIL.Image.Image | None]:
     """Each original row's image: the one of its decoder rows still there at the end (None if it left)."""
     out: list[PIL.Image.Image | None] = [None] * rows
     for image, index in zip(images, owner, strict=True):
@@ -58,8 +62,14 @@ def select_step(steps: int) -> int:
 class CandidatePicker:
     """The denoising loop's picker: at ``select_step`` it returns the batch positions to keep, one per original row."""
 
-    def __init__(self, owner: Sequence[int], texts: dict[int, torch.Tensor], verifier: AttributeVerifier,
-                 decode: Callable[[torch.Tensor], torch.Tensor], steps: int) -> None:
+    def __init__(
+        self,
+        owner: Sequence[int],
+        texts: dict[int, torch.Tensor],
+        verifier: AttributeVerifier,
+        decode: Callable[[torch.Tensor], torch.Tensor],
+        steps: int,
+    ) -> None:
         self._owner = list(owner)
         self._texts = texts  # the text embedding [D] of each original row that has candidates
         self._verifier = verifier
@@ -85,4 +95,3 @@ class CandidatePicker:
                 best[owners[index]] = (score, index)
         alone = [i for i, row in enumerate(owners) if counts[row] == 1]
         return sorted(alone + [index for _, index in best.values()])
-

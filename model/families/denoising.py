@@ -118,9 +118,13 @@ class DenoisingLoop:
             scheduler.set_begin_index(0)
         self.timesteps = scheduler.timesteps
         self.schedulers = [copy.deepcopy(scheduler) for _ in self.rows]
-        self.generators = [torch.Generator().manual_seed(row.seed) for row in self.rows]  # CPU: same on any device
+        self.generators = [
+            torch.Generator().manual_seed(row.seed) for row in self.rows
+        ]  # CPU: same on any device
         self.positions = list(range(len(self.rows)))  # original row index of each live row
-        noise = randn_tensor((len(self.rows), *latent_shape), generator=self.generators, device=device, dtype=dtype)
+        noise = randn_tensor(
+            (len(self.rows), *latent_shape), generator=self.generators, device=device, dtype=dtype
+        )
         self.latents = noise * scheduler.init_noise_sigma
         self._step_takes_generator = "generator" in inspect.signature(scheduler.step).parameters
         self._guidance = ImageGuidance(guidance, self.latents) if guidance else None
@@ -131,17 +135,24 @@ class DenoisingLoop:
         """The final latents of the rows still live (``by_row`` places them). Raises BatchCancelled."""
         total = len(self.timesteps)
         for step, timestep in enumerate(self.timesteps):
-            model_input = torch.cat([s.scale_model_input(self.latents[k : k + 1], timestep)
-                                     for k, s in enumerate(self.schedulers)])
+            model_input = torch.cat(
+                [
+                    s.scale_model_input(self.latents[k : k + 1], timestep)
+                    for k, s in enumerate(self.schedulers)
+                ]
+            )
             output = self._predict(model_input, timestep, self.positions)
             if self._threshold is not None:
                 output = self._threshold(self.schedulers[0], timestep, model_input, output)
-            self.latents = torch.cat([self._step_row(k, output, timestep) for k in range(len(self.schedulers))])
+            self.latents = torch.cat(
+                [self._step_row(k, output, timestep) for k in range(len(self.schedulers))]
+            )
             if self._guidance is not None:
                 upcoming = self.timesteps[step + 1] if step + 1 < total else None
                 self.latents = self._guidance.apply(self.latents, step, total, self.schedulers[0], upcoming)
-            state = StepState(step, total, timestep, self.positions, self.latents, model_input, output,
-                              self.schedulers[0])
+            state = StepState(
+                step, total, timestep, self.positions, self.latents, model_input, output, self.schedulers[0]
+            )
             if self._control is not None:
                 self._drop_cancelled(state)
             if self._picker is not None and (keep := self._picker(state)) is not None:
@@ -159,7 +170,9 @@ class DenoisingLoop:
 
     def _step_row(self, k: int, output: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         extra: dict[str, Any] = {"generator": self.generators[k]} if self._step_takes_generator else {}
-        return self.schedulers[k].step(output[k : k + 1], timestep, self.latents[k : k + 1], **extra).prev_sample
+        return (
+            self.schedulers[k].step(output[k : k + 1], timestep, self.latents[k : k + 1], **extra).prev_sample
+        )
 
     def _drop_cancelled(self, state: StepState) -> None:
         assert self._control is not None

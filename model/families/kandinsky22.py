@@ -32,8 +32,14 @@ from model.families.verifier import AttributeVerifier
 from model.mixing import mix_embeddings
 
 FAMILY = "kandinsky22"
-DEFAULTS = {"default_steps": 50, "default_guidance": 4.0, "prior_steps": 25, "prior_guidance": 4.0,
-            "prior_candidates": 1, "decoder_candidates": 1}
+DEFAULTS = {
+    "default_steps": 50,
+    "default_guidance": 4.0,
+    "prior_steps": 25,
+    "prior_guidance": 4.0,
+    "prior_candidates": 1,
+    "decoder_candidates": 1,
+}
 MAX_CANDIDATES = 16
 
 
@@ -108,8 +114,9 @@ class Kandinsky22Family(Family):
         return (request.width, request.height, request.steps, request.scheduler, request.dynamic_thresholding)
 
     @torch.no_grad()
-    def generate(self, rows: Sequence[Row], control: BatchControl | None = None,
-                 step_hook: StepHook | None = None) -> list[PIL.Image.Image | None]:
+    def generate(
+        self, rows: Sequence[Row], control: BatchControl | None = None, step_hook: StepHook | None = None
+    ) -> list[PIL.Image.Image | None]:
         first = rows[0].request
         embeds, negatives = self.embed_rows(rows)
         unet = self.decoder.unet
@@ -128,16 +135,30 @@ class Kandinsky22Family(Family):
             if cfg:
                 latents = torch.cat([latents, latents])
                 image_embeds = torch.cat([negatives[positions], image_embeds])
-            output = unet(latents, timestep, encoder_hidden_states=None,
-                          added_cond_kwargs={"image_embeds": image_embeds}).sample
+            output = unet(
+                latents,
+                timestep,
+                encoder_hidden_states=None,
+                added_cond_kwargs={"image_embeds": image_embeds},
+            ).sample
             if cfg:
                 output = classifier_free_guidance(output, scales[positions], channels)
             return output if learned_variance else output[:, :channels]
 
-        loop = DenoisingLoop(decoder_rows, scheduler, first.steps, (channels, *self._latent_size(first)), predict,
-                             device=device, dtype=dtype, control=control, guidance=self.guidance_rows(decoder_rows),
-                             threshold=self._threshold if first.dynamic_thresholding else None,
-                             picker=picker, step_hook=step_hook)
+        loop = DenoisingLoop(
+            decoder_rows,
+            scheduler,
+            first.steps,
+            (channels, *self._latent_size(first)),
+            predict,
+            device=device,
+            dtype=dtype,
+            control=control,
+            guidance=self.guidance_rows(decoder_rows),
+            threshold=self._threshold if first.dynamic_thresholding else None,
+            picker=picker,
+            step_hook=step_hook,
+        )
         pixels = self.decode_latents(loop.run())
         images = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(pixels))
         return collapse(loop.by_row(images), owner, len(rows))
@@ -155,8 +176,13 @@ class Kandinsky22Family(Family):
         assert self.verifier is not None
         judged = [index for index, count in enumerate(counts) if count > 1]
         texts = self.embed_texts([rows[index].request.prompt for index in judged])
-        picker = CandidatePicker(owner, dict(zip(judged, texts, strict=True)), self.verifier, self.decode_latents,
-                                 rows[0].request.steps)
+        picker = CandidatePicker(
+            owner,
+            dict(zip(judged, texts, strict=True)),
+            self.verifier,
+            self.decode_latents,
+            rows[0].request.steps,
+        )
         return decoder_rows, owner, picker
 
     @torch.no_grad()
@@ -170,7 +196,9 @@ class Kandinsky22Family(Family):
         """
         runs: list[_PriorRun] = []
         for index, row in enumerate(rows):
-            texts = [(k, item.text) for k, item in enumerate(_ingredients(row.request)) if item.text is not None]
+            texts = [
+                (k, item.text) for k, item in enumerate(_ingredients(row.request)) if item.text is not None
+            ]
             negative = row.request.negative_prompt
             runs += [_PriorRun(index, k, text, negative, row.seed) for k, text in texts]
             if negative and not texts:
@@ -213,7 +241,9 @@ class Kandinsky22Family(Family):
         negatives = [negative_embeds.get(index, self._zero_embed[0]) for index in range(len(rows))]
         return torch.stack(positives), torch.stack(negatives)
 
-    def _prior_samples(self, group: list[_PriorRun], with_negative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prior_samples(
+        self, group: list[_PriorRun], with_negative: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched prior call for ``group``: each run's image embedding and negative embedding, [B, D] each.
 
         The batch holds ``prior_candidates`` copies of the group, candidate-major; each run keeps the candidate
@@ -226,8 +256,13 @@ class Kandinsky22Family(Family):
         negatives = [run.negative for run in group] * count if with_negative else None
         # the prior appends the negatives as extra rows, which need their own generators
         generators = [torch.Generator().manual_seed(seed) for seed in seeds * (2 if with_negative else 1)]
-        output = self.prior(prompt=texts, negative_prompt=negatives, generator=generators,
-                            num_inference_steps=self._prior_steps, guidance_scale=self._prior_guidance)
+        output = self.prior(
+            prompt=texts,
+            negative_prompt=negatives,
+            generator=generators,
+            num_inference_steps=self._prior_steps,
+            guidance_scale=self._prior_guidance,
+        )
         candidates = output.image_embeds.unflatten(0, (count, len(group)))  # [K, B, D]
         if count > 1:
             text = self.embed_texts([run.text for run in group]).to(candidates)
@@ -240,13 +275,20 @@ class Kandinsky22Family(Family):
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         """The texts' CLIP text embeddings [B, D] (the projected embeddings the prior is conditioned on)."""
         tokenizer, encoder = self.prior.tokenizer, self.prior.text_encoder
-        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
+        ids = tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         return encoder(ids.to(encoder.device)).text_embeds
 
     def embed_images(self, images: Sequence[PIL.Image.Image]) -> torch.Tensor:
         """The images' CLIP image embeddings [B, D], through the prior pipeline's own processor and encoder."""
-        pixels = self.prior.image_processor([i.convert("RGB") for i in images], return_tensors="pt").pixel_values
+        pixels = self.prior.image_processor(
+            [i.convert("RGB") for i in images], return_tensors="pt"
+        ).pixel_values
         encoder = self.prior.image_encoder
         return encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
 
@@ -275,12 +317,23 @@ def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:
 
 
 def load_kandinsky22(
-    prior_dir: Path, decoder_dir: Path, *, name: str, path: str, model_hash: str, settings: dict[str, Any],
-    device: torch.device, dtype: torch.dtype, verifier_dir: Path | None = None,
+    prior_dir: Path,
+    decoder_dir: Path,
+    *,
+    name: str,
+    path: str,
+    model_hash: str,
+    settings: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    verifier_dir: Path | None = None,
 ) -> Kandinsky22Family:
     common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
     prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common).to(device)
     decoder = KandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
-    verifier = AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
-    return Kandinsky22Family(prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings,
-                             verifier=verifier)
+    verifier = (
+        AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
+    )
+    return Kandinsky22Family(
+        prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings, verifier=verifier
+    )

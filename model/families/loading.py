@@ -72,8 +72,11 @@ def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) 
     digest = hashlib.sha256()
     found = False
     for folder in folders:
-        files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"),
-                                                          key=lambda p: p.relative_to(folder).as_posix())
+        files = (
+            [folder]
+            if folder.is_file()
+            else sorted(folder.rglob("*.safetensors"), key=lambda p: p.relative_to(folder).as_posix())
+        )
         for file in files:
             found = True
             with file.open("rb") as stream:

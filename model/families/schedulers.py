@@ -60,8 +60,9 @@ def _alpha(scheduler: SchedulerMixin, timestep: torch.Tensor, like: torch.Tensor
     return scheduler.alphas_cumprod.to(like.device)[timestep.long()].to(like.dtype)
 
 
-def predicted_clean(scheduler: SchedulerMixin, timestep: torch.Tensor, sample: torch.Tensor,
-                    output: torch.Tensor) -> torch.Tensor:
+def predicted_clean(
+    scheduler: SchedulerMixin, timestep: torch.Tensor, sample: torch.Tensor, output: torch.Tensor
+) -> torch.Tensor:
     """x0 from the model's output at ``timestep`` on the (scaled) ``sample``, by the scheduler's alphas.
 
     ``output`` may carry learned-variance channels after the sample's; they are ignored.
@@ -78,8 +79,13 @@ def predicted_clean(scheduler: SchedulerMixin, timestep: torch.Tensor, sample: t
     raise ValueError(f"cannot estimate the clean latents for prediction_type {kind!r}")
 
 
-def output_predicting(scheduler: SchedulerMixin, timestep: torch.Tensor, sample: torch.Tensor,
-                      clean: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+def output_predicting(
+    scheduler: SchedulerMixin,
+    timestep: torch.Tensor,
+    sample: torch.Tensor,
+    clean: torch.Tensor,
+    output: torch.Tensor,
+) -> torch.Tensor:
     """The model output that ``predicted_clean`` reads as ``clean`` (``output``'s variance channels kept)."""
     alpha = _alpha(scheduler, timestep, sample)
     kind = scheduler.config.prediction_type
@@ -91,7 +97,7 @@ def output_predicting(scheduler: SchedulerMixin, timestep: torch.Tensor, sample:
         wanted = clean
     else:
         raise ValueError(f"cannot threshold prediction_type {kind!r}")
-    return torch.cat([wanted, output[:, sample.shape[1]:]], dim=1)
+    return torch.cat([wanted, output[:, sample.shape[1] :]], dim=1)
 
 
 class DynamicThreshold:
@@ -100,8 +106,9 @@ class DynamicThreshold:
     def __init__(self, latent_range: float) -> None:
         self.latent_range = latent_range
 
-    def __call__(self, scheduler: SchedulerMixin, timestep: torch.Tensor, sample: torch.Tensor,
-                 output: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, scheduler: SchedulerMixin, timestep: torch.Tensor, sample: torch.Tensor, output: torch.Tensor
+    ) -> torch.Tensor:
         """``output`` changed so that it predicts the thresholded clean latents."""
         clean = predicted_clean(scheduler, timestep, sample, output)
         flat = (clean / self.latent_range).float().flatten(1)

@@ -39,11 +39,15 @@ def checkpoint_type(path: Path) -> str:
     from safetensors import SafetensorError, safe_open
 
     if path.suffix != ".safetensors":
-        raise ModelLoadError(f"{path}: single-file checkpoints load from .safetensors only (pickle can run code)")
+        raise ModelLoadError(
+            f"{path}: single-file checkpoints load from .safetensors only (pickle can run code)"
+        )
     try:
         with safe_open(str(path), framework="pt") as checkpoint:
-            shapes = {key: torch.empty(checkpoint.get_slice(key).get_shape(), device="meta")
-                      for key in checkpoint.keys()}  # noqa: SIM118 (safe_open is not iterable)
+            shapes = {
+                key: torch.empty(checkpoint.get_slice(key).get_shape(), device="meta")
+                for key in checkpoint.keys()  # noqa: SIM118 - safe_open has keys(), not __iter__
+            }
     except (OSError, SafetensorError) as error:
         raise ModelLoadError(f"{path}: not a readable .safetensors checkpoint: {error}") from error
     return str(infer_diffusers_model_type(shapes))
@@ -63,11 +67,16 @@ def _clip_vocabulary() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
     """CLIP's vocabulary and merges, built as OpenAI's SimpleTokenizer builds them from the BPE file."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    lines = gzip.decompress(CLIP_BPE.read_bytes()).decode("utf-8").split("\n")[1:CLIP_MERGES + 1]
+    lines = gzip.decompress(CLIP_BPE.read_bytes()).decode("utf-8").split("\n")[1 : CLIP_MERGES + 1]
     merges = tuple((first, second) for first, second in (line.split() for line in lines))
     symbols = list(bytes_to_unicode().values())
-    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges),
-              "<|startoftext|>", "<|endoftext|>"]
+    tokens = [
+        *symbols,
+        *(s + "</w>" for s in symbols),
+        *("".join(m) for m in merges),
+        "<|startoftext|>",
+        "<|endoftext|>",
+    ]
     return {token: index for index, token in enumerate(tokens)}, merges
 
 
@@ -81,14 +90,20 @@ def clip_tokenizer(settings: dict[str, Any]) -> CLIPTokenizer:
 
 def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, CLIPTokenizer]:
     """The tokenizers to pass to from_single_file: none when the config folder has its own vocabularies."""
-    if all(any((config_dir / name / file).is_file() for file in ("vocab.json", "tokenizer.json")) for name in names):
+    if all(
+        any((config_dir / name / file).is_file() for file in ("vocab.json", "tokenizer.json"))
+        for name in names
+    ):
         return {}
-    return {name: clip_tokenizer(json.loads((config_dir / name / "tokenizer_config.json").read_text()))
-            for name in names}
+    return {
+        name: clip_tokenizer(json.loads((config_dir / name / "tokenizer_config.json").read_text()))
+        for name in names
+    }
 
 
-def load_single_file(path: Path, *, device: torch.device, dtype: torch.dtype,
-                     config_dir: Path | None = None) -> StableDiffusionFamily:
+def load_single_file(
+    path: Path, *, device: torch.device, dtype: torch.dtype, config_dir: Path | None = None
+) -> StableDiffusionFamily:
     """Load an SD 1.x / SDXL single-file checkpoint with the shipped configs (or ``config_dir``)."""
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
@@ -96,17 +111,23 @@ def load_single_file(path: Path, *, device: torch.device, dtype: torch.dtype,
 
     kind = checkpoint_type(path)
     if kind not in CHECKPOINT_TYPES:
-        raise ModelLoadError(f"{path}: a {kind!r} checkpoint; single files load for SD 1.x and SDXL base only")
+        raise ModelLoadError(
+            f"{path}: a {kind!r} checkpoint; single files load for SD 1.x and SDXL base only"
+        )
     folder, family = CHECKPOINT_TYPES[kind]
     xl = family == FAMILY_SDXL
     config = config_dir or CONFIGS / folder
     cls = RowCFGStableDiffusionXLPipeline if xl else RowCFGStableDiffusionPipeline
     tokenizers = _tokenizers(config, ("tokenizer", "tokenizer_2") if xl else ("tokenizer",))
     try:
-        pipe = cls.from_single_file(str(path), config=str(config), dtype=dtype, local_files_only=True,
-                                    **tokenizers)
+        pipe = cls.from_single_file(
+            str(path), config=str(config), dtype=dtype, local_files_only=True, **tokenizers
+        )
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:  # keys/shapes
-        raise ModelLoadError(f"cannot load {path} as {family}: {getattr(error, 'message', None) or error}") from error
+        raise ModelLoadError(
+            f"cannot load {path} as {family}: {getattr(error, 'message', None) or error}"
+        ) from error
     pipe.to(device)
-    return StableDiffusionFamily(pipe, name=path.stem, path=str(path), model_hash=model_hash([path]), settings={},
-                                 ip_adapter=False)
+    return StableDiffusionFamily(
+        pipe, name=path.stem, path=str(path), model_hash=model_hash([path]), settings={}, ip_adapter=False
+    )

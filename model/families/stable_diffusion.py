@@ -29,14 +29,23 @@ log = logging.getLogger(__name__)
 FAMILY_SD = "stable-diffusion"
 FAMILY_SDXL = "stable-diffusion-xl"
 IP_ADAPTER_DIR = "ip_adapter"
-DEFAULTS = {FAMILY_SD: {"default_steps": 30, "default_guidance": 7.5}, FAMILY_SDXL: {"default_steps": 30, "default_guidance": 5.0}}
+DEFAULTS = {
+    FAMILY_SD: {"default_steps": 30, "default_guidance": 7.5},
+    FAMILY_SDXL: {"default_steps": 30, "default_guidance": 5.0},
+}
 
 
 class _Conditioning:
     """One job's embeddings: prompt (and SDXL pooled) embeddings, negatives, optional IP-Adapter embedding."""
 
-    def __init__(self, prompt: torch.Tensor, negative: torch.Tensor, pooled: torch.Tensor | None,
-                 negative_pooled: torch.Tensor | None, image: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        prompt: torch.Tensor,
+        negative: torch.Tensor,
+        pooled: torch.Tensor | None,
+        negative_pooled: torch.Tensor | None,
+        image: torch.Tensor | None,
+    ) -> None:
         self.prompt, self.negative = prompt, negative
         self.pooled, self.negative_pooled = pooled, negative_pooled
         self.image = image
@@ -88,11 +97,18 @@ class StableDiffusionFamily(Family):
         if request.interpolation is not None:
             kinds = {item.text is None for item in request.ingredients()}
             if len(kinds) != 1:
-                raise RequestError("interpolation", "on Stable Diffusion needs two texts or two images, not one of each")
+                raise RequestError(
+                    "interpolation", "on Stable Diffusion needs two texts or two images, not one of each"
+                )
 
     def batch_key(self, request: GenerationRequest) -> Hashable:
-        key: tuple[Any, ...] = (request.width, request.height, request.steps, request.scheduler,
-                                request.dynamic_thresholding)
+        key: tuple[Any, ...] = (
+            request.width,
+            request.height,
+            request.steps,
+            request.scheduler,
+            request.dynamic_thresholding,
+        )
         if self.ip_adapter:  # image-prompt rows run with the adapter on, text-only rows with it off
             key += (any(item.image is not None for item in request.mix),)
         if not self._per_row_cfg:  # guidance-distilled UNets take the scale as an input, one per batch
@@ -100,8 +116,9 @@ class StableDiffusionFamily(Family):
         return key
 
     @torch.no_grad()
-    def generate(self, rows: Sequence[Row], control: BatchControl | None = None,
-                 step_hook: StepHook | None = None) -> list[PIL.Image.Image | None]:
+    def generate(
+        self, rows: Sequence[Row], control: BatchControl | None = None, step_hook: StepHook | None = None
+    ) -> list[PIL.Image.Image | None]:
         first = rows[0].request
         pipe, unet = self.pipe, self.pipe.unet
         device, dtype = pipe.device, unet.dtype
@@ -117,7 +134,10 @@ class StableDiffusionFamily(Family):
         if self.xl:
             pooled = torch.cat([c.pooled for c in per_row]).to(device, dtype)  # type: ignore[misc]
             negative_pooled = torch.cat([c.negative_pooled for c in per_row]).to(device, dtype)  # type: ignore[misc]
-            size_ids = (first.height, first.width)  # SDXL's micro-conditioning: original size, crop, target size
+            size_ids = (
+                first.height,
+                first.width,
+            )  # SDXL's micro-conditioning: original size, crop, target size
             time_ids = torch.tensor([[*size_ids, 0, 0, *size_ids]], dtype=dtype, device=device)
         image_embeds = None
         if self.ip_adapter:
@@ -155,11 +175,19 @@ class StableDiffusionFamily(Family):
             return classifier_free_guidance(output, scales[positions], output.shape[1]) if cfg else output
 
         scale = pipe.vae_scale_factor
-        loop = DenoisingLoop(rows, self._schedulers.get(first.scheduler, first.dynamic_thresholding), first.steps,
-                             (unet.config.in_channels, first.height // scale, first.width // scale), predict,
-                             device=device, dtype=dtype, control=control, guidance=self.guidance_rows(rows),
-                             threshold=self._threshold if first.dynamic_thresholding else None,
-                             step_hook=step_hook)
+        loop = DenoisingLoop(
+            rows,
+            self._schedulers.get(first.scheduler, first.dynamic_thresholding),
+            first.steps,
+            (unet.config.in_channels, first.height // scale, first.width // scale),
+            predict,
+            device=device,
+            dtype=dtype,
+            control=control,
+            guidance=self.guidance_rows(rows),
+            threshold=self._threshold if first.dynamic_thresholding else None,
+            step_hook=step_hook,
+        )
         return loop.by_row(self._images(loop.run()))
 
     def _images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
@@ -184,8 +212,9 @@ class StableDiffusionFamily(Family):
             mean, std = vae.config.get("latents_mean"), vae.config.get("latents_std")
             if self.xl and mean is not None and std is not None:
                 shape = (1, -1, 1, 1)
-                latents = (latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor
-                           + torch.tensor(mean).view(shape).to(latents))
+                latents = latents * torch.tensor(std).view(shape).to(
+                    latents
+                ) / vae.config.scaling_factor + torch.tensor(mean).view(shape).to(latents)
             else:
                 latents = latents / vae.config.scaling_factor
             return vae.decode(latents).sample
@@ -213,17 +242,24 @@ class StableDiffusionFamily(Family):
         def mix(parts: list[torch.Tensor]) -> torch.Tensor:
             if not request.mix:
                 return parts[0]
-            return mix_embeddings(parts, weights, interpolation=interpolation if len(texts) == 2 else None,
-                                  renormalize_result=request.renormalize_mix)
+            return mix_embeddings(
+                parts,
+                weights,
+                interpolation=interpolation if len(texts) == 2 else None,
+                renormalize_result=request.renormalize_mix,
+            )
 
         prompt = mix([e[0] for e in encoded])
         pooled = mix([e[2] for e in encoded]) if self.xl else None
         image = None
         if images:
             embeds = [self._embed_image(item.image) for item in images]
-            image = mix_embeddings(embeds, [item.weight for item in images],
-                                   interpolation=interpolation if len(images) == 2 else None,
-                                   renormalize_result=request.renormalize_mix)
+            image = mix_embeddings(
+                embeds,
+                [item.weight for item in images],
+                interpolation=interpolation if len(images) == 2 else None,
+                renormalize_result=request.renormalize_mix,
+            )
         negative_pooled = encoded[0][3] if self.xl else None
         return _Conditioning(prompt, encoded[0][1], pooled, negative_pooled, image)
 
@@ -265,15 +301,23 @@ def _float32_vae(vae: Any, wanted: bool = True) -> Iterator[None]:
 
 
 def load_stable_diffusion(
-    root: Path, *, xl: bool, name: str, path: str, model_hash: str, settings: dict[str, Any],
-    device: torch.device, dtype: torch.dtype,
+    root: Path,
+    *,
+    xl: bool,
+    name: str,
+    path: str,
+    model_hash: str,
+    settings: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> StableDiffusionFamily:
     cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipe = cls.from_pretrained(root, dtype=dtype, use_safetensors=True, local_files_only=True)
     ip_adapter = _load_ip_adapter(pipe, root)
     pipe.to(device)
-    return StableDiffusionFamily(pipe, name=name, path=path, model_hash=model_hash, settings=settings,
-                                 ip_adapter=ip_adapter)
+    return StableDiffusionFamily(
+        pipe, name=name, path=path, model_hash=model_hash, settings=settings, ip_adapter=ip_adapter
+    )
 
 
 def _load_ip_adapter(pipe: Any, root: Path) -> bool:
@@ -286,6 +330,10 @@ def _load_ip_adapter(pipe: Any, root: Path) -> bool:
     if len(weights) > 1:
         raise ModelLoadError(f"{folder} holds several .safetensors files; keep exactly one IP-Adapter")
     if not list((folder / "image_encoder").glob("*.safetensors")):
-        raise ModelLoadError(f"{folder}/image_encoder needs the IP-Adapter's CLIP image encoder as safetensors")
-    pipe.load_ip_adapter(str(root), subfolder=IP_ADAPTER_DIR, weight_name=weights[0].name, local_files_only=True)
+        raise ModelLoadError(
+            f"{folder}/image_encoder needs the IP-Adapter's CLIP image encoder as safetensors"
+        )
+    pipe.load_ip_adapter(
+        str(root), subfolder=IP_ADAPTER_DIR, weight_name=weights[0].name, local_files_only=True
+    )
     return True

@@ -45,8 +45,14 @@ class LabelGroup:
 class AttributeVerifier(torch.nn.Module):
     """Scores (text embedding, picture) pairs; higher means the picture shows more of what the text asks."""
 
-    def __init__(self, groups: tuple[LabelGroup, ...], text_dim: int, *, hidden: int = 256,
-                 image: ResNetForImageClassification | None = None) -> None:
+    def __init__(
+        self,
+        groups: tuple[LabelGroup, ...],
+        text_dim: int,
+        *,
+        hidden: int = 256,
+        image: ResNetForImageClassification | None = None,
+    ) -> None:
         super().__init__()
         self.groups = groups
         self.text_dim, self.hidden = text_dim, hidden
@@ -65,8 +71,9 @@ class AttributeVerifier(torch.nn.Module):
             raise ValueError(
                 f"the image classifier has {self.image.config.num_labels} labels, the groups {labels}"
             )
-        self.text_head = torch.nn.Sequential(torch.nn.Linear(text_dim, hidden), torch.nn.GELU(),
-                                             torch.nn.Linear(hidden, labels))
+        self.text_head = torch.nn.Sequential(
+            torch.nn.Linear(text_dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, labels)
+        )
 
     def image_logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Label logits [B, L] for pictures [B, 3, H, W] in [0, 1]."""
@@ -105,10 +112,15 @@ class AttributeVerifier(torch.nn.Module):
     def save_pretrained(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.image.save_pretrained(folder / "image", safe_serialization=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.text_head.state_dict().items()},
-                  folder / "text_head.safetensors")
-        config = {"text_dim": self.text_dim, "hidden": self.hidden,
-                  "groups": [{"name": g.name, "kind": g.kind, "labels": list(g.labels)} for g in self.groups]}
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.text_head.state_dict().items()},
+            folder / "text_head.safetensors",
+        )
+        config = {
+            "text_dim": self.text_dim,
+            "hidden": self.hidden,
+            "groups": [{"name": g.name, "kind": g.kind, "labels": list(g.labels)} for g in self.groups],
+        }
         (folder / "verifier.json").write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod
@@ -120,8 +132,9 @@ class AttributeVerifier(torch.nn.Module):
             text_dim, hidden = int(config["text_dim"]), int(config["hidden"])
         except (KeyError, TypeError) as error:
             raise ValueError(f"{folder / 'verifier.json'}: missing or malformed {error}") from error
-        image = ResNetForImageClassification.from_pretrained(folder / "image", use_safetensors=True,
-                                                             local_files_only=True)
+        image = ResNetForImageClassification.from_pretrained(
+            folder / "image", use_safetensors=True, local_files_only=True
+        )
         verifier = cls(groups, text_dim, hidden=hidden, image=image)
         verifier.text_head.load_state_dict(load_file(folder / "text_head.safetensors"))
         return verifier.to(dtype).eval().requires_grad_(False)

@@ -29,39 +29,53 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     preset = dataclasses.replace(preset, precision=args.precision, **encoder_size)
     overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps)) if v is not None}
     echo = {"echo": args.echo} if args.echo is not None else {}  # only the decoder echoes
-    preset = dataclasses.replace(preset, plans={
-        name: dataclasses.replace(plan, **overrides, **(echo if name == "decoder" else {}))
-        for name, plan in preset.plans.items()})
+    preset = dataclasses.replace(
+        preset,
+        plans={
+            name: dataclasses.replace(plan, **overrides, **(echo if name == "decoder" else {}))
+            for name, plan in preset.plans.items()
+        },
+    )
     device = pick_device(args.device)
     seed_everything(args.seed)
     started = time.perf_counter()
     if stage == "tokenizer":
         from model.train.tokenizer import train_tokenizer
+
         train_tokenizer(args.out / "tokenizer", seed=args.seed)
     elif stage == "clip":
         from model.train.clip import train_clip
+
         train_clip(args.out, preset, device, args.seed, args.minutes)
     elif stage == "autoencoder":
         from model.train.autoencoder import train_autoencoder
+
         train_autoencoder(args.out, preset, device, args.seed, args.minutes)
     elif stage == "prior":
         from model.train.prior import train_prior
+
         train_prior(args.out, preset, device, args.seed, args.minutes)
     elif stage == "decoder":
         from model.train.decoder import train_decoder
+
         train_decoder(args.out, preset, device, args.seed, args.minutes)
     elif stage == "verifier":
         from model.train.verifier import train_verifier
+
         train_verifier(args.out, preset, device, args.seed, args.minutes)
     elif stage == "export":
         from model.train.export import export
+
         export(args.out, args.export)
     print(f"[{stage}] done in {time.perf_counter() - started:.0f} s on {device}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--stage",
         choices=(*STAGES, "all"),
@@ -85,11 +99,20 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="override the stage's horizon (0: fit the time budget, calibrated on the first steps)",
     )
-    parser.add_argument("--echo", type=int, default=None,
-                        help="decoder: train on each picture in this many consecutive steps, encoding only "
-                             "batch/echo fresh pictures per step (default 1: every picture once)")
-    parser.add_argument("--vision-patch", type=int, choices=(4, 8, 16), default=None,
-                        help="patch size of a fresh image encoder (the preset's by default)")
+    parser.add_argument(
+        "--echo",
+        type=int,
+        default=None,
+        help="decoder: train on each picture in this many consecutive steps, encoding only "
+        "batch/echo fresh pictures per step (default 1: every picture once)",
+    )
+    parser.add_argument(
+        "--vision-patch",
+        type=int,
+        choices=(4, 8, 16),
+        default=None,
+        help="patch size of a fresh image encoder (the preset's by default)",
+    )
     parser.add_argument(
         "--vision-width", type=int, default=None, help="hidden width of a fresh image encoder"
     )
@@ -103,9 +126,12 @@ def main(argv: list[str] | None = None) -> None:
         help="continue from a shipped model folder: its parts seed --out (parts already there "
         "are kept); clip then trains the text encoder only, prior and decoder fine-tune",
     )
-    parser.add_argument("--init-parts", default=",".join(SEEDABLE_PARTS),
-                        help="with --init-from: the stages whose parts to take (comma-separated); the others "
-                             "start fresh, e.g. tokenizer,autoencoder,decoder retrains CLIP from scratch")
+    parser.add_argument(
+        "--init-parts",
+        default=",".join(SEEDABLE_PARTS),
+        help="with --init-from: the stages whose parts to take (comma-separated); the others "
+        "start fresh, e.g. tokenizer,autoencoder,decoder retrains CLIP from scratch",
+    )
     args = parser.parse_args(argv)
     if args.stage is None and args.init_from is None:
         parser.error("--stage is required (or --init-from alone, to lay out a run folder)")

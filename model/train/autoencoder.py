@@ -53,8 +53,11 @@ def evaluate_autoencoder(model, device, seed: int = 4321, n: int = 128) -> dict[
         hits["colour"] += best is not None
         hits["shape"] += best is not None and best.shape == truth.shape
     latents = model.encode(batch.pixels).latents
-    return {"psnr_db": round(psnr, 2), **{f"analyzer_{k}": v / n for k, v in hits.items()},
-            "latent_std": round(latents.std().item(), 3)}
+    return {
+        "psnr_db": round(psnr, 2),
+        **{f"analyzer_{k}": v / n for k, v in hits.items()},
+        "latent_std": round(latents.std().item(), 3),
+    }
 
 
 def train_autoencoder(

@@ -32,12 +32,18 @@ from model.world import COLOURS, POSITIONS, SHAPES, SIZES, Scene, heldout_prompt
 def tokenize(tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
     """Exactly what KandinskyV22PriorPipeline does: pad to model_max_length, no attention mask to the
     encoder."""
-    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids.to(device)
+    return tokenizer(
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(device)
 
 
-def contrastive_loss(text: torch.Tensor, image: torch.Tensor, captions: list[str],
-                     logit_scale: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    text: torch.Tensor, image: torch.Tensor, captions: list[str], logit_scale: torch.Tensor
+) -> torch.Tensor:
     text, image = F.normalize(text.float(), dim=-1), F.normalize(image.float(), dim=-1)
     logits = logit_scale.exp().clamp(max=100) * text @ image.T
     ids = {text: i for i, text in enumerate(captions)}
@@ -70,8 +76,9 @@ class AttributeHeads(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(EMBED_DIM, len(values))
-                                          for name, values in ATTRIBUTE_VALUES.items()})
+        self.heads = torch.nn.ModuleDict(
+            {name: torch.nn.Linear(EMBED_DIM, len(values)) for name, values in ATTRIBUTE_VALUES.items()}
+        )
 
     def forward(self, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(embeds.float()) for name, head in self.heads.items()}
@@ -103,8 +110,10 @@ def attribute_accuracy(image_encoder, heads: AttributeHeads, device, seed: int =
     batch = world_batch(seed, 0, 256, split="heldout", device=device, two_object_prob=0.0)
     logits = heads(image_encoder(pixel_values=batch.pixels).image_embeds)
     targets = attribute_targets(batch.scenes, device)
-    return {f"probe_{name}": round(logits[name].argmax(1).eq(targets[name]).float().mean().item(), 3)
-            for name in logits}
+    return {
+        f"probe_{name}": round(logits[name].argmax(1).eq(targets[name]).float().mean().item(), 3)
+        for name in logits
+    }
 
 
 def train_clip(out: Path, preset: Preset, device: torch.device, seed: int, minutes: float | None) -> None:
@@ -115,8 +124,9 @@ def train_clip(out: Path, preset: Preset, device: torch.device, seed: int, minut
     continuing = init.exists()
     if continuing:
         text_encoder = CLIPTextModelWithProjection.from_pretrained(init, use_safetensors=True)
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(stage_dir / "image_encoder",
-                                                                      use_safetensors=True)
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+            stage_dir / "image_encoder", use_safetensors=True
+        )
         image_encoder.requires_grad_(False).eval()
     else:
         text_encoder, image_encoder = networks.text_encoder(preset, tokenizer), networks.image_encoder(preset)
@@ -126,8 +136,9 @@ def train_clip(out: Path, preset: Preset, device: torch.device, seed: int, minut
     logit_scale = torch.nn.Parameter(torch.tensor(2.659, device=device))  # log(1/0.07), as CLIP
     trained = torch.nn.ModuleDict({"text": text_encoder, "image": image_encoder, "heads": heads})
     trained.register_parameter("logit_scale", logit_scale)
-    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=plan.lr,
-                                  weight_decay=0.05)
+    optimizer = torch.optim.AdamW(
+        [p for p in trained.parameters() if p.requires_grad], lr=plan.lr, weight_decay=0.05
+    )
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed, i, plan.batch_size, device=device)

@@ -133,15 +133,18 @@ def autocast(device: torch.device, precision: str = "auto"):
 # ---------------------------------------------------------------- checkpoints (safetensors only)
 
 
-def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
-                    state: dict) -> None:
+def save_checkpoint(
+    folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, state: dict
+) -> None:
     """Write modules, optimizer moments and loop state; rename into place so a kill never leaves half a
     checkpoint."""
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
-        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
-                  tmp / f"{name}.safetensors")
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+            tmp / f"{name}.safetensors",
+        )
     opt_state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for index, slots in opt_state["state"].items():
@@ -197,11 +200,19 @@ class LoopResult:
         return asdict(self)
 
 
-def train_loop(stage_dir: Path, plan: StagePlan, modules: dict[str, torch.nn.Module],
-               optimizer: torch.optim.Optimizer, step_fn: Callable[[int], dict[str, float]],
-               *, ema: torch.nn.Module | None = None, ema_decay: float = 0.999,
-               on_checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 500,
-               minutes: float | None = None) -> LoopResult:
+def train_loop(
+    stage_dir: Path,
+    plan: StagePlan,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    step_fn: Callable[[int], dict[str, float]],
+    *,
+    ema: torch.nn.Module | None = None,
+    ema_decay: float = 0.999,
+    on_checkpoint: Callable[[int], None] | None = None,
+    checkpoint_every: int = 500,
+    minutes: float | None = None,
+) -> LoopResult:
     """Run `step_fn(step)` with warm-up + cosine LR, resuming from stage_dir/checkpoint if present.
 
     `ema` (a copy of modules["model"]) is updated every step and checkpointed with the rest. With plan.steps

@@ -42,20 +42,31 @@ def sampling_pipeline(unet, movq) -> KandinskyV22Pipeline:
 
 
 @torch.no_grad()
-def decoder_only_accuracy(pipe, image_encoder, zero_embed, device, seed: int = 31337,
-                          n: int = 128) -> tuple[dict[str, float], list]:
+def decoder_only_accuracy(
+    pipe, image_encoder, zero_embed, device, seed: int = 31337, n: int = 128
+) -> tuple[dict[str, float], list]:
     batch = world_batch(seed, 0, n, split="heldout", device=device, two_object_prob=0.0)
     embeds = image_encoder(pixel_values=batch.pixels).image_embeds
     generator = torch.Generator(device=device).manual_seed(0)
-    images = pipe(image_embeds=embeds, negative_image_embeds=zero_embed.expand(n, -1), height=64, width=64,
-                  num_inference_steps=25, guidance_scale=4.0, generator=generator, output_type="pil").images
+    images = pipe(
+        image_embeds=embeds,
+        negative_image_embeds=zero_embed.expand(n, -1),
+        height=64,
+        width=64,
+        num_inference_steps=25,
+        guidance_scale=4.0,
+        generator=generator,
+        output_type="pil",
+    ).images
     hits = {"colour": 0, "shape": 0, "background": 0, "all": 0}
     for scene, image in zip(batch.scenes, images, strict=True):
         found, truth = analyze(image), scene.objects[0]
         obj = found.objects[0] if found.objects else None
-        ok = {"colour": obj is not None and obj.colour == truth.colour,
-              "shape": obj is not None and obj.shape == truth.shape,
-              "background": found.background == scene.background}
+        ok = {
+            "colour": obj is not None and obj.colour == truth.colour,
+            "shape": obj is not None and obj.shape == truth.shape,
+            "background": found.background == scene.background,
+        }
         ok["all"] = all(ok.values())
         for key, value in ok.items():
             hits[key] += value
@@ -70,8 +81,11 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     movq.requires_grad_(False)
     zero_embed = zero_image_embedding(image_encoder, device)
     init = stage_dir / "init_unet"  # present when continuing a shipped model (--init-from)
-    model = (UNet2DConditionModel.from_pretrained(init, use_safetensors=True) if init.exists()
-             else networks.unet(preset)).to(device)
+    model = (
+        UNet2DConditionModel.from_pretrained(init, use_safetensors=True)
+        if init.exists()
+        else networks.unet(preset)
+    ).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     scheduler = networks.decoder_scheduler()
     alphas = scheduler.alphas_cumprod.to(device)
@@ -87,8 +101,10 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
     def encoded_chunk(index: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch = world_batch(seed + 3, index, chunk, device=device)
         with autocast(device, preset.precision):
-            return (movq.encode(batch.pixels).latents.float(),
-                    image_encoder(pixel_values=batch.pixels).image_embeds.float())
+            return (
+                movq.encode(batch.pixels).latents.float(),
+                image_encoder(pixel_values=batch.pixels).image_embeds.float(),
+            )
 
     def step(i: int) -> dict[str, float]:
         for index in range(max(0, i - plan.echo + 1) if not window else i, i + 1):  # a resumed run refills it
@@ -101,8 +117,9 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         t = torch.randint(0, 1000, (len(latents),), device=device, generator=rng)
         noisy = scheduler.add_noise(latents, noise, t)
         with autocast(device, preset.precision):
-            predicted = model(noisy, t, encoder_hidden_states=None,
-                              added_cond_kwargs={"image_embeds": embeds}).sample[:, : latents.shape[1]]
+            predicted = model(
+                noisy, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": embeds}
+            ).sample[:, : latents.shape[1]]
         per_sample = loss_weight[t] * F.mse_loss(predicted.float(), noise, reduction="none").mean(
             dim=(1, 2, 3)
         )
@@ -125,10 +142,21 @@ def train_decoder(out: Path, preset: Preset, device: torch.device, seed: int, mi
         grid(images, 8).save(stage_dir / f"samples_{step_done:06d}.png")
         print(f"[decoder] step {step_done}: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 
-    result = train_loop(stage_dir, plan, {"model": model}, optimizer, step, ema=ema, ema_decay=0.999,
-                        on_checkpoint=samples, checkpoint_every=2500, minutes=minutes)
+    result = train_loop(
+        stage_dir,
+        plan,
+        {"model": model},
+        optimizer,
+        step,
+        ema=ema,
+        ema_decay=0.999,
+        on_checkpoint=samples,
+        checkpoint_every=2500,
+        minutes=minutes,
+    )
     ema.eval()
     ema.save_pretrained(stage_dir / "unet")
-    metrics, _ = decoder_only_accuracy(sampling_pipeline(ema, movq), image_encoder, zero_embed, device,
-                                       n=preset.eval_samples)
+    metrics, _ = decoder_only_accuracy(
+        sampling_pipeline(ema, movq), image_encoder, zero_embed, device, n=preset.eval_samples
+    )
     write_report(stage_dir, {**metrics, **result.summary(), "echo": plan.echo})

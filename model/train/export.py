@@ -65,12 +65,18 @@ def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABL
         AttributeVerifier.from_pretrained(verifier).save_pretrained(out / "verifier" / "model")
     if "tokenizer" in parts and not (out / "tokenizer").exists():
         load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
-    layout = (("clip", CLIPTextModelWithProjection, "prior/text_encoder",
-               ("clip/text_encoder", "clip/init_text_encoder")),
-              ("clip", CLIPVisionModelWithProjection, "prior/image_encoder", ("clip/image_encoder",)),
-              ("prior", PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
-              ("autoencoder", VQModel, "decoder/movq", ("autoencoder/movq",)),
-              ("decoder", UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet")))
+    layout = (
+        (
+            "clip",
+            CLIPTextModelWithProjection,
+            "prior/text_encoder",
+            ("clip/text_encoder", "clip/init_text_encoder"),
+        ),
+        ("clip", CLIPVisionModelWithProjection, "prior/image_encoder", ("clip/image_encoder",)),
+        ("prior", PriorTransformer, "prior/prior", ("prior/prior", "prior/init_prior")),
+        ("autoencoder", VQModel, "decoder/movq", ("autoencoder/movq",)),
+        ("decoder", UNet2DConditionModel, "decoder/unet", ("decoder/unet", "decoder/init_unet")),
+    )
     for stage, cls, source, targets in layout:
         missing = [target for target in targets if not (out / target).exists()]
         if stage in parts and missing:
@@ -87,8 +93,13 @@ def export(out: Path, target: Path) -> None:
     unet = UNet2DConditionModel.from_pretrained(out / "decoder" / "unet", use_safetensors=True)
     movq = VQModel.from_pretrained(out / "autoencoder" / "movq", use_safetensors=True)
     prior_pipe = KandinskyV22PriorPipeline(
-        prior=prior, image_encoder=image_encoder, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler=networks.prior_scheduler(), image_processor=networks.image_processor())
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=networks.prior_scheduler(),
+        image_processor=networks.image_processor(),
+    )
     decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=networks.decoder_scheduler(), movq=movq)
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)

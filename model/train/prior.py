@@ -58,16 +58,25 @@ def image_embedding_stats(
 
 
 @torch.no_grad()
-def sample_prior(prior, scheduler, tokenizer, text_encoder, captions: list[str], device, steps: int = 25,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_prior(
+    prior,
+    scheduler,
+    tokenizer,
+    text_encoder,
+    captions: list[str],
+    device,
+    steps: int = 25,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The pipeline's sampling loop without guidance, for the held-out metric during training."""
     text_embeds, hidden, mask = encode_text(tokenizer, text_encoder, captions, device)
     latents = torch.randn(len(captions), text_embeds.shape[1], device=device, generator=generator)
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
-        predicted = prior(latents, timestep=t, proj_embedding=text_embeds, encoder_hidden_states=hidden,
-                          attention_mask=mask).predicted_image_embedding
+        predicted = prior(
+            latents, timestep=t, proj_embedding=text_embeds, encoder_hidden_states=hidden, attention_mask=mask
+        ).predicted_image_embedding
         previous = timesteps[i + 1] if i + 1 < len(timesteps) else None
         latents = scheduler.step(
             predicted, t, latents, prev_timestep=previous, generator=generator
@@ -130,8 +139,13 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
         a = alphas[t].unsqueeze(1)
         noisy = a.sqrt() * target + (1 - a).sqrt() * torch.randn_like(target)
         with autocast(device, preset.precision):
-            predicted = model(noisy, timestep=t, proj_embedding=text_embeds, encoder_hidden_states=hidden,
-                              attention_mask=mask).predicted_image_embedding
+            predicted = model(
+                noisy,
+                timestep=t,
+                proj_embedding=text_embeds,
+                encoder_hidden_states=hidden,
+                attention_mask=mask,
+            ).predicted_image_embedding
         loss = F.mse_loss(predicted.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

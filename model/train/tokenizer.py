@@ -30,15 +30,23 @@ def train_tokenizer(out: Path, seed: int = 0, captions: int = 50_000) -> PreTrai
     model.train_from_iterator(corpus + EXTRA_WORDS, trainer)
     bos, eos = model.token_to_id("<bos>"), model.token_to_id("<eos>")
     model.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", bos), ("<eos>", eos)])
+        single="<bos> $A <eos>", special_tokens=[("<bos>", bos), ("<eos>", eos)]
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=model, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
-        model_max_length=MAX_TEXT_TOKENS)
+        tokenizer_object=model,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=MAX_TEXT_TOKENS,
+    )
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)
     longest = max(len(tokenizer(c).input_ids) for c in corpus[:5000])
-    print(f"[tokenizer] vocabulary {tokenizer.vocab_size} words, longest caption {longest} tokens "
-          f"(limit {MAX_TEXT_TOKENS})")
+    print(
+        f"[tokenizer] vocabulary {tokenizer.vocab_size} words, longest caption {longest} tokens "
+        f"(limit {MAX_TEXT_TOKENS})"
+    )
     return tokenizer
 
 

@@ -21,8 +21,11 @@ from model.train.prior import encode_text, load_encoders
 from model.world import SHAPES, Scene, heldout_prompts, render_scenes, world_batch
 from model.world.scene import COLOURS
 
-GROUPS = (LabelGroup("shape", ANY_OF, SHAPES), LabelGroup("colour", ANY_OF, tuple(COLOURS)),
-          LabelGroup("background", ONE_OF, tuple(COLOURS)))
+GROUPS = (
+    LabelGroup("shape", ANY_OF, SHAPES),
+    LabelGroup("colour", ANY_OF, tuple(COLOURS)),
+    LabelGroup("background", ONE_OF, tuple(COLOURS)),
+)
 TWO_OBJECT_SHARE = 0.3
 MAX_BLUR_SIGMA = 1.5
 MAX_NOISE = 0.05  # the largest std of the added noise (random per picture), pixels in [0, 1]
@@ -48,7 +51,7 @@ def random_blur(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     sigma = torch.rand(batch, generator=generator) * MAX_BLUR_SIGMA + 1e-3
     sigma[torch.rand(batch, generator=generator) < 0.5] = 1e-3  # effectively no blur
     offsets = torch.arange(-3, 4, dtype=torch.float32)
-    kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(3, 0).to(pixels)  # [B*3, 7]
     flat = pixels.reshape(1, batch * 3, *pixels.shape[2:])
     flat = F.conv2d(F.pad(flat, (3, 3, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=batch * 3)
@@ -90,8 +93,9 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
 
 
 @torch.no_grad()
-def heldout_accuracy(verifier: AttributeVerifier, tokenizer, text_encoder, device: torch.device,
-                     seed: int = 4242, n: int = 512) -> dict[str, float]:
+def heldout_accuracy(
+    verifier: AttributeVerifier, tokenizer, text_encoder, device: torch.device, seed: int = 4242, n: int = 512
+) -> dict[str, float]:
     """Per group, how often each side's top label is the truth, on single-object scenes with held-out
     phrasings."""
     pairs = heldout_prompts(seed, n)

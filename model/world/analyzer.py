@@ -132,8 +132,10 @@ def _object_masks(
         return []
     residuals = np.stack([f[2] for f in found])
     owner = residuals.argmin(0)
-    return [(index, np.where((owner == k) & (residuals[k] < _EXPLAINED_DISTANCE), alpha, 0.0))
-            for k, (index, alpha, _) in enumerate(found)]
+    return [
+        (index, np.where((owner == k) & (residuals[k] < _EXPLAINED_DISTANCE), alpha, 0.0))
+        for k, (index, alpha, _) in enumerate(found)
+    ]
 
 
 def _template_scene(shape: str, cx: float, cy: float, radius: float, rotation: float) -> Scene:
@@ -141,8 +143,9 @@ def _template_scene(shape: str, cx: float, cy: float, radius: float, rotation: f
     return Scene("black", (0, 0, 0), (obj,))
 
 
-def _best_rotations(mask: torch.Tensor, candidates: list[tuple[str, float]], cx: float, cy: float,
-                    area: float) -> dict[str, tuple[float, float]]:
+def _best_rotations(
+    mask: torch.Tensor, candidates: list[tuple[str, float]], cx: float, cy: float, area: float
+) -> dict[str, tuple[float, float]]:
     """Soft IoU of the mask with each (shape, rotation) template -> the best (iou, rotation) per shape."""
     scenes = [_template_scene(s, cx, cy, math.sqrt(area / SHAPE_UNIT_AREA[s]), r) for s, r in candidates]
     _, templates = render_scenes(scenes, supersample=_TEMPLATE_SUPERSAMPLE)
@@ -159,8 +162,12 @@ def _classify_shape(mask: np.ndarray, cx: float, cy: float, area: float) -> str:
     """Best-fitting shape: a coarse sweep of rotations over each shape's symmetry, then a finer one around the
     best."""
     soft = torch.as_tensor(mask, dtype=torch.float32)
-    coarse = [(s, SHAPE_SYMMETRY[s] * i / _COARSE_ROTATIONS) for s in SHAPES if s != "circle"
-              for i in range(_COARSE_ROTATIONS)]
+    coarse = [
+        (s, SHAPE_SYMMETRY[s] * i / _COARSE_ROTATIONS)
+        for s in SHAPES
+        if s != "circle"
+        for i in range(_COARSE_ROTATIONS)
+    ]
     best = _best_rotations(soft, [("circle", 0.0), *coarse], cx, cy, area)
     fine = []
     for shape, (_, rotation) in best.items():

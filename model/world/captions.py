@@ -154,14 +154,23 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> Cap
     fields = _fields_of(template)
     with_size = bool(fields & _SIZED_FIELDS) and bool(rng.random() < 0.5)
     first = scene.objects[0]
-    values = {"bg": scene.background, "colour": first.colour, "shape": _pick(rng, SHAPE_WORDS[first.shape]),
-              "obj": _noun_phrase(first, with_size, rng), "pos": _pick(rng, POSITION_PHRASES[first.position])}
+    values = {
+        "bg": scene.background,
+        "colour": first.colour,
+        "shape": _pick(rng, SHAPE_WORDS[first.shape]),
+        "obj": _noun_phrase(first, with_size, rng),
+        "pos": _pick(rng, POSITION_PHRASES[first.position]),
+    }
     related = relation(scene)  # None for one object
     if related is not None:
         second = scene.objects[1]
         forward, backward = RELATION_PHRASES[related]
-        values |= {"obj1": values["obj"], "obj2": _noun_phrase(second, with_size, rng),
-                   "rel": _pick(rng, forward), "rev": _pick(rng, backward)}
+        values |= {
+            "obj1": values["obj"],
+            "obj2": _noun_phrase(second, with_size, rng),
+            "rel": _pick(rng, forward),
+            "rev": _pick(rng, backward),
+        }
         values |= {"rev_obj": values["obj2"], "rev_ref": values["obj1"]}
     text = re.sub(r"\ba (?=[aeiou])", "an ", template.format(**values))
     if split == "train":

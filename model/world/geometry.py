@@ -12,8 +12,10 @@ import numpy as np
 
 
 def _regular(n: int, radius: float, phase: float = -math.pi / 2) -> list[tuple[float, float]]:
-    return [(radius * math.cos(phase + 2 * math.pi * i / n), radius * math.sin(phase + 2 * math.pi * i / n))
-            for i in range(n)]
+    return [
+        (radius * math.cos(phase + 2 * math.pi * i / n), radius * math.sin(phase + 2 * math.pi * i / n))
+        for i in range(n)
+    ]
 
 
 def _star(points: int, outer: float, inner: float) -> list[tuple[float, float]]:
@@ -60,7 +62,13 @@ SHAPE_UNIT_AREA: dict[str, float] = {"circle": math.pi} | {
 }
 # Radius of the enclosing circle at radius 1: keeps shapes inside the frame and apart.
 SHAPE_EXTENT: dict[str, float] = {"circle": 1.0} | {
-    s: float(np.hypot(p[:, 0], p[:, 1]).max()) for s, p in SHAPE_POLYGONS.items()}
+    s: float(np.hypot(p[:, 0], p[:, 1]).max()) for s, p in SHAPE_POLYGONS.items()
+}
 # Rotations beyond this repeat the same picture.
-SHAPE_SYMMETRY: dict[str, float] = {"circle": 2 * math.pi, "square": math.pi / 2, "triangle": 2 * math.pi / 3,
-                                    "star": 2 * math.pi / 5, "cross": math.pi / 2}
+SHAPE_SYMMETRY: dict[str, float] = {
+    "circle": 2 * math.pi,
+    "square": math.pi / 2,
+    "triangle": 2 * math.pi / 3,
+    "star": 2 * math.pi / 5,
+    "cross": math.pi / 2,
+}

@@ -73,8 +73,9 @@ def _row_crossings(shape_id: torch.Tensor, params: torch.Tensor, rows: torch.Ten
     return torch.where(is_circle, circle_x, polygon_x)
 
 
-def render_scenes(scenes: Sequence[Scene], size: int = 64, device: str | torch.device = "cpu",
-                  supersample: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def render_scenes(
+    scenes: Sequence[Scene], size: int = 64, device: str | torch.device = "cpu", supersample: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw scenes: pixels float32 (B,3,size,size) in [-1,1] and object coverage masks float32
     (B,1,size,size)."""
     if not isinstance(size, int) or size < 1:

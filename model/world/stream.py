@@ -25,8 +25,14 @@ class WorldBatch:
     scenes: list[Scene]
 
 
-def world_batch(seed: int, index: int, batch_size: int, split: str = "train",
-                device: str | torch.device = "cpu", two_object_prob: float = 0.25) -> WorldBatch:
+def world_batch(
+    seed: int,
+    index: int,
+    batch_size: int,
+    split: str = "train",
+    device: str | torch.device = "cpu",
+    two_object_prob: float = 0.25,
+) -> WorldBatch:
     """Batch number `index` of the stream `seed`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -75,7 +75,9 @@ class CheckService(Service):
         file_count = 0
         cutoff = time.time() - grace_s
 
-        def report(kind: ProblemKind, relpath: str, detail: str, act: bool, action: Callable[[], object]) -> None:
+        def report(
+            kind: ProblemKind, relpath: str, detail: str, act: bool, action: Callable[[], object]
+        ) -> None:
             if act:
                 action()
             problems.append(Problem(kind, name, relpath, detail, repaired=act))
@@ -162,10 +164,14 @@ class CheckService(Service):
                 sha256 = store.sha256_of_relpath(relpath)
                 if path.name.startswith(TEMP_PREFIX):
                     path.unlink(missing_ok=True)
-                    removed.append(Problem(ProblemKind.TEMP_FILE, name, relpath, "left by an interrupted write", True))
+                    removed.append(
+                        Problem(ProblemKind.TEMP_FILE, name, relpath, "left by an interrupted write", True)
+                    )
                 elif sha256 is not None and sha256 not in referenced:
                     store.delete(sha256)
-                    removed.append(Problem(ProblemKind.ORPHAN_FILE, name, relpath, "written, never recorded", True))
+                    removed.append(
+                        Problem(ProblemKind.ORPHAN_FILE, name, relpath, "written, never recorded", True)
+                    )
         return removed
 
     def _quarantine(self, store: str, relpath: str, path: Path) -> None:

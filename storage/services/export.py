@@ -77,12 +77,25 @@ class ExportService(Service):
             self._zip(target, rows)
         with self.write() as session:
             user = acting_user(session, actor, *STAFF, operator=True)
-            audit(session, user, "export", "images", None, status=status.value, count=len(rows), missing=list(missing))
+            audit(
+                session,
+                user,
+                "export",
+                "images",
+                None,
+                status=status.value,
+                count=len(rows),
+                missing=list(missing),
+            )
         return ExportSummary(len(rows), missing)
 
     @staticmethod
     def _rows(session: Session, status: ReviewStatus) -> list[dict[str, Any]]:
-        latest = select(Review.image_id, func.max(Review.id).label("review_id")).group_by(Review.image_id).subquery()
+        latest = (
+            select(Review.image_id, func.max(Review.id).label("review_id"))
+            .group_by(Review.image_id)
+            .subquery()
+        )
         author, reviewer = aliased(User), aliased(User)
         result = session.execute(
             select(Image, Generation, Prompt, author.username, Review, reviewer.username)
@@ -126,9 +139,13 @@ class ExportService(Service):
     def _zip(self, handle: BinaryIO, rows: list[dict[str, Any]]) -> None:
         with zipfile.ZipFile(handle, "w") as archive:
             for row in rows:  # PNGs are compressed already: store them as they are
-                archive.writestr(row["file"], self.store.read(row["sha256"]), compress_type=zipfile.ZIP_STORED)
+                archive.writestr(
+                    row["file"], self.store.read(row["sha256"]), compress_type=zipfile.ZIP_STORED
+                )
             archive.writestr(
-                "manifest.json", json.dumps(rows, indent=2, ensure_ascii=False), compress_type=zipfile.ZIP_DEFLATED
+                "manifest.json",
+                json.dumps(rows, indent=2, ensure_ascii=False),
+                compress_type=zipfile.ZIP_DEFLATED,
             )
             archive.writestr("manifest.csv", _csv(rows), compress_type=zipfile.ZIP_DEFLATED)
 

@@ -89,7 +89,11 @@ def _check_images(images: Sequence[NewImage]) -> list[NewImage]:
         raise ValidationFailed("images", "Two images have the same index.")
     for image in checked:
         field = f"images[{image.index}]"
-        if isinstance(image.index, bool) or not isinstance(image.index, int) or not 0 <= image.index < MAX_IMAGES:
+        if (
+            isinstance(image.index, bool)
+            or not isinstance(image.index, int)
+            or not 0 <= image.index < MAX_IMAGES
+        ):
             raise ValidationFailed(field, f"An image index is a whole number from 0 to {MAX_IMAGES - 1}.")
         png = image.png
         if not isinstance(png, bytes) or len(png) < 24 or png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR":
@@ -141,7 +145,15 @@ class GenerationService(Service):
             session.add(generation)
             count_use(session, prompt.id)
             session.flush()
-            audit(session, user, "generation.request", "generation", generation.id, prompt_id=prompt.id, model=model_id)
+            audit(
+                session,
+                user,
+                "generation.request",
+                "generation",
+                generation.id,
+                prompt_id=prompt.id,
+                model=model_id,
+            )
             return generation_info(generation)
 
     def get(self, actor: Actor, generation_id: int) -> GenerationInfo:
@@ -255,7 +267,9 @@ class GenerationService(Service):
             user = acting_person(session, actor)
             generation = self._visible(session, actor, generation_id)
             if generation.user_id != user.id and user.role != Role.ADMIN:
-                raise PermissionDenied("Only the person who asked for a generation, or an admin, can cancel it.")
+                raise PermissionDenied(
+                    "Only the person who asked for a generation, or an admin, can cancel it."
+                )
             return self._move(session, generation_id, GenerationStatus.CANCELLED, LIVE, finished_at=utcnow())
 
     def mark_interrupted_on_startup(self) -> int:
@@ -269,7 +283,9 @@ class GenerationService(Service):
                 session,
                 update(Generation)
                 .where(Generation.status.in_([s.value for s in LIVE]))
-                .values(status=GenerationStatus.INTERRUPTED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()),
+                .values(
+                    status=GenerationStatus.INTERRUPTED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()
+                ),
             )
 
     @staticmethod
@@ -290,7 +306,9 @@ class GenerationService(Service):
         if generation is None:
             raise NotFound(f"Generation {generation_id} does not exist.")
         if changed != 1:
-            raise InvalidState(f"Generation {generation_id} is {generation.status}; it cannot become {new.value}.")
+            raise InvalidState(
+                f"Generation {generation_id} is {generation.status}; it cannot become {new.value}."
+            )
         if generation.started_at is None and new == GenerationStatus.SUCCEEDED:  # never seen running
             generation.started_at = values["finished_at"]
         _fill_timings(generation)

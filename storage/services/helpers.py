@@ -189,7 +189,9 @@ def upload_info(upload: Upload) -> UploadInfo:
 def prompt_info(prompt: Prompt) -> PromptInfo:
     guidance = None
     if prompt.guidance_upload_id is not None:
-        guidance = Guidance(prompt.guidance_upload_id, prompt.guidance_scale, GuidanceDecay(prompt.guidance_decay))
+        guidance = Guidance(
+            prompt.guidance_upload_id, prompt.guidance_scale, GuidanceDecay(prompt.guidance_decay)
+        )
     return PromptInfo(
         id=prompt.id,
         author_id=prompt.author_id,

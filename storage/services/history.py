@@ -47,7 +47,9 @@ def text_match(dialect: str, words: list[str]) -> ColumnElement[bool] | TextClau
             .where(text("prompts_fts MATCH :match").bindparams(match=match))
         )
     query = " & ".join(f"{word}:*" for word in words)
-    return text("to_tsvector('simple', prompts.text) @@ to_tsquery('simple', :tsquery)").bindparams(tsquery=query)
+    return text("to_tsvector('simple', prompts.text) @@ to_tsquery('simple', :tsquery)").bindparams(
+        tsquery=query
+    )
 
 
 class HistoryService(Service):
@@ -71,7 +73,9 @@ class HistoryService(Service):
             user = acting_person(session, actor)
             conditions: list[ColumnElement[bool] | TextClause] = []
             if not is_staff(user):
-                conditions.append(or_(Prompt.shared, Prompt.author_id == user.id, Generation.user_id == user.id))
+                conditions.append(
+                    or_(Prompt.shared, Prompt.author_id == user.id, Generation.user_id == user.id)
+                )
             if query.mine:
                 conditions.append(Generation.user_id == user.id)
             if query.author:
@@ -85,7 +89,9 @@ class HistoryService(Service):
                 conditions.append(text_match(self.db.dialect, words))
             if review_status is not None:
                 conditions.append(
-                    exists().where(Image.generation_id == Generation.id, Image.review_status == review_status.value)
+                    exists().where(
+                        Image.generation_id == Generation.id, Image.review_status == review_status.value
+                    )
                 )
             if status is not None:
                 conditions.append(Generation.status == status.value)
@@ -94,10 +100,17 @@ class HistoryService(Service):
             if query.created_to is not None:
                 conditions.append(Generation.created_at < query.created_to)
             if query.favourites_only:
-                conditions.append(exists().where(Favourite.user_id == user.id, Favourite.prompt_id == Prompt.id))
-            base: Select = select(Generation).join(Prompt, Generation.prompt_id == Prompt.id).where(*conditions)
+                conditions.append(
+                    exists().where(Favourite.user_id == user.id, Favourite.prompt_id == Prompt.id)
+                )
+            base: Select = (
+                select(Generation).join(Prompt, Generation.prompt_id == Prompt.id).where(*conditions)
+            )
             total = (
-                session.scalar(select(func.count()).select_from(base.with_only_columns(Generation.id).subquery())) or 0
+                session.scalar(
+                    select(func.count()).select_from(base.with_only_columns(Generation.id).subquery())
+                )
+                or 0
             )
             order: tuple[Any, ...] = {
                 HistorySort.NEWEST: (Generation.created_at.desc(), Generation.id.desc()),
@@ -117,12 +130,14 @@ class HistoryService(Service):
             favourites = set(
                 session.scalars(
                     select(Favourite.prompt_id).where(
-                        Favourite.user_id == user.id, Favourite.prompt_id.in_({g.prompt_id for g in generations})
+                        Favourite.user_id == user.id,
+                        Favourite.prompt_id.in_({g.prompt_id for g in generations}),
                     )
                 )
             )
             items = tuple(
-                HistoryItem(generation_info(g), prompt_info(g.prompt), g.prompt_id in favourites) for g in generations
+                HistoryItem(generation_info(g), prompt_info(g.prompt), g.prompt_id in favourites)
+                for g in generations
             )
             return Page(items, total, query.page, query.page_size)
 

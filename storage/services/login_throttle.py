@@ -45,7 +45,9 @@ class ThrottlePolicy:
 class LoginThrottle:
     """Failure times per key, pruned to the window; thread-safe (sign-ins run on worker threads)."""
 
-    def __init__(self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy or ThrottlePolicy()
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}

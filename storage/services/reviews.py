@@ -56,7 +56,9 @@ OUTCOME = {
 def _set_status(session: Session, image: Image, old: ReviewStatus, new: ReviewStatus) -> None:
     changed = changed_rows(
         session,
-        update(Image).where(Image.id == image.id, Image.review_status == old.value).values(review_status=new.value),
+        update(Image)
+        .where(Image.id == image.id, Image.review_status == old.value)
+        .values(review_status=new.value),
     )
     session.refresh(image)
     if changed != 1:
@@ -95,7 +97,9 @@ class ReviewService(Service):
         if earlier.generation.user_id != user.id:
             raise ValidationFailed("revision_of", "An image can only revise one of your own images.")
         if image.id in {earlier.id, *(i.id for i in self._ancestors(session, earlier))}:
-            raise ValidationFailed("revision_of", f"Image {image.id} cannot revise itself or its own revision.")
+            raise ValidationFailed(
+                "revision_of", f"Image {image.id} cannot revise itself or its own revision."
+            )
         image.revision_of = earlier.id
         session.flush()
 
@@ -114,9 +118,13 @@ class ReviewService(Service):
             reviewer = acting_person(session, actor, *STAFF)
             image = self._image(session, reviewer, image_id)
             if image.generation.user_id == reviewer.id:
-                raise PermissionDenied("Four-eyes rule: someone else must review images from your own generations.")
+                raise PermissionDenied(
+                    "Four-eyes rule: someone else must review images from your own generations."
+                )
             _set_status(session, image, ReviewStatus.PENDING, OUTCOME[decision])
-            review = Review(image_id=image.id, reviewer_id=reviewer.id, decision=decision.value, comment=comment)
+            review = Review(
+                image_id=image.id, reviewer_id=reviewer.id, decision=decision.value, comment=comment
+            )
             session.add(review)
             session.flush()
             audit(session, reviewer, "review.decide", "image", image.id, decision=decision.value)
@@ -133,8 +141,11 @@ class ReviewService(Service):
         """The images `image_id` revises, the nearest first (empty when it is no revision)."""
         with self.db.read() as session:
             user = acting_person(session, actor)
-            return [image_info(i) for i in self._ancestors(session, self._image(session, user, image_id))
-                    if can_see_generation(user, i.generation)]
+            return [
+                image_info(i)
+                for i in self._ancestors(session, self._image(session, user, image_id))
+                if can_see_generation(user, i.generation)
+            ]
 
     @staticmethod
     def _ancestors(session: Session, image: Image) -> list[Image]:
@@ -160,7 +171,9 @@ class ReviewService(Service):
                 .limit(limit)
             ).all()
             return [
-                review_info(r) for r in reviews if can_see_generation(user, session.get_one(Image, r.image_id).generation)
+                review_info(r)
+                for r in reviews
+                if can_see_generation(user, session.get_one(Image, r.image_id).generation)
             ]
 
     def inbox(self, actor: Actor, page: int = 1, page_size: int = 20) -> Page[InboxItem]:
@@ -208,7 +221,9 @@ class ReviewService(Service):
                 .offset((page - 1) * page_size)
             ).all()
             items = tuple(
-                ReviewQueueItem(image_info(i), generation_info(i.generation), prompt_info(i.generation.prompt))
+                ReviewQueueItem(
+                    image_info(i), generation_info(i.generation), prompt_info(i.generation.prompt)
+                )
                 for i in images
             )
             return Page(items, total, page, page_size)

@@ -55,11 +55,16 @@ class TokenService(Service):
             if not owner.active:
                 raise PermissionDenied(f"{owner.username}'s account is disabled.")
             token = ApiToken(
-                user_id=owner.id, label=label, prefix=secret[:DISPLAY_PREFIX_LEN], token_hash=hash_token(secret)
+                user_id=owner.id,
+                label=label,
+                prefix=secret[:DISPLAY_PREFIX_LEN],
+                token_hash=hash_token(secret),
             )
             session.add(token)
             session.flush()
-            audit(session, acting, "token.create", "token", token.id, owner=owner.username, prefix=token.prefix)
+            audit(
+                session, acting, "token.create", "token", token.id, owner=owner.username, prefix=token.prefix
+            )
             return NewToken(token_info(token), secret)
 
     def list_for(self, actor: Actor, user_id: int) -> list[TokenInfo]:
@@ -67,7 +72,9 @@ class TokenService(Service):
         with self.db.read() as session:
             acting = acting_user(session, actor, operator=True)
             _owner(session, acting, user_id)
-            tokens = session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc()))
+            tokens = session.scalars(
+                select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
+            )
             return [token_info(t) for t in tokens]
 
     def revoke(self, actor: Actor, token_ref: int | str) -> TokenInfo:
@@ -78,7 +85,13 @@ class TokenService(Service):
             if token.revoked_at is None:
                 token.revoked_at = utcnow()
                 audit(
-                    session, acting, "token.revoke", "token", token.id, owner=token.user.username, prefix=token.prefix
+                    session,
+                    acting,
+                    "token.revoke",
+                    "token",
+                    token.id,
+                    owner=token.user.username,
+                    prefix=token.prefix,
                 )
             session.flush()
             return token_info(token)

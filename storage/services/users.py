@@ -49,8 +49,11 @@ def lookup_key(username: object) -> str | None:
 @cache
 def common_passwords() -> frozenset[str]:
     """The most used passwords of public breach lists, lower case (common_passwords.txt, one a line)."""
-    return frozenset(line.strip().casefold() for line in COMMON_PASSWORDS_FILE.read_text("utf-8").splitlines()
-                     if line.strip())
+    return frozenset(
+        line.strip().casefold()
+        for line in COMMON_PASSWORDS_FILE.read_text("utf-8").splitlines()
+        if line.strip()
+    )
 
 
 def is_common_password(password: str) -> bool:
@@ -70,8 +73,10 @@ def check_password(password: str, field: str = "password") -> None:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ValidationFailed(field, f"A password needs at least {MIN_PASSWORD} characters.")
     if is_common_password(password):
-        raise ValidationFailed(field, "This is one of the most common passwords (or one with digits or "
-                                      "symbols added); choose another.")
+        raise ValidationFailed(
+            field,
+            "This is one of the most common passwords (or one with digits or symbols added); choose another.",
+        )
 
 
 def _role(role: Role | str) -> Role:
@@ -104,7 +109,8 @@ class UserService(Service):
         """A new account. Without a password one is generated, shown once, and must be changed at first login."""
         if not isinstance(username, str) or not USERNAME.fullmatch(username):
             raise ValidationFailed(
-                "username", "A username is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+                "username",
+                "A username is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
             )
         generated = None
         if password is None:
@@ -152,7 +158,12 @@ class UserService(Service):
 
     @staticmethod
     def _insert(
-        session: Session, username: str, role: Role, password_hash: str, display_name: str, must_change_password: bool
+        session: Session,
+        username: str,
+        role: Role,
+        password_hash: str,
+        display_name: str,
+        must_change_password: bool,
     ) -> User:
         if session.scalar(select(User.id).where(User.username_key == username_key(username))):
             raise Conflict(f"The username {username!r} is taken.")
@@ -197,7 +208,16 @@ class UserService(Service):
                 self._keep_an_admin(session, user)
             old = user.role
             user.role = role.value
-            audit(session, admin, "user.role_change", "user", user.id, username=user.username, old=old, new=role.value)
+            audit(
+                session,
+                admin,
+                "user.role_change",
+                "user",
+                user.id,
+                username=user.username,
+                old=old,
+                new=role.value,
+            )
             session.flush()
             return user_info(user)
 
@@ -209,7 +229,14 @@ class UserService(Service):
             if not active and user.role == Role.ADMIN:
                 self._keep_an_admin(session, user)
             user.active = bool(active)
-            audit(session, admin, "user.enable" if active else "user.disable", "user", user.id, username=user.username)
+            audit(
+                session,
+                admin,
+                "user.enable" if active else "user.disable",
+                "user",
+                user.id,
+                username=user.username,
+            )
             session.flush()
             return user_info(user)
 
@@ -266,8 +293,11 @@ class UserService(Service):
                 self._log(session, user, str(username), "login.throttled", scope=refused.scope, client=client)
             raise
         with self.db.read() as session:
-            found = (session.execute(select(User.id, User.password_hash).where(User.username_key == key)).first()
-                     if key else None)
+            found = (
+                session.execute(select(User.id, User.password_hash).where(User.username_key == key)).first()
+                if key
+                else None
+            )
         good = self._verify(found.password_hash if found else self._dummy_hash, str(password))
         rehash = None
         if found and good and self.hasher.check_needs_rehash(found.password_hash):

@@ -14,8 +14,13 @@ import tiny_models
 
 from model.families import Family, load_family
 
-TINY_SETTINGS = {"name": "tiny-embedded", "default_steps": 2, "default_guidance": 4.0, "sizes": [[32, 32]],
-                 "prior_steps": 2}
+TINY_SETTINGS = {
+    "name": "tiny-embedded",
+    "default_steps": 2,
+    "default_guidance": 4.0,
+    "sizes": [[32, 32]],
+    "prior_steps": 2,
+}
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,12 @@ class FakeHub:
     """Repos (``repo_id -> folder``) served at ``self.endpoint``; ``self.requests`` logs (method, path, Range)."""
 
     def __init__(self, repos: dict[str, Path]) -> None:
-        self.repos = {repo: {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*"))
-                             if f.is_file()} for repo, root in repos.items()}
+        self.repos = {
+            repo: {
+                f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()
+            }
+            for repo, root in repos.items()
+        }
         self.commits = {repo: hashlib.sha1(repo.encode()).hexdigest() for repo in repos}
         self.cuts: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
@@ -39,8 +43,13 @@ class FakeHub:
     def fetched(self, repo: str) -> set[str]:
         """The files of ``repo`` that were downloaded (GET on resolve)."""
         prefix = f"/{repo}/resolve/"
-        return {path.split("/", 1)[1] for method, url, _ in self.requests if method == "GET"
-                for path in [url.removeprefix(prefix)] if url.startswith(prefix)}
+        return {
+            path.split("/", 1)[1]
+            for method, url, _ in self.requests
+            if method == "GET"
+            for path in [url.removeprefix(prefix)]
+            if url.startswith(prefix)
+        }
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         hub = self
@@ -73,11 +82,18 @@ class FakeHub:
                     self._reply(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
                     return
                 if kind == "tree":
-                    data: object = [{"type": "file", "path": p, "size": len(b), "oid": _git_sha1(b)}
-                                    for p, b in files.items()]
+                    data: object = [
+                        {"type": "file", "path": p, "size": len(b), "oid": _git_sha1(b)}
+                        for p, b in files.items()
+                    ]
                 else:
-                    data = {"id": repo, "modelId": repo, "sha": hub.commits[repo], "private": False,
-                            "siblings": [{"rfilename": p} for p in files]}
+                    data = {
+                        "id": repo,
+                        "modelId": repo,
+                        "sha": hub.commits[repo],
+                        "private": False,
+                        "siblings": [{"rfilename": p} for p in files],
+                    }
                 self._reply(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
             def _file(self, repo: str, file: str, *, body: bool) -> None:
@@ -86,14 +102,21 @@ class FakeHub:
                     self._reply(404, b"{}", {"X-Error-Code": "EntryNotFound"})
                     return
                 start = int(ranged[1]) if (ranged := _RANGE.match(self.headers.get("Range", ""))) else 0
-                headers = {"X-Repo-Commit": hub.commits[repo], "ETag": f'"{_git_sha1(content)}"',
-                           "Accept-Ranges": "bytes"}
+                headers = {
+                    "X-Repo-Commit": hub.commits[repo],
+                    "ETag": f'"{_git_sha1(content)}"',
+                    "Accept-Ranges": "bytes",
+                }
                 if start:
                     headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
                 part = content[start:]
                 if not body:
-                    self._reply(206 if start else 200, b"", {**headers, "Content-Length": str(len(part))},
-                                send_body=False)
+                    self._reply(
+                        206 if start else 200,
+                        b"",
+                        {**headers, "Content-Length": str(len(part))},
+                        send_body=False,
+                    )
                     return
                 key = f"{repo}/{file}"
                 if hub.cuts.get(key, 0) > 0:
@@ -108,7 +131,9 @@ class FakeHub:
                     return
                 self._reply(206 if start else 200, part, headers)
 
-            def _reply(self, status: int, data: bytes, headers: dict[str, str], *, send_body: bool = True) -> None:
+            def _reply(
+                self, status: int, data: bytes, headers: dict[str, str], *, send_body: bool = True
+            ) -> None:
                 self.send_response(status)
                 headers.setdefault("Content-Length", str(len(data)))
                 for name, value in headers.items():

@@ -46,16 +46,30 @@ def judged(tiny_root: Path, kandinsky_path: Path) -> Kandinsky22Family:
 
 
 def rows(family: Kandinsky22Family, prompts: list[str], seed: int = 5, **fields: object) -> list[Row]:
-    return [Row(resolve_request(GenerationRequest(prompt=p, seed=seed + i, steps=STEPS, **fields),  # type: ignore[arg-type]
-                                family.info)) for i, p in enumerate(prompts)]
+    return [
+        Row(
+            resolve_request(
+                GenerationRequest(prompt=p, seed=seed + i, steps=STEPS, **fields),  # type: ignore[arg-type]
+                family.info,
+            )
+        )
+        for i, p in enumerate(prompts)
+    ]
 
 
 def finished_alone(family: Kandinsky22Family, row: Row, seed: int):
     """The picture the decoder finishes from ``seed``'s noise on ``row``'s prior embedding, with no candidates."""
     embeds, negatives = family.embed_rows([row])
-    return family.decoder(image_embeds=embeds, negative_image_embeds=negatives, height=32, width=32,
-                          num_inference_steps=STEPS, guidance_scale=row.request.guidance_scale,
-                          generator=torch.Generator().manual_seed(seed), output_type="pil").images[0]
+    return family.decoder(
+        image_embeds=embeds,
+        negative_image_embeds=negatives,
+        height=32,
+        width=32,
+        num_inference_steps=STEPS,
+        guidance_scale=row.request.guidance_scale,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pil",
+    ).images[0]
 
 
 class ScriptedScores:
@@ -69,8 +83,9 @@ class ScriptedScores:
         return torch.tensor(self.scores[: len(pixels)])
 
 
-def test_each_picture_is_the_candidate_the_verifier_scores_highest(judged: Kandinsky22Family,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_picture_is_the_candidate_the_verifier_scores_highest(
+    judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prompts = ["a red circle on a white background", "a blue square"]
     scripted = ScriptedScores([0.0, 0.0, 5.0, 0.0, 5.0, 0.0])  # row 0 keeps candidate 2, row 1 candidate 1
     monkeypatch.setattr(judged.verifier, "score", scripted)
@@ -78,13 +93,15 @@ def test_each_picture_is_the_candidate_the_verifier_scores_highest(judged: Kandi
     images = judged.generate(batch)
     assert scripted.calls == [(6, (3, 32, 32))], "judged once, on every candidate's predicted clean picture"
     for image, row, kept in zip(images, batch, (2, 1), strict=True):
-        assert max_pixel_diff(image, finished_alone(judged, row, row.seed + kept * CANDIDATE_SEED_STRIDE)) <= 2, \
-            "the kept candidate finishes as it would alone"
+        assert (
+            max_pixel_diff(image, finished_alone(judged, row, row.seed + kept * CANDIDATE_SEED_STRIDE)) <= 2
+        ), "the kept candidate finishes as it would alone"
         assert max_pixel_diff(image, finished_alone(judged, row, row.seed)) > 10, "not as candidate 0 would"
 
 
-def test_candidates_are_judged_against_their_own_text(judged: Kandinsky22Family,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_candidates_are_judged_against_their_own_text(
+    judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[torch.Tensor] = []
     original = judged.verifier.score
 
@@ -117,7 +134,9 @@ def test_a_seed_reproduces_its_picture_with_candidates(judged: Kandinsky22Family
     assert max_pixel_diff(first, again) <= 2, "the same seed keeps the same candidate, in any batch"
 
 
-def test_mixes_and_guided_rows_keep_one_candidate(judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixes_and_guided_rows_keep_one_candidate(
+    judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scripted = ScriptedScores([0.0, 9.0, 0.0])
     monkeypatch.setattr(judged.verifier, "score", scripted)
     mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),))
@@ -140,13 +159,16 @@ class CancelFirstRow:
         return row.tag is not self.cancelled
 
 
-def test_a_cancelled_row_takes_its_candidates_with_it(judged: Kandinsky22Family,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cancelled_row_takes_its_candidates_with_it(
+    judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scripted = ScriptedScores([0.0, 0.0, 1.0])
     monkeypatch.setattr(judged.verifier, "score", scripted)
     doomed, kept = object(), object()
-    batch = [Row(row.request, 0, tag) for row, tag in zip(rows(judged, ["a red circle", "a blue square"]),
-                                                       (doomed, kept), strict=True)]
+    batch = [
+        Row(row.request, 0, tag)
+        for row, tag in zip(rows(judged, ["a red circle", "a blue square"]), (doomed, kept), strict=True)
+    ]
     images = judged.generate(batch, CancelFirstRow(doomed))
     assert images[0] is None and images[1] is not None
     assert scripted.calls == [(3, (3, 32, 32))], "only the live row's candidates are judged"
@@ -172,7 +194,10 @@ def test_select_step_is_a_share_of_the_schedule() -> None:
 
 
 def test_verifier_scores_a_picture_showing_the_asked_labels_highest() -> None:
-    groups = (LabelGroup("shape", ANY_OF, ("circle", "square", "star")), LabelGroup("bg", ONE_OF, ("white", "blue")))
+    groups = (
+        LabelGroup("shape", ANY_OF, ("circle", "square", "star")),
+        LabelGroup("bg", ONE_OF, ("white", "blue")),
+    )
     verifier = AttributeVerifier(groups, 4)
     asked = torch.tensor([[9.0, -9.0, -9.0, 9.0, -9.0]])  # a circle on white
 
@@ -218,8 +243,9 @@ def test_loading_rules_for_candidates(tmp_path: Path, kandinsky_path: Path) -> N
     assert one != without, "the verifier's weights are part of the model's hash"
     (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "prior_candidates": 2}))
     assert load_family(root, device="cpu").info.hash != one, "so is a setting that changes what is drawn"
-    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": 2, "name": "renamed",
-                                                     "default_steps": 7}))
+    (root / "draftroom.json").write_text(
+        json.dumps({**TINY_SETTINGS, "decoder_candidates": 2, "name": "renamed", "default_steps": 7})
+    )
     two = load_family(root, device="cpu").info
     assert (two.default_candidates, two.max_candidates) == (2, 16)
     assert two.hash == one, "defaults a request resolves and records (candidates, steps) are not"
@@ -228,8 +254,9 @@ def test_loading_rules_for_candidates(tmp_path: Path, kandinsky_path: Path) -> N
         load_family(root, device="cpu")
 
 
-def test_each_request_picks_its_own_number_of_candidates(judged: Kandinsky22Family,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_request_picks_its_own_number_of_candidates(
+    judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scripted = ScriptedScores([0.0, 0.0, 0.0, 0.0, 7.0])
     monkeypatch.setattr(judged.verifier, "score", scripted)
     one = rows(judged, ["a red circle"], candidates=1)[0]
@@ -241,17 +268,25 @@ def test_each_request_picks_its_own_number_of_candidates(judged: Kandinsky22Fami
     assert max_pixel_diff(images[1], finished_alone(judged, five, five.seed + 4 * CANDIDATE_SEED_STRIDE)) <= 2
 
 
-def test_candidates_are_validated_against_the_model(judged: Kandinsky22Family, kandinsky: Kandinsky22Family) -> None:
+def test_candidates_are_validated_against_the_model(
+    judged: Kandinsky22Family, kandinsky: Kandinsky22Family
+) -> None:
     assert resolve_request(GenerationRequest(prompt="x"), judged.info).candidates == CANDIDATES
-    assert request_params(resolve_request(GenerationRequest(prompt="x", candidates=2), judged.info))["candidates"] == 2
+    assert (
+        request_params(resolve_request(GenerationRequest(prompt="x", candidates=2), judged.info))[
+            "candidates"
+        ]
+        == 2
+    )
     with pytest.raises(RequestError, match="between 1 and 16"):
         resolve_request(GenerationRequest(prompt="x", candidates=17), judged.info)
     with pytest.raises(RequestError, match="whole number"):
         resolve_request(GenerationRequest(prompt="x", candidates=2.5), judged.info)  # type: ignore[arg-type]
     mixed = GenerationRequest(prompt="x", candidates=4, mix=(MixIngredient(1.0, text="y"),))
     guided = GenerationRequest(prompt="x", candidates=4, guidance_image=RED, image_guidance_scale=0.5)
-    assert [resolve_request(r, judged.info).candidates for r in (mixed, guided)] == [1, 1], \
+    assert [resolve_request(r, judged.info).candidates for r in (mixed, guided)] == [1, 1], (
         "mixes and guided pictures start from one noise, and say so in their recorded parameters"
+    )
     assert resolve_request(GenerationRequest(prompt="x"), kandinsky.info).candidates == 1
     with pytest.raises(RequestError, match="no verifier"):
         resolve_request(GenerationRequest(prompt="x", candidates=2), kandinsky.info)

@@ -18,11 +18,39 @@ def test_generate_writes_images_and_meta(kandinsky_path: Path, tmp_path: Path) -
     reference = tmp_path / "ref.png"
     PIL.Image.new("RGB", (48, 48), "blue").save(reference)
     out = tmp_path / "out"
-    code = main(["generate", "--model", str(kandinsky_path), "--out", str(out), "--prompt", "a red circle",
-                 "--negative", "green", "--seed", "7", "--num-images", "2", "--steps", "2", "--scheduler", "ddim",
-                 "--guidance-image", str(reference), "--image-guidance-scale", "0.3",
-                 "--image-guidance-decay", "cosine", "--mix", "red=-1", "--mix", "blue=1",
-                 "--mix", f"{reference}=0.5"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(kandinsky_path),
+            "--out",
+            str(out),
+            "--prompt",
+            "a red circle",
+            "--negative",
+            "green",
+            "--seed",
+            "7",
+            "--num-images",
+            "2",
+            "--steps",
+            "2",
+            "--scheduler",
+            "ddim",
+            "--guidance-image",
+            str(reference),
+            "--image-guidance-scale",
+            "0.3",
+            "--image-guidance-decay",
+            "cosine",
+            "--mix",
+            "red=-1",
+            "--mix",
+            "blue=1",
+            "--mix",
+            f"{reference}=0.5",
+        ]
+    )
     assert code == 0
     records = json.loads((out / "meta.json").read_text())
     assert [r["file"] for r in records] == ["000.png", "001.png"] and [r["seed"] for r in records] == [7, 8]
@@ -30,7 +58,9 @@ def test_generate_writes_images_and_meta(kandinsky_path: Path, tmp_path: Path) -
     assert first["prompt"] == "a red circle" and first["negative_prompt"] == "green"
     assert (first["steps"], first["scheduler"], first["width"], first["height"]) == (2, "ddim", 32, 32)
     assert (first["image_guidance_scale"], first["image_guidance_decay"]) == (0.3, "cosine")
-    assert [m.get("text") for m in first["mix"]] == ["red", "blue", None] and first["mix"][2]["image"] == str(reference)
+    assert [m.get("text") for m in first["mix"]] == ["red", "blue", None] and first["mix"][2]["image"] == str(
+        reference
+    )
     assert first["model_name"] == "tiny-embedded" and len(first["model_hash"]) == 64
     assert first["model_hash_short"] == first["model_hash"][:10] and first["model_s"] > 0
     assert first["candidates"] == 1  # the model's default: it has no verifier
@@ -41,8 +71,24 @@ def test_generate_writes_images_and_meta(kandinsky_path: Path, tmp_path: Path) -
 
 
 def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None:
-    assert main(["generate", "--model", str(kandinsky_path), "--out", str(tmp_path), "--mix", "a red circle=1",
-                 "--mix", "blue=0.5", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(kandinsky_path),
+                "--out",
+                str(tmp_path),
+                "--mix",
+                "a red circle=1",
+                "--mix",
+                "blue=0.5",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "meta.json").read_text())[0]["prompt"] == ""
 
 
@@ -54,13 +100,19 @@ def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None
         (["--prompt", "x", "--mix", "red"], "error: --mix: 'red' must be SPEC=WEIGHT"),
         (["--prompt", "x", "--mix", "red=11"], "error: --mix #1 weight: must be between"),
         (["--prompt", ""], "error: --prompt: is empty"),
-        (["--prompt", "x", "--guidance-image", "/nonexistent.png"], "error: --guidance-image: cannot read image"),
-        (["--prompt", "x", "--candidates", "2"], "error: --candidates: must be 1: this model has no verifier"),
+        (
+            ["--prompt", "x", "--guidance-image", "/nonexistent.png"],
+            "error: --guidance-image: cannot read image",
+        ),
+        (
+            ["--prompt", "x", "--candidates", "2"],
+            "error: --candidates: must be 1: this model has no verifier",
+        ),
     ],
 )
-def test_bad_input_exits_nonzero_with_one_clear_line(kandinsky_path: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str], args: list[str],
-                                                      message: str) -> None:
+def test_bad_input_exits_nonzero_with_one_clear_line(
+    kandinsky_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     assert main(["generate", "--model", str(kandinsky_path), "--out", str(tmp_path / "o"), *args]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message)
@@ -68,8 +120,23 @@ def test_bad_input_exits_nonzero_with_one_clear_line(kandinsky_path: Path, tmp_p
 
 
 def test_missing_model_folder_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "model", "generate", "--prompt", "x", "--model",
-                           str(tmp_path / "none"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model",
+            "generate",
+            "--prompt",
+            "x",
+            "--model",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: model folder not found")

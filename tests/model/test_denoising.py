@@ -21,8 +21,9 @@ TOLERANCE = 3  # levels of 255: batched and lone runs differ only by float reduc
 
 
 def rows_for(family: Family, seed: int, count: int, **fields: object) -> list[Row]:
-    request = resolve_request(GenerationRequest(prompt="a red circle", seed=seed, steps=4, num_images=count,
-                                                **fields), family.info)  # type: ignore[arg-type]
+    request = resolve_request(
+        GenerationRequest(prompt="a red circle", seed=seed, steps=4, num_images=count, **fields), family.info
+    )  # type: ignore[arg-type]
     return [Row(request, index) for index in range(count)]
 
 
@@ -57,24 +58,29 @@ class LeaveAfter:
 
 
 @pytest.mark.parametrize("name", ["kandinsky", "sd"])
-def test_the_step_hook_sees_every_step_and_its_predicted_clean_picture(name: str,
-                                                                       request: pytest.FixtureRequest) -> None:
+def test_the_step_hook_sees_every_step_and_its_predicted_clean_picture(
+    name: str, request: pytest.FixtureRequest
+) -> None:
     family: Family = request.getfixturevalue(name)
     previews = Previews(family)
     images = family.generate(rows_for(family, 3, 2, scheduler="ddim"), step_hook=previews)
     assert [(step, total, positions) for step, total, positions, _ in previews.seen] == [
-        (step, 4, [0, 1]) for step in range(4)]
+        (step, 4, [0, 1]) for step in range(4)
+    ]
     for row, image in enumerate(images):
         first, last = (to_image(previews.seen[step][3][row]) for step in (0, -1))
         # DDIM's last step lands on its predicted clean picture (exactly where the final alpha is 1, as here
         # for Kandinsky; SD's scheduler config keeps a last bit of noise)
         assert max_pixel_diff(image, last) <= 6
-        assert mean_pixel_diff(image, first) > mean_pixel_diff(image, last), "an early preview is only an estimate"
+        assert mean_pixel_diff(image, first) > mean_pixel_diff(image, last), (
+            "an early preview is only an estimate"
+        )
 
 
 @pytest.mark.parametrize(("name", "scheduler"), [("kandinsky", "dpmpp"), ("sd", "dpmpp"), ("sd", "pndm")])
 def test_a_row_leaving_a_multistep_batch_leaves_the_others_as_they_are_alone(
-        name: str, scheduler: str, request: pytest.FixtureRequest) -> None:
+    name: str, scheduler: str, request: pytest.FixtureRequest
+) -> None:
     """Each row keeps its own scheduler history, so the row that stays finishes as it would alone."""
     family: Family = request.getfixturevalue(name)
     previews = Previews(family)
@@ -89,6 +95,10 @@ def test_a_row_leaving_a_multistep_batch_leaves_the_others_as_they_are_alone(
 def test_the_families_reach_no_private_state_of_diffusers_objects() -> None:
     """Only our own ``self._x``; no pipeline callbacks and no scheduler history edited from outside."""
     forbidden = re.compile(r"(?<!\bself)(?<!\bcls)\._[A-Za-z]|model_outputs|callback_on_step_end")
-    found = [f"{path.name}:{number}: {line.strip()}" for path in sorted(FAMILIES.glob("*.py"))
-             for number, line in enumerate(path.read_text().splitlines(), 1) if forbidden.search(line)]
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted(FAMILIES.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.search(line)
+    ]
     assert not found, "\n".join(found)

@@ -76,15 +76,23 @@ def blocker(engine, family: Family) -> threading.Event:
 JOBS = [
     ask("a red circle on a white background", 11, "ann", num_images=2),
     ask("a blue square", 12, "bob", guidance_scale=1.0, negative_prompt="green"),
-    ask("a green triangle", 13, "cid", guidance_scale=9.0, guidance_image=REFERENCE, image_guidance_scale=0.3,
-            image_guidance_decay="linear"),
+    ask(
+        "a green triangle",
+        13,
+        "cid",
+        guidance_scale=9.0,
+        guidance_image=REFERENCE,
+        image_guidance_scale=0.3,
+        image_guidance_decay="linear",
+    ),
     ask("a red circle", 14, "dee", mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))),
 ]
 
 
 @pytest.mark.parametrize("name", ["kandinsky", "sd", "sdxl"])
-def test_batched_jobs_match_the_same_jobs_run_alone(name: str, request: pytest.FixtureRequest, engine_for,
-                                                     recorded) -> None:
+def test_batched_jobs_match_the_same_jobs_run_alone(
+    name: str, request: pytest.FixtureRequest, engine_for, recorded
+) -> None:
     family: Family = request.getfixturevalue(name)
     recorder = recorded(family)
     alone = []
@@ -105,10 +113,13 @@ def test_batched_jobs_match_the_same_jobs_run_alone(name: str, request: pytest.F
 
 def test_result_records_seed_params_model_and_times(kandinsky: Family, engine_for) -> None:
     engine = engine_for(kandinsky)
-    result = engine.submit(ask("a red circle", 5, num_images=2, guidance_image=REFERENCE,
-                                   image_guidance_scale=0.2)).result(60)
+    result = engine.submit(
+        ask("a red circle", 5, num_images=2, guidance_image=REFERENCE, image_guidance_scale=0.2)
+    ).result(60)
     assert result.seed == 5 and result.seeds == [5, 6] and result.params["seeds"] == [5, 6]
-    assert result.params["steps"] == 2 and result.params["width"] == 32 and result.params["scheduler"] == "ddpm"
+    assert (
+        result.params["steps"] == 2 and result.params["width"] == 32 and result.params["scheduler"] == "ddpm"
+    )
     assert len(result.params["guidance_image_sha256"]) == 64
     assert (result.model_name, result.model_hash) == (kandinsky.info.name, kandinsky.info.hash)
     assert result.model_s > 0 and result.queue_wait_s >= 0
@@ -166,8 +177,9 @@ def test_cancel_a_queued_job(kandinsky: Family, engine_for, recorded) -> None:
 
 
 @pytest.mark.parametrize("name", ["kandinsky", "sd"])
-def test_cancel_a_running_job_leaves_its_batch_at_the_next_step(name: str,
-                                                                 request: pytest.FixtureRequest, engine_for) -> None:
+def test_cancel_a_running_job_leaves_its_batch_at_the_next_step(
+    name: str, request: pytest.FixtureRequest, engine_for
+) -> None:
     """The batch shrinks with any scheduler: Kandinsky's DDPM, and SD's PNDM, whose multistep history is per row."""
     family: Family = request.getfixturevalue(name)
     unet = family.decoder.unet if name == "kandinsky" else family.pipe.unet
@@ -184,8 +196,10 @@ def test_cancel_a_running_job_leaves_its_batch_at_the_next_step(name: str,
             doomed.cancel()
 
     doomed.subscribe(cancel_at_first_step)
-    hook = unet.register_forward_pre_hook(lambda module, args, kwargs: unet_rows.append(
-        (args[0] if args else kwargs["sample"]).shape[0]), with_kwargs=True)
+    hook = unet.register_forward_pre_hook(
+        lambda module, args, kwargs: unet_rows.append((args[0] if args else kwargs["sample"]).shape[0]),
+        with_kwargs=True,
+    )
     stay_steps: list[int] = []
     stay.subscribe(lambda p: stay_steps.append(p.step) if p.status is JobStatus.RUNNING else None)
     try:
@@ -194,8 +208,9 @@ def test_cancel_a_running_job_leaves_its_batch_at_the_next_step(name: str,
         hook.remove()
     with pytest.raises(JobCancelled):
         doomed.result(1)
-    assert unet_rows[0] == 4 and set(unet_rows[1:]) == {2} and len(unet_rows) >= 4, \
+    assert unet_rows[0] == 4 and set(unet_rows[1:]) == {2} and len(unet_rows) >= 4, (
         "2 rows x CFG, then the batch shrinks"
+    )
     assert doomed_steps == [1], "no progress after the cancel"
     assert stay_steps[-1] == 4
     assert max_pixel_diff(result.images[0], lone) <= TOLERANCE
@@ -228,7 +243,9 @@ def test_queue_full(kandinsky: Family, engine_for) -> None:
     engine.submit(ask("room again", 4)).result(60)
 
 
-def test_one_users_share_of_the_queue_is_checked_before_the_shared_limit(kandinsky: Family, engine_for) -> None:
+def test_one_users_share_of_the_queue_is_checked_before_the_shared_limit(
+    kandinsky: Family, engine_for
+) -> None:
     engine = engine_for(kandinsky, max_queue=5, max_user_jobs=2, max_user_images=3)
     release = blocker(engine, kandinsky)
     mine = [engine.submit(ask("mine", 1, "greedy")), engine.submit(ask("mine", 2, "greedy"))]
@@ -292,7 +309,9 @@ def test_call_on_fresh_thread_returns_the_result_or_raises_the_error() -> None:
         call_on_fresh_thread(lambda: 1 / 0)
 
 
-def test_from_path_loads_the_model_off_the_calling_thread(kandinsky_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_path_loads_the_model_off_the_calling_thread(
+    kandinsky_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Torch work on the caller's long-lived thread would slow the worker about 2x on a small CPU."""
     import model.families
     from model.engine import LocalEngine

@@ -52,8 +52,9 @@ def test_true_pictures_score_full_marks(
     assert report["two objects"]["prompts"] == TWO and "shape_confusion" not in report["two objects"]
 
 
-def test_a_model_that_only_draws_circles_is_caught(kandinsky: Kandinsky22Family,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_that_only_draws_circles_is_caught(
+    kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenes = painter(monkeypatch, lambda scene: render_image(as_circles(scene)))
     report = evaluate.evaluate(kandinsky, ONE, 0)
     assert list(report) == ["one object"]
@@ -69,8 +70,9 @@ def test_a_model_that_only_draws_circles_is_caught(kandinsky: Kandinsky22Family,
         assert share == round(sum(o.shape == "circle" for o in of_size) / len(of_size), 3)
 
 
-def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22Family, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_writes_the_report(
+    kandinsky_path: Path, kandinsky: Kandinsky22Family, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     evaluate.main(
         [
             "--model",
@@ -98,13 +100,16 @@ def test_command_writes_the_report(kandinsky_path: Path, kandinsky: Kandinsky22F
     assert "| one object |" in out and "shape asked (rows) against shape drawn (columns)" in out
 
 
-@pytest.mark.parametrize(("which", "message"), [
-    ("sd", "only Kandinsky 2.2 folders"),
-    ("missing", "model folder not found"),
-    ("no candidates", "--prior-candidates must be at least 1"),
-    ("no decoder candidates", "--decoder-candidates must be at least 1"),
-    ("no verifier", "has no verifier/ to judge decoder candidates"),
-])
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("sd", "only Kandinsky 2.2 folders"),
+        ("missing", "model folder not found"),
+        ("no candidates", "--prior-candidates must be at least 1"),
+        ("no decoder candidates", "--decoder-candidates must be at least 1"),
+        ("no verifier", "has no verifier/ to judge decoder candidates"),
+    ],
+)
 def test_command_refuses_what_it_cannot_evaluate(
     which: str,
     message: str,

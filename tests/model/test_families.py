@@ -42,9 +42,17 @@ def test_each_family_loads_and_generates(name: str, request: pytest.FixtureReque
 
 
 def test_family_names_and_defaults(kandinsky: Family, sd: Family, sdxl: Family, sd_ip: Family) -> None:
-    assert (kandinsky.info.family, kandinsky.info.name, kandinsky.info.default_steps) == ("kandinsky22", "tiny-embedded", 2)
+    assert (kandinsky.info.family, kandinsky.info.name, kandinsky.info.default_steps) == (
+        "kandinsky22",
+        "tiny-embedded",
+        2,
+    )
     assert kandinsky.info.sizes == ((32, 32),) and kandinsky.info.prior_steps == 2
-    assert (sd.info.family, sd.info.default_scheduler, sd.info.default_steps) == ("stable-diffusion", "pndm", 30)
+    assert (sd.info.family, sd.info.default_scheduler, sd.info.default_steps) == (
+        "stable-diffusion",
+        "pndm",
+        30,
+    )
     assert (sdxl.info.family, sdxl.info.default_scheduler) == ("stable-diffusion-xl", "eulerdiscrete")
     assert not sd.info.image_ingredients and sd_ip.info.image_ingredients
 
@@ -58,19 +66,23 @@ def test_kandinsky_without_draftroom_json_uses_family_defaults(tmp_path: Path) -
 
 @pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpmpp"])
 @pytest.mark.parametrize("name", ["kandinsky", "sd"])
-def test_every_scheduler_and_dynamic_thresholding_generate(name: str, scheduler: str,
-                                                           request: pytest.FixtureRequest) -> None:
+def test_every_scheduler_and_dynamic_thresholding_generate(
+    name: str, scheduler: str, request: pytest.FixtureRequest
+) -> None:
     family: Family = request.getfixturevalue(name)
     plain = family.generate(rows_for(family, prompt="a red circle", scheduler=scheduler))[0]
-    thresholded = family.generate(rows_for(family, prompt="a red circle", scheduler=scheduler,
-                                           dynamic_thresholding=True))[0]
+    thresholded = family.generate(
+        rows_for(family, prompt="a red circle", scheduler=scheduler, dynamic_thresholding=True)
+    )[0]
     assert plain.size == thresholded.size == family.info.default_size
     assert mean_pixel_diff(plain, thresholded) > 0, "thresholding changes the sample"
 
 
 def test_kandinsky_negative_prompt_changes_the_image(kandinsky: Family) -> None:
     plain = kandinsky.generate(rows_for(kandinsky, prompt="a red circle"))[0]
-    negative = kandinsky.generate(rows_for(kandinsky, prompt="a red circle", negative_prompt="blue square"))[0]
+    negative = kandinsky.generate(rows_for(kandinsky, prompt="a red circle", negative_prompt="blue square"))[
+        0
+    ]
     assert mean_pixel_diff(plain, negative) > 0
 
 
@@ -87,40 +99,62 @@ def test_kandinsky_signed_mix_is_the_renormalised_signed_sum(kandinsky: Family) 
 
     circle, red, blue = embed("a red circle on a white background"), embed("red"), embed("blue")
     mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
-    raw = kandinsky.embed_rows(rows_for(kandinsky, prompt="a red circle on a white background", mix=mix,
-                                        renormalize_mix=False))[0][0]
+    raw = kandinsky.embed_rows(
+        rows_for(kandinsky, prompt="a red circle on a white background", mix=mix, renormalize_mix=False)
+    )[0][0]
     assert raw.allclose(circle - red + blue, atol=1e-5)
-    renormed = kandinsky.embed_rows(rows_for(kandinsky, prompt="a red circle on a white background", mix=mix))[0][0]
+    renormed = kandinsky.embed_rows(
+        rows_for(kandinsky, prompt="a red circle on a white background", mix=mix)
+    )[0][0]
     average = (circle.norm() + red.norm() + blue.norm()) / 3
     assert renormed.norm().item() == pytest.approx(average.item(), rel=1e-4)
 
 
-def test_kandinsky_prior_candidates_keep_the_draw_nearest_the_text(kandinsky: Kandinsky22Family,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kandinsky_prior_candidates_keep_the_draw_nearest_the_text(
+    kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DALL-E 2's two-sample prior: of the seeded draws, each text keeps the one its text embedding is nearest."""
     prompts = ["a red circle on a white background", "a blue square", "a green star"]
-    rows = [Row(resolve_request(GenerationRequest(prompt=p, seed=7 + i, steps=2), kandinsky.info)) for i, p in
-            enumerate(prompts)]
+    rows = [
+        Row(resolve_request(GenerationRequest(prompt=p, seed=7 + i, steps=2), kandinsky.info))
+        for i, p in enumerate(prompts)
+    ]
     single = kandinsky.embed_rows(rows)[0]
     monkeypatch.setattr(kandinsky, "prior_candidates", 4)
     chosen = kandinsky.embed_rows(rows)[0]
-    draws = torch.stack([
-        kandinsky.prior(prompts, num_inference_steps=2, generator=[
-            torch.Generator().manual_seed(7 + i + k * CANDIDATE_SEED_STRIDE) for i in range(3)]).image_embeds
-        for k in range(4)
-    ])  # [K, B, D]
+    draws = torch.stack(
+        [
+            kandinsky.prior(
+                prompts,
+                num_inference_steps=2,
+                generator=[
+                    torch.Generator().manual_seed(7 + i + k * CANDIDATE_SEED_STRIDE) for i in range(3)
+                ],
+            ).image_embeds
+            for k in range(4)
+        ]
+    )  # [K, B, D]
     assert draws[0].allclose(single, atol=1e-5), "the first draw is the one-candidate result"
-    nearness = torch.nn.functional.cosine_similarity(draws, kandinsky.embed_texts(prompts).unsqueeze(0), dim=-1)
+    nearness = torch.nn.functional.cosine_similarity(
+        draws, kandinsky.embed_texts(prompts).unsqueeze(0), dim=-1
+    )
     assert len({tuple(d.flatten().tolist()) for d in draws[:, 0]}) == 4, "the draws differ"
     for b in range(3):
         assert chosen[b].allclose(draws[nearness[:, b].argmax(), b], atol=1e-5)
     assert (nearness.max(dim=0).values >= nearness[0]).all()
-    negative_rows = [Row(resolve_request(GenerationRequest(prompt="a red circle", negative_prompt="blue", seed=1,
-                                                           steps=2), kandinsky.info))]
+    negative_rows = [
+        Row(
+            resolve_request(
+                GenerationRequest(prompt="a red circle", negative_prompt="blue", seed=1, steps=2),
+                kandinsky.info,
+            )
+        )
+    ]
     with_negative = kandinsky.embed_rows(negative_rows)
     monkeypatch.setattr(kandinsky, "prior_candidates", 1)
-    assert with_negative[1].allclose(kandinsky.embed_rows(negative_rows)[1], atol=1e-5), \
+    assert with_negative[1].allclose(kandinsky.embed_rows(negative_rows)[1], atol=1e-5), (
         "the negative embedding does not depend on the candidates"
+    )
 
 
 def test_model_settings_counts_must_be_at_least_one(tmp_path: Path) -> None:
@@ -134,23 +168,31 @@ def test_kandinsky_image_ingredient_and_interpolation(kandinsky: Family) -> None
     assert image_only.allclose(kandinsky.embed_image(BLUE), atol=1e-5)
     text = kandinsky.embed_rows(rows_for(kandinsky, prompt="a red circle"))[0][0]
     ends = [
-        kandinsky.embed_rows(rows_for(kandinsky, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),),
-                                      interpolation=t))[0][0]
+        kandinsky.embed_rows(
+            rows_for(kandinsky, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),), interpolation=t)
+        )[0][0]
         for t in (0.0, 1.0)
     ]
     assert ends[0].allclose(text, atol=1e-4) and ends[1].allclose(image_only, atol=1e-4)
-    image = kandinsky.generate(rows_for(kandinsky, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),),
-                                        interpolation=0.5))[0]
+    image = kandinsky.generate(
+        rows_for(kandinsky, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),), interpolation=0.5)
+    )[0]
     assert image.size == (32, 32)
 
 
 def test_sd_mix_and_ip_adapter_image_prompt(sd_ip: Family) -> None:
     plain = sd_ip.generate(rows_for(sd_ip, prompt="a red circle"))[0]
-    with_image = sd_ip.generate(rows_for(sd_ip, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),)))[0]
-    minus_red = sd_ip.generate(rows_for(sd_ip, prompt="a red circle", mix=(MixIngredient(-1.0, text="red"),)))[0]
+    with_image = sd_ip.generate(
+        rows_for(sd_ip, prompt="a red circle", mix=(MixIngredient(1.0, image=BLUE),))
+    )[0]
+    minus_red = sd_ip.generate(
+        rows_for(sd_ip, prompt="a red circle", mix=(MixIngredient(-1.0, text="red"),))
+    )[0]
     assert mean_pixel_diff(plain, with_image) > 0 and mean_pixel_diff(plain, minus_red) > 0
     with pytest.raises(RequestError) as caught:
-        rows_for(sd_ip, mix=(MixIngredient(1.0, text="red"), MixIngredient(1.0, image=BLUE)), interpolation=0.5)
+        rows_for(
+            sd_ip, mix=(MixIngredient(1.0, text="red"), MixIngredient(1.0, image=BLUE)), interpolation=0.5
+        )
     assert caught.value.field == "interpolation"
 
 
@@ -184,8 +226,9 @@ def test_loading_refuses_unknown_layouts_and_pickled_weights(tmp_path: Path, sd_
         load_family(pickled, device="cpu")
 
 
-def test_model_id_from_the_local_hugging_face_cache(tmp_path: Path, sd_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_id_from_the_local_hugging_face_cache(
+    tmp_path: Path, sd_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import huggingface_hub.constants
 
     repo = tmp_path / "hub" / "models--draftroom--tiny-sd"

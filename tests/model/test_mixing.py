@@ -51,8 +51,11 @@ def test_slerp_of_parallel_vectors_is_linear() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.floats(0, 1), st.lists(st.floats(-5, 5), min_size=4, max_size=4),
-       st.lists(st.floats(-5, 5), min_size=4, max_size=4))
+@given(
+    st.floats(0, 1),
+    st.lists(st.floats(-5, 5), min_size=4, max_size=4),
+    st.lists(st.floats(-5, 5), min_size=4, max_size=4),
+)
 def test_slerp_keeps_unit_vectors_on_the_sphere(t: float, xs: list[float], ys: list[float]) -> None:
     a, b = torch.tensor(xs), torch.tensor(ys)
     if a.norm() < 1e-2 or b.norm() < 1e-2 or torch.cosine_similarity(a, b, dim=0) < -0.99:

@@ -15,9 +15,18 @@ from model.engine.validation import resolve_request
 from webapp.schemas import GenerationBody, MixIngredientBody
 
 LIMITS = Path(__file__).resolve().parents[2] / "docs" / "LIMITS.md"
-INFO = ModelInfo(name="m", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25,
-                 default_guidance=4.0, default_scheduler="ddim", schedulers=("ddim",), default_size=(64, 64),
-                 sizes=((64, 64),))
+INFO = ModelInfo(
+    name="m",
+    family="kandinsky22",
+    path="/m",
+    hash="ab" * 32,
+    default_steps=25,
+    default_guidance=4.0,
+    default_scheduler="ddim",
+    schedulers=("ddim",),
+    default_size=(64, 64),
+    sizes=((64, 64),),
+)
 
 
 def documented() -> dict[str, str]:
@@ -39,8 +48,9 @@ def json_bounds(schema: dict) -> dict[str, object]:
     options = schema.get("anyOf", [schema])
     found: dict[str, object] = {}
     for option in options:
-        found.update({key: option[key] for key in ("minimum", "maximum", "maxLength", "maxItems")
-                      if key in option})
+        found.update(
+            {key: option[key] for key in ("minimum", "maximum", "maxLength", "maxItems") if key in option}
+        )
     return found
 
 

@@ -48,7 +48,11 @@ def test_the_shipped_folder_is_safetensors_within_budget() -> None:
 def test_loads_offline_with_its_defaults(family: Family) -> None:
     info = family.info
     assert (info.name, info.default_size, info.default_steps, info.default_scheduler) == (
-        "draftroom-shapes-64", (64, 64), 15, "dpmpp")
+        "draftroom-shapes-64",
+        (64, 64),
+        15,
+        "dpmpp",
+    )
     assert len(info.hash) == 64 and info.device == "cpu" and info.dtype == "float32"
     assert isinstance(family, Kandinsky22Family) and family.verifier is not None
     assert (info.default_candidates, info.max_candidates) == (8, 16)
@@ -68,6 +72,10 @@ def test_draws_a_red_circle_on_white(family: Family) -> None:
     assert backgrounds["white"] >= 15, report
     assert colours["red"] >= 15, report
     assert shapes["circle"] >= 14, report  # chance would be about 3 of 16
-    whole = sum(a.background == "white" and bool(a.objects) and (a.objects[0].colour, a.objects[0].shape)
-                == ("red", "circle") for a in seen)
+    whole = sum(
+        a.background == "white"
+        and bool(a.objects)
+        and (a.objects[0].colour, a.objects[0].shape) == ("red", "circle")
+        for a in seen
+    )
     assert whole >= 14, report

@@ -23,8 +23,9 @@ def checkpoint(sd_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_single_file(sd_path, tmp_path_factory.mktemp("single") / "tiny-sd15.safetensors")
 
 
-def test_a_single_file_checkpoint_draws_what_its_diffusers_folder_draws(checkpoint: Path, sd_path: Path,
-                                                                         sd: Family) -> None:
+def test_a_single_file_checkpoint_draws_what_its_diffusers_folder_draws(
+    checkpoint: Path, sd_path: Path, sd: Family
+) -> None:
     assert family_of(checkpoint) == "stable-diffusion"
     single = load_single_file(checkpoint, device=torch.device("cpu"), dtype=torch.float32, config_dir=sd_path)
     assert single.info.family == "stable-diffusion" and single.info.name == "tiny-sd15"
@@ -34,8 +35,9 @@ def test_a_single_file_checkpoint_draws_what_its_diffusers_folder_draws(checkpoi
     assert max_pixel_diff(from_file, from_folder) == 0
 
 
-def test_the_shipped_config_is_read_offline_and_checked_against_the_weights(checkpoint: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_config_is_read_offline_and_checked_against_the_weights(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     # The tiny checkpoint does not fit SD 1.5's real text encoder: the shipped config (77 tokens x 768) was used.
     with pytest.raises(ModelLoadError, match=r"as stable-diffusion: .*\[77, 768\]"):
@@ -66,4 +68,6 @@ def test_the_clip_tokenizer_built_from_the_shipped_bpe_matches_clip() -> None:
     tokenizer = clip_tokenizer(settings)
     assert len(tokenizer) == 49408
     assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
-    assert tokenizer("cat", padding="max_length").input_ids[3:] == [0] * 74  # SDXL's second tokenizer pads with "!"
+    assert (
+        tokenizer("cat", padding="max_length").input_ids[3:] == [0] * 74
+    )  # SDXL's second tokenizer pads with "!"

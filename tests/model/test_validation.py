@@ -12,13 +12,31 @@ from model.engine.request_fields import MAX_TEXT_CHARS as MAX_PROMPT_CHARS
 from model.engine.validation import resolve_request
 
 EMBEDDED = ModelInfo(
-    name="embedded", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25, default_guidance=4.0,
-    default_scheduler="ddpm", schedulers=("ddpm", "ddim", "dpmpp"), default_size=(64, 64), sizes=((64, 64),),
+    name="embedded",
+    family="kandinsky22",
+    path="/m",
+    hash="ab" * 32,
+    default_steps=25,
+    default_guidance=4.0,
+    default_scheduler="ddpm",
+    schedulers=("ddpm", "ddim", "dpmpp"),
+    default_size=(64, 64),
+    sizes=((64, 64),),
 )
 SD = ModelInfo(
-    name="sd", family="stable-diffusion", path="/m", hash="cd" * 32, default_steps=30, default_guidance=7.5,
-    default_scheduler="pndm", schedulers=("ddpm", "ddim", "dpmpp", "pndm"), default_size=(512, 512),
-    size_multiple=8, min_size=128, max_size=1024, image_ingredients=False,
+    name="sd",
+    family="stable-diffusion",
+    path="/m",
+    hash="cd" * 32,
+    default_steps=30,
+    default_guidance=7.5,
+    default_scheduler="pndm",
+    schedulers=("ddpm", "ddim", "dpmpp", "pndm"),
+    default_size=(512, 512),
+    size_multiple=8,
+    min_size=128,
+    max_size=1024,
+    image_ingredients=False,
 )
 RED = PIL.Image.new("RGB", (8, 8), "red")
 
@@ -35,7 +53,9 @@ def test_defaults_and_a_seed_are_resolved() -> None:
     assert (resolved.steps, resolved.guidance_scale, resolved.width, resolved.height) == (25, 4.0, 64, 64)
     assert resolved.scheduler == "ddpm"
     assert isinstance(resolved.seed, int) and 0 <= resolved.seed < 2**32
-    assert resolve_request(GenerationRequest(prompt="x", seed=7, scheduler="DDIM"), EMBEDDED).scheduler == "ddim"
+    assert (
+        resolve_request(GenerationRequest(prompt="x", seed=7, scheduler="DDIM"), EMBEDDED).scheduler == "ddim"
+    )
     assert resolve_request(GenerationRequest(prompt="x", seed=7), EMBEDDED).seed == 7
 
 
@@ -66,7 +86,10 @@ def test_random_seeds_differ() -> None:
         (GenerationRequest(prompt="x", seed=2**32), "seed"),
         (GenerationRequest(prompt="x", image_guidance_scale=0.5), "guidance_image"),
         (GenerationRequest(prompt="x", guidance_image=RED, image_guidance_scale=1.5), "image_guidance_scale"),
-        (GenerationRequest(prompt="x", guidance_image=RED, image_guidance_scale=math.nan), "image_guidance_scale"),
+        (
+            GenerationRequest(prompt="x", guidance_image=RED, image_guidance_scale=math.nan),
+            "image_guidance_scale",
+        ),
         (GenerationRequest(prompt="x", image_guidance_decay="exp"), "image_guidance_decay"),
         (GenerationRequest(prompt="x", guidance_image="red.png"), "guidance_image"),  # type: ignore[arg-type]
         (GenerationRequest(prompt="x", mix=(MixIngredient(weight=math.inf, text="red"),)), "mix[0].weight"),
@@ -77,8 +100,12 @@ def test_random_seeds_differ() -> None:
         (GenerationRequest(prompt="x", mix=(MixIngredient(1, text="a"),) * 9), "mix"),
         (GenerationRequest(prompt="x", interpolation=0.5), "interpolation"),
         (GenerationRequest(mix=(MixIngredient(1, text="a"),), interpolation=0.5), "interpolation"),
-        (GenerationRequest(mix=(MixIngredient(1, text="a"), MixIngredient(1, text="b")), interpolation=1.5),
-         "interpolation"),
+        (
+            GenerationRequest(
+                mix=(MixIngredient(1, text="a"), MixIngredient(1, text="b")), interpolation=1.5
+            ),
+            "interpolation",
+        ),
         (GenerationRequest(prompt="x", dynamic_thresholding=1), "dynamic_thresholding"),  # type: ignore[arg-type]
         (GenerationRequest(prompt="x", user=""), "user"),
     ],
@@ -118,8 +145,10 @@ def test_not_a_request() -> None:
     assert caught.value.field == "request"
 
 
-@pytest.mark.parametrize(("size", "limit"), [((16_000_000, 1), "4096 pixels per side"),
-                                             ((9, 1), "aspect ratio limit is 1:8"), ((1, 9), "1:8")])
+@pytest.mark.parametrize(
+    ("size", "limit"),
+    [((16_000_000, 1), "4096 pixels per side"), ((9, 1), "aspect ratio limit is 1:8"), ((1, 9), "1:8")],
+)
 def test_reference_and_mix_images_that_would_not_fit_are_refused_before_running(
     size: tuple[int, int], limit: str
 ) -> None:
@@ -131,6 +160,6 @@ def test_reference_and_mix_images_that_would_not_fit_are_refused_before_running(
         with pytest.raises(RequestError, match=limit) as caught:
             resolve_request(request, EMBEDDED)
         assert caught.value.field == field
-    resolve_request(GenerationRequest(prompt="x", mix=(MixIngredient(1.0, image=PIL.Image.new("L", (8, 1))),)),
-                    EMBEDDED)
-
+    resolve_request(
+        GenerationRequest(prompt="x", mix=(MixIngredient(1.0, image=PIL.Image.new("L", (8, 1))),)), EMBEDDED
+    )

@@ -63,7 +63,9 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=unique_merges, model_max_length=TOKEN_LENGTH)
 
 
-def _text_config(tokenizer: CLIPTokenizer, hidden: int = EMBED_DIM, projection: int = EMBED_DIM) -> CLIPTextConfig:
+def _text_config(
+    tokenizer: CLIPTokenizer, hidden: int = EMBED_DIM, projection: int = EMBED_DIM
+) -> CLIPTextConfig:
     return CLIPTextConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -115,7 +117,11 @@ def build_kandinsky22(root: Path, *, draftroom_json: dict | None = None, seed: i
     tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModelWithProjection(_text_config(tokenizer)).eval()
     prior = PriorTransformer(
-        num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1, num_embeddings=TOKEN_LENGTH
+        num_attention_heads=2,
+        attention_head_dim=12,
+        embedding_dim=EMBED_DIM,
+        num_layers=1,
+        num_embeddings=TOKEN_LENGTH,
     )
     # The prior un-normalises its output with clip_std, which starts at zero; real priors carry dataset stats.
     prior.clip_std = torch.nn.Parameter(torch.ones(1, EMBED_DIM))
@@ -212,7 +218,11 @@ def build_stable_diffusion(root: Path, *, seed: int = 0) -> Path:
     pipe = StableDiffusionPipeline(
         unet=unet.eval(),
         scheduler=PNDMScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            skip_prk_steps=True,
+            steps_offset=1,
         ),
         vae=vae.eval(),
         text_encoder=CLIPTextModel(_text_config(tokenizer)).eval(),
@@ -261,7 +271,10 @@ def build_stable_diffusion_xl(root: Path, *, seed: int = 0) -> Path:
     pipe = StableDiffusionXLPipeline(
         unet=unet.eval(),
         scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            steps_offset=1,
             timestep_spacing="leading",
         ),
         vae=vae.eval(),
@@ -297,7 +310,9 @@ def add_ip_adapter(root: Path, *, seed: int = 0) -> Path:
         tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.1
         tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.1
         key_id += 2
-    projection = ImageProjection(cross_attention_dim=cross_dim, image_embed_dim=EMBED_DIM, num_image_text_embeds=4)
+    projection = ImageProjection(
+        cross_attention_dim=cross_dim, image_embed_dim=EMBED_DIM, num_image_text_embeds=4
+    )
     for key, value in projection.state_dict().items():  # published checkpoints name the projection "proj"
         tensors[f"image_proj.{key.replace('image_embeds', 'proj')}"] = value.contiguous()
     folder = root / "ip_adapter"
@@ -312,13 +327,22 @@ def add_verifier(root: Path, *, seed: int = 0) -> Path:
     from model.families.verifier import ANY_OF, ONE_OF, AttributeVerifier, LabelGroup
 
     torch.manual_seed(seed)
-    groups = (LabelGroup("shape", ANY_OF, ("circle", "square")), LabelGroup("background", ONE_OF, ("white", "blue")))
+    groups = (
+        LabelGroup("shape", ANY_OF, ("circle", "square")),
+        LabelGroup("background", ONE_OF, ("white", "blue")),
+    )
     AttributeVerifier(groups, EMBED_DIM, hidden=8).save_pretrained(root / "verifier")
     return root
 
 
-_RESNET_TO_LDM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
-                  "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+_RESNET_TO_LDM = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
 _VAE_ATTENTION_TO_LDM = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
 
@@ -349,7 +373,9 @@ def save_single_file(folder: Path, out: Path) -> Path:
             value = value[:, :, None, None]
         checkpoint["first_stage_model." + ldm] = value
     for key, value in load("text_encoder").items():  # transformers saves CLIPTextModel without "text_model."
-        checkpoint["cond_stage_model.transformer." + ("" if key.startswith("text_model.") else "text_model.") + key] = value
+        checkpoint[
+            "cond_stage_model.transformer." + ("" if key.startswith("text_model.") else "text_model.") + key
+        ] = value
     save_file({key: value.contiguous() for key, value in checkpoint.items()}, out)
     return out
 
@@ -357,7 +383,7 @@ def save_single_file(folder: Path, out: Path) -> Path:
 def _renamed(key: str, prefixes: list[tuple[str, str, dict[str, str]]]) -> str:
     for prefix, ldm_prefix, parts in prefixes:
         if key.startswith(prefix):
-            rest = f".{key[len(prefix):]}"
+            rest = f".{key[len(prefix) :]}"
             for part, ldm_part in parts.items():
                 rest = rest.replace(f".{part}.", f".{ldm_part}.", 1)
             return ldm_prefix + rest[1:]
@@ -366,19 +392,33 @@ def _renamed(key: str, prefixes: list[tuple[str, str, dict[str, str]]]) -> str:
 
 def _unet_ldm_prefixes(layers: int, up_block_types: list[str]) -> list[tuple[str, str, dict[str, str]]]:
     """(diffusers prefix, LDM prefix, renamed parts): blocks number consecutively, each layer then its sampler."""
-    prefixes = [("mid_block.resnets.0.", "middle_block.0.", _RESNET_TO_LDM),
-                ("mid_block.attentions.0.", "middle_block.1.", {}),
-                ("mid_block.resnets.1.", "middle_block.2.", _RESNET_TO_LDM)]
+    prefixes = [
+        ("mid_block.resnets.0.", "middle_block.0.", _RESNET_TO_LDM),
+        ("mid_block.attentions.0.", "middle_block.1.", {}),
+        ("mid_block.resnets.1.", "middle_block.2.", _RESNET_TO_LDM),
+    ]
     for i, up_type in enumerate(up_block_types):
         for j in range(layers):
-            prefixes += [(f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(layers + 1) * i + j + 1}.0.", _RESNET_TO_LDM),
-                         (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(layers + 1) * i + j + 1}.1.", {})]
-        prefixes.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(layers + 1) * (i + 1)}.0.op.", {}))
+            prefixes += [
+                (
+                    f"down_blocks.{i}.resnets.{j}.",
+                    f"input_blocks.{(layers + 1) * i + j + 1}.0.",
+                    _RESNET_TO_LDM,
+                ),
+                (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(layers + 1) * i + j + 1}.1.", {}),
+            ]
+        prefixes.append(
+            (f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(layers + 1) * (i + 1)}.0.op.", {})
+        )
         for j in range(layers + 1):
-            prefixes += [(f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(layers + 1) * i + j}.0.", _RESNET_TO_LDM),
-                         (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(layers + 1) * i + j}.1.", {})]
+            prefixes += [
+                (f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(layers + 1) * i + j}.0.", _RESNET_TO_LDM),
+                (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(layers + 1) * i + j}.1.", {}),
+            ]
         upsampler = 2 if up_type.startswith("CrossAttn") else 1
-        prefixes.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(layers + 1) * i + layers}.{upsampler}.", {}))
+        prefixes.append(
+            (f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(layers + 1) * i + layers}.{upsampler}.", {})
+        )
     return prefixes
 
 
@@ -387,12 +427,16 @@ def _vae_ldm_prefixes(blocks: int) -> list[tuple[str, str, dict[str, str]]]:
     shortcut = {"conv_shortcut": "nin_shortcut"}
     prefixes = []
     for half in ("encoder", "decoder"):
-        prefixes += [(f"{half}.mid_block.resnets.0.", f"{half}.mid.block_1.", shortcut),
-                     (f"{half}.mid_block.resnets.1.", f"{half}.mid.block_2.", shortcut),
-                     (f"{half}.mid_block.attentions.0.", f"{half}.mid.attn_1.", _VAE_ATTENTION_TO_LDM)]
+        prefixes += [
+            (f"{half}.mid_block.resnets.0.", f"{half}.mid.block_1.", shortcut),
+            (f"{half}.mid_block.resnets.1.", f"{half}.mid.block_2.", shortcut),
+            (f"{half}.mid_block.attentions.0.", f"{half}.mid.attn_1.", _VAE_ATTENTION_TO_LDM),
+        ]
     for i in range(blocks):
-        prefixes += [(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.", shortcut),
-                     (f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.", {}),
-                     (f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{blocks - 1 - i}.block.", shortcut),
-                     (f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{blocks - 1 - i}.upsample.", {})]
+        prefixes += [
+            (f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.", shortcut),
+            (f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.", {}),
+            (f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{blocks - 1 - i}.block.", shortcut),
+            (f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{blocks - 1 - i}.upsample.", {}),
+        ]
     return prefixes

@@ -48,5 +48,8 @@ def generate(
         seed=seed,
     )
     storage.generations.mark_running(generation.id)
-    new = [NewImage(i, png(generation_id=generation.id, image_index=i), 8, 8, seed=seed + i) for i in range(images)]
+    new = [
+        NewImage(i, png(generation_id=generation.id, image_index=i), 8, 8, seed=seed + i)
+        for i in range(images)
+    ]
     return storage.generations.mark_succeeded(generation.id, images=new, model_s=0.5, queue_wait_s=0.1)

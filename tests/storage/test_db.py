@@ -150,7 +150,9 @@ def test_a_second_engine_sees_committed_writes_while_reading(tmp_path: Path) -> 
         other.dispose()
 
 
-def test_the_image_seed_migration_fills_in_each_existing_images_own_seed(storage: Storage, people: People) -> None:
+def test_the_image_seed_migration_fills_in_each_existing_images_own_seed(
+    storage: Storage, people: People
+) -> None:
     generation = generate(storage, people.alice, images=3, seed=41)
     engine = storage.db.engine
     with engine.begin() as conn:

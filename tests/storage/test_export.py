@@ -46,7 +46,9 @@ def test_the_zip_holds_approved_images_and_both_manifests(
         rows = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
         assert [m["image_id"] for m in manifest] == approved
         first = manifest[0]
-        assert {k: first[k] for k in ("prompt", "seed", "author", "reviewer", "decision", "comment", "model")} == {
+        assert {
+            k: first[k] for k in ("prompt", "seed", "author", "reviewer", "decision", "comment", "model")
+        } == {
             "prompt": "a red circle",
             "seed": 11,
             "author": "alice",
@@ -59,9 +61,13 @@ def test_the_zip_holds_approved_images_and_both_manifests(
         assert datetime.fromisoformat(first["decided_at"]).tzinfo is not None
         assert (manifest[1]["author"], manifest[1]["reviewer"]) == ("bob", "ada")
         assert [int(r["image_id"]) for r in rows] == approved
-        assert rows[0]["prompt"] == "a red circle" and rows[0]["reviewer"] == "rita" and rows[0]["seed"] == "11"
+        assert (
+            rows[0]["prompt"] == "a red circle" and rows[0]["reviewer"] == "rita" and rows[0]["seed"] == "11"
+        )
         assert json.loads(rows[0]["parameters"]) == {"guidance_scale": 6.0, "steps": 2}
-        assert sorted(archive.namelist()) == sorted([m["file"] for m in manifest] + ["manifest.csv", "manifest.json"])
+        assert sorted(archive.namelist()) == sorted(
+            [m["file"] for m in manifest] + ["manifest.csv", "manifest.json"]
+        )
         png = archive.read(first["file"])
         assert read_png_metadata(png).generation_id == first["generation_id"]
     assert [e.detail["count"] for e in storage.audit.list_events(people.ada, action="export").items] == [2]
@@ -113,10 +119,20 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_json_stays_exact
         (cells,) = csv.DictReader(io.StringIO(archive.read("manifest.csv").decode(), newline=""))
     assert (row["prompt"], row["negative_prompt"], row["comment"]) == (prompt_text, negative, comment)
     assert (cells["prompt"], cells["negative_prompt"], cells["comment"]) == (
-        "'" + prompt_text, "'" + negative, "'" + comment)
+        "'" + prompt_text,
+        "'" + negative,
+        "'" + comment,
+    )
     assert cells["author"] == "alice" and cells["seed"] == str(row["seed"])
 
 
 def test_tab_and_carriage_return_starts_are_neutralised_too() -> None:
     """Storage strips typed prompts, so these starts reach the CSV only through other fields."""
-    assert [neutralise_formula(v) for v in ("\tx", "\rx", "a=b", "", 5, None)] == ["'\tx", "'\rx", "a=b", "", 5, None]
+    assert [neutralise_formula(v) for v in ("\tx", "\rx", "a=b", "", 5, None)] == [
+        "'\tx",
+        "'\rx",
+        "a=b",
+        "",
+        5,
+        None,
+    ]

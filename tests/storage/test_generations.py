@@ -14,7 +14,9 @@ from .helpers import generate, png
 
 def _queued(storage: Storage, user: int, shared: bool = True) -> int:
     prompt = storage.prompts.create(user, text="a green triangle", shared=shared)
-    return storage.generations.create(user, prompt.id, model_id="embedded", model_hash="h", params={"steps": 2}).id
+    return storage.generations.create(
+        user, prompt.id, model_id="embedded", model_hash="h", params={"steps": 2}
+    ).id
 
 
 def _files(storage: Storage) -> set[str]:
@@ -31,8 +33,15 @@ def test_a_generation_goes_from_queued_to_succeeded_with_its_images(storage: Sto
     assert running.status == GenerationStatus.RUNNING and running.started_at is not None
     assert running.queue_wait_s is not None and running.queue_wait_s >= 0
     images = [NewImage(i, png(16, 8, generation_id=queued.id, image_index=i), 16, 8) for i in range(3)]
-    done = storage.generations.mark_succeeded(queued.id, images=images, seed=99, model_s=1.25, queue_wait_s=0.5)
-    assert (done.status, done.seed, done.model_s, done.queue_wait_s) == (GenerationStatus.SUCCEEDED, 99, 1.25, 0.5)
+    done = storage.generations.mark_succeeded(
+        queued.id, images=images, seed=99, model_s=1.25, queue_wait_s=0.5
+    )
+    assert (done.status, done.seed, done.model_s, done.queue_wait_s) == (
+        GenerationStatus.SUCCEEDED,
+        99,
+        1.25,
+        0.5,
+    )
     assert done.finished_at is not None and done.finished_at >= done.started_at >= done.created_at
     assert [(i.index, i.width, i.height, i.review_status) for i in done.images] == [
         (0, 16, 8, ReviewStatus.DRAFT),
@@ -85,7 +94,11 @@ def test_startup_turns_jobs_left_by_a_crash_into_interrupted(storage: Storage, p
     storage.generations.mark_succeeded(done)
     assert storage.generations.mark_interrupted_on_startup() == 2
     statuses = [storage.generations.get(people.alice, g).status for g in (queued, running, done)]
-    assert statuses == [GenerationStatus.INTERRUPTED, GenerationStatus.INTERRUPTED, GenerationStatus.SUCCEEDED]
+    assert statuses == [
+        GenerationStatus.INTERRUPTED,
+        GenerationStatus.INTERRUPTED,
+        GenerationStatus.SUCCEEDED,
+    ]
     assert "server stopped" in (storage.generations.get(people.alice, queued).error or "")
     assert storage.generations.mark_interrupted_on_startup() == 0
 
@@ -98,7 +111,9 @@ def test_only_the_requester_or_an_admin_cancels(storage: Storage, people: People
     assert storage.generations.cancel(people.ada, gid).status == GenerationStatus.CANCELLED
 
 
-def test_generations_of_private_prompts_are_hidden_from_other_members(storage: Storage, people: People) -> None:
+def test_generations_of_private_prompts_are_hidden_from_other_members(
+    storage: Storage, people: People
+) -> None:
     gid = _queued(storage, people.alice, shared=False)
     with pytest.raises(NotFound):
         storage.generations.get(people.bob, gid)

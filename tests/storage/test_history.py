@@ -36,7 +36,9 @@ def gallery(storage: Storage, people: People) -> dict[str, int]:
     return made
 
 
-def test_full_text_search_matches_every_word_or_its_start(storage: Storage, people: People, gallery: object) -> None:
+def test_full_text_search_matches_every_word_or_its_start(
+    storage: Storage, people: People, gallery: object
+) -> None:
     assert sorted(_texts(storage, people.bob, text="red")) == [
         "a circular red thing",
         "a red circle on a blue background",
@@ -92,11 +94,17 @@ def test_filters_by_author_and_mine(storage: Storage, people: People, gallery: o
 def test_filters_by_review_status_and_generation_status(
     storage: Storage, people: People, gallery: dict[str, int]
 ) -> None:
-    image_id = storage.generations.get(people.alice, gallery["a red circle on a blue background"]).images[0].id
+    image_id = (
+        storage.generations.get(people.alice, gallery["a red circle on a blue background"]).images[0].id
+    )
     storage.reviews.submit(people.alice, image_id)
-    assert _texts(storage, people.bob, review_status=ReviewStatus.PENDING) == ["a red circle on a blue background"]
+    assert _texts(storage, people.bob, review_status=ReviewStatus.PENDING) == [
+        "a red circle on a blue background"
+    ]
     storage.reviews.decide(people.rita, image_id, Decision.APPROVE)
-    assert _texts(storage, people.bob, review_status=ReviewStatus.APPROVED) == ["a red circle on a blue background"]
+    assert _texts(storage, people.bob, review_status=ReviewStatus.APPROVED) == [
+        "a red circle on a blue background"
+    ]
     assert len(_texts(storage, people.bob, review_status=ReviewStatus.DRAFT)) == 3
     prompt = storage.prompts.create(people.bob, text="still waiting")
     storage.generations.create(people.bob, prompt.id, model_id="m", model_hash="h", params={})
@@ -109,9 +117,13 @@ def test_filters_by_date_range(storage: Storage, people: People, gallery: dict[s
     with storage.db.write() as session:
         for n, generation_id in enumerate(gallery.values()):
             session.execute(
-                update(Generation).where(Generation.id == generation_id).values(created_at=start + timedelta(days=n))
+                update(Generation)
+                .where(Generation.id == generation_id)
+                .values(created_at=start + timedelta(days=n))
             )
-    in_range = _texts(storage, people.bob, created_from=start + timedelta(days=1), created_to=start + timedelta(days=3))
+    in_range = _texts(
+        storage, people.bob, created_from=start + timedelta(days=1), created_to=start + timedelta(days=3)
+    )
     assert in_range == ["red triangle, top left", "a blue square"]
     local = start.astimezone(ZoneInfo("Asia/Tokyo"))  # the same instant in another zone
     assert len(_texts(storage, people.bob, created_from=local)) == 4
@@ -119,7 +131,9 @@ def test_filters_by_date_range(storage: Storage, people: People, gallery: dict[s
         storage.history.search(people.bob, HistoryQuery(created_from=datetime(2025, 3, 1)))
     assert error.value.field == "created_from"
     with pytest.raises(ValidationFailed):
-        storage.history.search(people.bob, HistoryQuery(created_from=start, created_to=start - timedelta(days=1)))
+        storage.history.search(
+            people.bob, HistoryQuery(created_from=start, created_to=start - timedelta(days=1))
+        )
 
 
 def test_sort_orders(storage: Storage, people: People, gallery: dict[str, int]) -> None:
@@ -135,8 +149,13 @@ def test_sort_orders(storage: Storage, people: People, gallery: dict[str, int]) 
 def test_pagination_counts_every_match(storage: Storage, people: People) -> None:
     prompt = storage.prompts.create(people.alice, text="a purple hexagon")
     for seed in range(23):
-        storage.generations.create(people.alice, prompt.id, model_id="m", model_hash="h", params={}, seed=seed)
-    pages = [storage.history.search(people.bob, HistoryQuery(text="hexagon", page=n, page_size=10)) for n in (1, 2, 3)]
+        storage.generations.create(
+            people.alice, prompt.id, model_id="m", model_hash="h", params={}, seed=seed
+        )
+    pages = [
+        storage.history.search(people.bob, HistoryQuery(text="hexagon", page=n, page_size=10))
+        for n in (1, 2, 3)
+    ]
     assert [len(p.items) for p in pages] == [10, 10, 3]
     assert {p.total for p in pages} == {23} and pages[0].pages == 3
     seeds = [item.generation.seed for page in pages for item in page.items]

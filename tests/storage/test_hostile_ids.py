@@ -29,7 +29,9 @@ def test_ids_out_of_any_column_range_are_simply_not_found(
     with pytest.raises(NotFound):
         storage.tokens.revoke(OPERATOR, ident)
     with pytest.raises(ValidationFailed) as refused:
-        storage.prompts.create(people.alice, text="a red circle", mix=(MixIngredientRef(weight=1.0, upload_id=ident),))
+        storage.prompts.create(
+            people.alice, text="a red circle", mix=(MixIngredientRef(weight=1.0, upload_id=ident),)
+        )
     assert refused.value.field.startswith("mix")
 
 
@@ -55,9 +57,11 @@ def test_start_up_removes_what_a_killed_process_wrote_but_never_recorded(
     an_hour_ago = time.time() - 3600
     os.utime(temp, (an_hour_ago, an_hour_ago))  # old or young: at start-up no write is in progress
     removed = storage.check.remove_interrupted_writes()
-    assert sorted((p.kind, p.store) for p in removed) == [(ProblemKind.ORPHAN_FILE, "images"),
-                                                          (ProblemKind.ORPHAN_FILE, "uploads"),
-                                                          (ProblemKind.TEMP_FILE, "images")]
+    assert sorted((p.kind, p.store) for p in removed) == [
+        (ProblemKind.ORPHAN_FILE, "images"),
+        (ProblemKind.ORPHAN_FILE, "uploads"),
+        (ProblemKind.TEMP_FILE, "images"),
+    ]
     assert not storage.images.exists(orphan.sha256) and not storage.upload_store.exists(upload_orphan.sha256)
     assert not temp.exists() and stray.exists() and storage.images.exists(recorded.sha256)
     assert [p.kind for p in storage.check.run().problems] == [ProblemKind.STRAY_FILE]
@@ -71,18 +75,23 @@ def test_a_sign_in_with_a_nul_in_the_name_fails_and_is_audited(storage: Storage,
 
 
 @pytest.mark.parametrize("bad", ["\x00", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))])
-def test_stored_texts_refuse_nul_bytes_and_bidi_controls_by_field(storage: Storage, people: People, bad: str) -> None:
+def test_stored_texts_refuse_nul_bytes_and_bidi_controls_by_field(
+    storage: Storage, people: People, bad: str
+) -> None:
     image = generate(storage, people.alice, images=1).images[0]
     storage.reviews.submit(people.alice, image.id)
     attempts = {
         "text": lambda: storage.prompts.create(people.alice, text=f"a red{bad} circle"),
         "negative_prompt": lambda: storage.prompts.create(people.alice, text="a", negative_prompt=bad),
-        "mix[0].text": lambda: storage.prompts.create(people.alice, text="a", mix=[MixItem(1.0, text=f"x{bad}")]),
+        "mix[0].text": lambda: storage.prompts.create(
+            people.alice, text="a", mix=[MixIngredientRef(1.0, text=f"x{bad}")]
+        ),
         "tags": lambda: storage.prompts.create(people.alice, text="a", tags=["ok", f"b{bad}d"]),
         "comment": lambda: storage.reviews.decide(people.rita, image.id, "reject", f"too{bad} dark"),
         "label": lambda: storage.tokens.create(people.alice, people.alice, f"ci{bad}"),
-        "display_name": lambda: storage.users.create(OPERATOR, "nul-name", display_name=f"N{bad}L",
-                                                     password=PASSWORD),
+        "display_name": lambda: storage.users.create(
+            OPERATOR, "nul-name", display_name=f"N{bad}L", password=PASSWORD
+        ),
     }
     for field, attempt in attempts.items():
         with pytest.raises(ValidationFailed) as refused:

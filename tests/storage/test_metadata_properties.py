@@ -16,11 +16,24 @@ from PIL import Image
 from storage.errors import ValidationFailed
 from storage.metadata import Recipe, encode_png, read_png_metadata
 
-TYPES = {"prompt": str, "negative_prompt": str, "steps": (int, type(None)), "sampler": (str, type(None)),
-         "cfg_scale": (int, float, type(None)), "seed": (int, type(None)), "width": (int, type(None)),
-         "height": (int, type(None)), "model_hash": (str, type(None)), "model_name": (str, type(None)),
-         "mix": tuple, "guidance": (dict, type(None)), "generation_id": (int, type(None)),
-         "image_index": (int, type(None)), "params": dict, "extra": dict}
+TYPES = {
+    "prompt": str,
+    "negative_prompt": str,
+    "steps": (int, type(None)),
+    "sampler": (str, type(None)),
+    "cfg_scale": (int, float, type(None)),
+    "seed": (int, type(None)),
+    "width": (int, type(None)),
+    "height": (int, type(None)),
+    "model_hash": (str, type(None)),
+    "model_name": (str, type(None)),
+    "mix": tuple,
+    "guidance": (dict, type(None)),
+    "generation_id": (int, type(None)),
+    "image_index": (int, type(None)),
+    "params": dict,
+    "extra": dict,
+}
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:

@@ -26,8 +26,16 @@ def test_a_full_prompt_is_kept_as_given(storage: Storage, people: People) -> Non
     )
     again = storage.prompts.get(people.alice, prompt.id)
     assert again == prompt
-    assert (again.text, again.author, again.tags, again.shared) == ("a red circle", "alice", ("shapes", "red"), True)
-    assert again.mix == (MixIngredientRef(1.0, text="a red circle"), MixIngredientRef(-0.5, upload_id=upload.id))
+    assert (again.text, again.author, again.tags, again.shared) == (
+        "a red circle",
+        "alice",
+        ("shapes", "red"),
+        True,
+    )
+    assert again.mix == (
+        MixIngredientRef(1.0, text="a red circle"),
+        MixIngredientRef(-0.5, upload_id=upload.id),
+    )
     assert again.guidance == Guidance(upload.id, 0.005, GuidanceDecay.LINEAR)
 
 

@@ -73,7 +73,9 @@ def test_only_pending_images_can_be_decided(storage: Storage, people: People, st
     image_id = generate(storage, people.alice, images=1).images[0].id
     if status != "draft":
         storage.reviews.submit(people.alice, image_id)
-        storage.reviews.decide(people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT, "no")
+        storage.reviews.decide(
+            people.rita, image_id, Decision.APPROVE if status == "approved" else Decision.REJECT, "no"
+        )
     with pytest.raises(InvalidState, match=f"is {status}, not pending"):
         storage.reviews.decide(people.ruth, image_id, Decision.REJECT, "no")
     assert _status(storage, image_id) == ReviewStatus(status)
@@ -167,7 +169,9 @@ def test_unknown_images_are_not_found(storage: Storage, people: People) -> None:
 
 
 @pytest.mark.parametrize("decision", [Decision.REJECT, Decision.REQUEST_CHANGES])
-def test_reject_and_request_changes_need_a_comment(storage: Storage, people: People, decision: Decision) -> None:
+def test_reject_and_request_changes_need_a_comment(
+    storage: Storage, people: People, decision: Decision
+) -> None:
     image_id = _pending_image(storage, people.alice)
     for blank in ("", "   "):
         with pytest.raises(ValidationFailed) as error:
@@ -184,8 +188,9 @@ def test_approval_needs_no_comment(storage: Storage, people: People) -> None:
     assert storage.reviews.decide(people.rita, image_id, Decision.APPROVE).comment == ""
 
 
-def test_a_revision_links_to_the_image_it_answers_and_the_lineage_follows_it(storage: Storage,
-                                                                           people: People) -> None:
+def test_a_revision_links_to_the_image_it_answers_and_the_lineage_follows_it(
+    storage: Storage, people: People
+) -> None:
     first = _pending_image(storage, people.alice)
     storage.reviews.decide(people.rita, first, Decision.REQUEST_CHANGES, "make it bigger")
     second = generate(storage, people.alice, "a bigger red circle", images=1).images[0].id
@@ -200,8 +205,9 @@ def test_a_revision_links_to_the_image_it_answers_and_the_lineage_follows_it(sto
     assert (event.target_id, event.detail) == (str(third), {"revision_of": second})
 
 
-def test_a_revision_must_revise_an_earlier_image_of_ones_own_without_loops(storage: Storage,
-                                                                         people: People) -> None:
+def test_a_revision_must_revise_an_earlier_image_of_ones_own_without_loops(
+    storage: Storage, people: People
+) -> None:
     alices = generate(storage, people.alice, images=2).images
     bobs = generate(storage, people.bob, images=1).images[0]
     storage.reviews.submit(people.alice, alices[1].id, revision_of=alices[0].id)
@@ -243,4 +249,6 @@ def test_decisions_on_a_prompt_cover_every_image_made_from_it(storage: Storage, 
     storage.reviews.decide(people.rita, images[0], Decision.REJECT, "too pale")
     storage.reviews.decide(people.ruth, images[1], Decision.APPROVE)
     assert [(r.image_id, r.decision) for r in storage.reviews.on_prompt(people.rita, prompt.id)] == [
-        (images[1], Decision.APPROVE), (images[0], Decision.REJECT)]
+        (images[1], Decision.APPROVE),
+        (images[0], Decision.REJECT),
+    ]

@@ -64,9 +64,9 @@ def test_users_manage_only_their_own_tokens_admins_and_the_cli_anyones(
     storage: Storage, people: People
 ) -> None:
     new = storage.tokens.create(people.alice, people.alice)
-    with pytest.raises(NotFound, match=f"^Token {new.info.id} does not exist"):
+    with pytest.raises(NotFound, match=rf"^Token {new.info.id} does not exist"):
         storage.tokens.revoke(people.bob, new.info.id)
-    with pytest.raises(NotFound, match="^No token starts with"):
+    with pytest.raises(NotFound, match=r"^No token starts with"):
         storage.tokens.revoke(people.bob, new.info.prefix)
     with pytest.raises(NotFound, match=f"^User {people.alice} does not exist"):
         storage.tokens.list_for(people.rita, people.alice)

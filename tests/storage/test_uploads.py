@@ -75,8 +75,9 @@ def test_disabled_users_cannot_upload(storage: Storage, people: People) -> None:
         storage.uploads.add(people.bob, plain_png())
 
 
-@pytest.mark.parametrize(("size", "message"), [((16_000_000, 1), "4096 pixels per side"),
-                                               ((9, 1), "aspect ratio limit is 1:8")])
+@pytest.mark.parametrize(
+    ("size", "message"), [((16_000_000, 1), "4096 pixels per side"), ((9, 1), "aspect ratio limit is 1:8")]
+)
 def test_extreme_shapes_are_refused_before_decoding(
     storage: Storage, people: People, size: tuple[int, int], message: str
 ) -> None:

@@ -143,10 +143,21 @@ def test_unknown_users_are_not_found(storage: Storage) -> None:
         storage.users.get(404)
 
 
-@pytest.mark.parametrize("password", ["password1234", "Password2024!", "qwertyqwerty", "QWERTYUIOP123",
-                                      "123456789012", "iloveyou!!!!", "  letmein12345  "])
-def test_common_passwords_and_their_decorated_forms_are_refused(storage: Storage, people: People,
-                                                                password: str) -> None:
+@pytest.mark.parametrize(
+    "password",
+    [
+        "password1234",
+        "Password2024!",
+        "qwertyqwerty",
+        "QWERTYUIOP123",
+        "123456789012",
+        "iloveyou!!!!",
+        "  letmein12345  ",
+    ],
+)
+def test_common_passwords_and_their_decorated_forms_are_refused(
+    storage: Storage, people: People, password: str
+) -> None:
     with pytest.raises(ValidationFailed, match="most common passwords") as error:
         storage.users.create(OPERATOR, "carol", password=password)
     assert error.value.field == "password"
@@ -172,11 +183,15 @@ def test_sign_ins_are_throttled_per_account_then_allowed_again(storage: Storage,
         with pytest.raises(PermissionDenied, match="Wrong username"):
             storage.users.authenticate("alice", "wrong password", client="10.0.0.1")
     with pytest.raises(LoginThrottled, match="this account; try again in 10 minute") as refused:
-        storage.users.authenticate("ALICE", PASSWORD, client="10.0.0.2")  # the right password, another address
+        storage.users.authenticate(
+            "ALICE", PASSWORD, client="10.0.0.2"
+        )  # the right password, another address
     assert (refused.value.scope, refused.value.retry_after_s) == ("account", 600)
     assert storage.users.authenticate("bob", PASSWORD, client="10.0.0.1").id == people.bob
     events = storage.audit.list_events(people.ada, action="login.throttled").items
-    assert [(e.actor_name, e.detail) for e in events] == [("ALICE", {"scope": "account", "client": "10.0.0.2"})]
+    assert [(e.actor_name, e.detail) for e in events] == [
+        ("ALICE", {"scope": "account", "client": "10.0.0.2"})
+    ]
     assert events[0].actor_id == people.alice
     clock.now += 600
     assert storage.users.authenticate("alice", PASSWORD).id == people.alice
@@ -184,8 +199,9 @@ def test_sign_ins_are_throttled_per_account_then_allowed_again(storage: Storage,
 
 def test_sign_ins_are_throttled_per_client_address(storage: Storage, people: People) -> None:
     clock = FakeClock()
-    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=3, client_failures=4, window_s=600),
-                                           clock)
+    storage.users.throttle = LoginThrottle(
+        ThrottlePolicy(account_failures=3, client_failures=4, window_s=600), clock
+    )
     for name in ("alice", "bob", "rita", "nobody"):
         with pytest.raises(PermissionDenied, match="Wrong username"):
             storage.users.authenticate(name, "wrong password", client="10.0.0.9")

@@ -26,8 +26,13 @@ from storage.types import OPERATOR, UserInfo
 from tests.model.tiny_models import build_kandinsky22
 from webapp.cli import DEFAULT_MODEL
 
-TINY_SETTINGS = {"name": "tiny-webapp", "default_steps": 2, "default_guidance": 4.0, "sizes": [[32, 32]],
-                 "prior_steps": 2}
+TINY_SETTINGS = {
+    "name": "tiny-webapp",
+    "default_steps": 2,
+    "default_guidance": 4.0,
+    "sizes": [[32, 32]],
+    "prior_steps": 2,
+}
 PASSWORD = "correct-horse-1"
 TEST_STEPS = 2
 
@@ -41,13 +46,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
 
 
 def embedded_model() -> Path | None:
-    return DEFAULT_MODEL if (DEFAULT_MODEL / "prior").is_dir() and (DEFAULT_MODEL / "decoder").is_dir() else None
+    return (
+        DEFAULT_MODEL if (DEFAULT_MODEL / "prior").is_dir() and (DEFAULT_MODEL / "decoder").is_dir() else None
+    )
 
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return embedded_model() or build_kandinsky22(tmp_path_factory.mktemp("webapp-model") / "tiny",
-                                                 draftroom_json=TINY_SETTINGS)
+    return embedded_model() or build_kandinsky22(
+        tmp_path_factory.mktemp("webapp-model") / "tiny", draftroom_json=TINY_SETTINGS
+    )
 
 
 @dataclass
@@ -94,7 +102,9 @@ def serve(app: object) -> tuple[str, uvicorn.Server, threading.Thread]:
     """Run `app` with uvicorn on a free loopback port in a thread; returns once it answers."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -107,7 +117,9 @@ def serve(app: object) -> tuple[str, uvicorn.Server, threading.Thread]:
 
 def open_test_storage(data_dir: Path) -> Storage:
     """Storage with a cheap argon2 setting: the tests sign in often and the CI machine has 2 cores."""
-    return open_storage(data_dir, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    return open_storage(
+        data_dir, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +148,6 @@ def wait_final(client: httpx.Client, generation_id: int, timeout: float = 120) -
         if time.monotonic() > deadline:
             raise AssertionError(f"generation {generation_id} still {body['status']} after {timeout}s")
         time.sleep(0.1)
+
+
+from tests.webapp.browser_session import browser, sessions  # noqa: E402, F401 - fixtures for the browser tests

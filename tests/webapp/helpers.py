@@ -27,7 +27,9 @@ def unique_word() -> str:
     return "zz" + "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
 
 
-def upload(client: httpx.Client, data: bytes, name: str = "guide.png", mime: str = "image/png") -> httpx.Response:
+def upload(
+    client: httpx.Client, data: bytes, name: str = "guide.png", mime: str = "image/png"
+) -> httpx.Response:
     return client.post("/api/v1/uploads", files={"file": (name, data, mime)})
 
 
@@ -54,8 +56,9 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
-def start_server_with_account(tmp_path: Path, model_path: Path, name: str, role: str,
-                              password: str) -> tuple[ServerProcess, str]:
+def start_server_with_account(
+    tmp_path: Path, model_path: Path, name: str, role: str, password: str
+) -> tuple[ServerProcess, str]:
     """A real `app.py serve` over a fresh data folder (`server.data_dir`) holding one account.
 
     Returns the started server and that account's API token; the caller stops (or kills) the server.
@@ -77,13 +80,22 @@ def signed_in_browser(url: str, name: str, password: str) -> httpx.Client:
     return client
 
 
-def queue_call(client: httpx.Client, dependency: dict, data: list, session_hash: str | None = None) -> list[dict]:
+def queue_call(
+    client: httpx.Client, dependency: dict, data: list, session_hash: str | None = None
+) -> list[dict]:
     """Run one UI event through Gradio's HTTP queue (`queue/join`, then the `queue/data` stream), as the
     browser does; returns the stream's messages up to the event's completion."""
     session_hash = session_hash or uuid.uuid4().hex
-    joined = client.post("/gradio_api/queue/join", json={
-        "data": data, "fn_index": dependency["id"], "session_hash": session_hash, "event_data": None,
-        "trigger_id": dependency["targets"][0][0] if dependency["targets"] else None})
+    joined = client.post(
+        "/gradio_api/queue/join",
+        json={
+            "data": data,
+            "fn_index": dependency["id"],
+            "session_hash": session_hash,
+            "event_data": None,
+            "trigger_id": dependency["targets"][0][0] if dependency["targets"] else None,
+        },
+    )
     assert joined.status_code == 200, joined.text
     return read_stream(client, session_hash, joined.json()["event_id"])
 
@@ -96,9 +108,10 @@ def read_stream(client: httpx.Client, session_hash: str, event_id: str | None = 
         for line in stream.iter_lines():
             if not line.startswith("data:"):
                 continue
-            message = json.loads(line[len("data:"):])
+            message = json.loads(line[len("data:") :])
             messages.append(message)
             if message.get("msg") in ("close_stream", "unexpected_error") or (
-                    message.get("msg") == "process_completed" and event_id in (None, message.get("event_id"))):
+                message.get("msg") == "process_completed" and event_id in (None, message.get("event_id"))
+            ):
                 break
     return messages

@@ -31,8 +31,14 @@ NEW_PASSWORD = "another-horse-2"
 def cells(member: int, reviewer: int, admin: int, *, open_to_all: bool = False) -> dict[str, int]:
     """Expected statuses; without a valid token (anonymous, disabled, revoked) it is 401."""
     outside = member if open_to_all else 401
-    return {"anonymous": outside, "member": member, "reviewer": reviewer, "admin": admin, "disabled": outside,
-            "revoked": outside}
+    return {
+        "anonymous": outside,
+        "member": member,
+        "reviewer": reviewer,
+        "admin": admin,
+        "disabled": outside,
+        "revoked": outside,
+    }
 
 
 MATRIX: dict[tuple[str, str], dict[str, int]] = {
@@ -110,7 +116,9 @@ def build(operation: tuple[str, str], stage: Stage, decider: bool) -> Request:
         [victim_token] = live.storage.tokens.list_for(OPERATOR, victim.user.id)
         path = path.replace("{name}", victim.name).replace("{token_id}", str(victim_token.id))
     arguments: dict[tuple[str, str], dict] = {
-        ("POST", "/api/v1/me/password"): {"json": {"current_password": PASSWORD, "new_password": NEW_PASSWORD}},
+        ("POST", "/api/v1/me/password"): {
+            "json": {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        },
         ("POST", "/api/v1/uploads"): {"files": {"file": ("a.png", png_bytes("teal"), "image/png")}},
         ("POST", "/api/v1/generations"): {"json": {"prompt": "a red circle", "steps": TEST_STEPS}},
         ("POST", "/api/v1/images/{image_id}/reviews"): {"json": {"decision": "approve"}},
@@ -156,6 +164,7 @@ def test_access_cell(live: Live, stage: Stage, operation: tuple[str, str], role:
 
 # Four-eyes --------------------------------------------------------------------------------------
 
+
 def pending_image(live: Live, author: Person) -> int:
     done = generate(live.client(author), f"a grey star {unique_word()}")
     image_id = done["images"][0]["id"]
@@ -170,10 +179,16 @@ def test_two_reviewers_at_once_one_decision_wins(live: Live) -> None:
 
     def decide(client: httpx.Client, decision: str) -> None:
         barrier.wait()
-        answers.append(client.post(f"/api/v1/images/{image_id}/reviews",
-                                   json={"decision": decision, "comment": "both at once"}).status_code)
+        answers.append(
+            client.post(
+                f"/api/v1/images/{image_id}/reviews", json={"decision": decision, "comment": "both at once"}
+            ).status_code
+        )
 
-    threads = [threading.Thread(target=decide, args=(c, d)) for c, d in zip(clients, ("approve", "reject"), strict=True)]
+    threads = [
+        threading.Thread(target=decide, args=(c, d))
+        for c, d in zip(clients, ("approve", "reject"), strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -190,12 +205,17 @@ def test_a_promoted_author_still_cannot_review_their_own_image(live: Live) -> No
     assert refused.status_code == 403 and "Four-eyes" in refused.json()["detail"]
     reviewer_author = live.person("reviewer")
     own = pending_image(live, reviewer_author)
-    assert live.client(reviewer_author).post(f"/api/v1/images/{own}/reviews",
-                                             json={"decision": "approve"}).status_code == 403
+    assert (
+        live.client(reviewer_author)
+        .post(f"/api/v1/images/{own}/reviews", json={"decision": "approve"})
+        .status_code
+        == 403
+    )
     assert live.storage.reviews.history(live.person("admin").user.id, image_id) == []
 
 
 # The UI's handlers, as the wrong role -----------------------------------------------------------
+
 
 def signed_in(live: Live, person: Person) -> Client:
     return Client(live.url, auth=(person.name, person.password), verbose=False, download_files=False)
@@ -205,8 +225,11 @@ def staff_endpoints(client: Client) -> dict[str, list[dict]]:
     """The staff handlers a client can call. `/review_select` is left out: it is a gallery selection,
     and without one Gradio fails building its event data before any handler runs."""
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    return {name: spec["parameters"] for name, spec in named.items()
-            if name.startswith(("/admin_", "/review_")) and name != "/review_select"}
+    return {
+        name: spec["parameters"]
+        for name, spec in named.items()
+        if name.startswith(("/admin_", "/review_")) and name != "/review_select"
+    }
 
 
 def test_ui_staff_handlers_refuse_the_wrong_role_and_change_nothing(live: Live) -> None:
@@ -215,8 +238,16 @@ def test_ui_staff_handlers_refuse_the_wrong_role_and_change_nothing(live: Live) 
     victim = live.person()
     image_id = pending_image(live, live.person())
     [victim_token] = live.storage.tokens.list_for(OPERATOR, victim.user.id)
-    values = {"name": victim.name, "role": "admin", "password": "password123", "token_user": victim.name,
-              "token_id": victim_token.id, "label": "stolen", "comment": "fine", "status": "approved"}
+    values = {
+        "name": victim.name,
+        "role": "admin",
+        "password": "password123",
+        "token_user": victim.name,
+        "token_id": victim_token.id,
+        "label": "stolen",
+        "comment": "fine",
+        "status": "approved",
+    }
     for role, prefixes in (("reviewer", ("/admin_",)), ("member", ("/admin_", "/review_"))):
         client = signed_in(live, live.person(role))
         endpoints = {n: p for n, p in staff_endpoints(client).items() if n.startswith(prefixes)}
@@ -229,50 +260,103 @@ def test_ui_staff_handlers_refuse_the_wrong_role_and_change_nothing(live: Live) 
     assert (after.role, after.active) == (Role.MEMBER, True)
     tokens = live.storage.tokens.list_for(OPERATOR, victim.user.id)
     assert [(t.id, t.revoked_at) for t in tokens] == [(victim_token.id, None)]
-    assert live.storage.generations.image(live.person("admin").user.id, image_id).review_status.value == "pending"
+    assert (
+        live.storage.generations.image(live.person("admin").user.id, image_id).review_status.value
+        == "pending"
+    )
 
 
 # Binding and secrets ----------------------------------------------------------------------------
 
+
 def test_an_open_bind_without_auth_refuses_to_start() -> None:
     port = free_port()
-    started = subprocess.run([sys.executable, str(ROOT / "app.py"), "serve", "--no-auth", "--host", "0.0.0.0",
-                              "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    started = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "serve",
+            "--no-auth",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert started.returncode == 2 and "loopback" in started.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2)
 
 
-def test_passwords_and_tokens_are_never_logged_stored_or_shown_again(tmp_path: Path, model_path: Path) -> None:
+def test_passwords_and_tokens_are_never_logged_stored_or_shown_again(
+    tmp_path: Path, model_path: Path
+) -> None:
     """A real `app.py serve`: sign-ins (right and wrong), new accounts, tokens, a password change, a
     bad token; then no secret is in its log, in the database file, or in any later answer."""
     server, admin_token = start_server_with_account(tmp_path, model_path, "boss", "admin", "boss-password-1")
     data_dir = server.data_dir
     try:
-        api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
+        api = httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+        )
         given = api.post("/api/v1/users", json={"name": "ada", "password": "ada-secret-pw-1"})
         assert given.status_code == 201 and given.json()["password"] is None
         generated = api.post("/api/v1/users", json={"name": "bob"}).json()["password"]
         ada_token = api.post("/api/v1/tokens", json={"user": "ada"}).json()["token"]
         bad_token = "dr_" + "x" * 40
-        assert httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {bad_token}"}).status_code == 401
+        assert (
+            httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {bad_token}"}).status_code
+            == 401
+        )
         ada = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ada_token}"}, timeout=30)
-        assert ada.post("/api/v1/me/password", json={"current_password": "ada-secret-pw-1",
-                                                      "new_password": "ada-new-secret-2"}).status_code == 204
-        assert ada.post("/api/v1/me/password", json={"current_password": "wrong-guess-pw-9",
-                                                      "new_password": "ada-other-secret-3"}).status_code == 422
-        for username, password, ok in (("ada", "ada-new-secret-2", True), ("ada", "wrong-guess-pw-9", False),
-                                       ("bob", generated, True)):
-            login = httpx.post(f"{server.url}/login", data={"username": username, "password": password}, timeout=30)
+        assert (
+            ada.post(
+                "/api/v1/me/password",
+                json={"current_password": "ada-secret-pw-1", "new_password": "ada-new-secret-2"},
+            ).status_code
+            == 204
+        )
+        assert (
+            ada.post(
+                "/api/v1/me/password",
+                json={"current_password": "wrong-guess-pw-9", "new_password": "ada-other-secret-3"},
+            ).status_code
+            == 422
+        )
+        for username, password, ok in (
+            ("ada", "ada-new-secret-2", True),
+            ("ada", "wrong-guess-pw-9", False),
+            ("bob", generated, True),
+        ):
+            login = httpx.post(
+                f"{server.url}/login", data={"username": username, "password": password}, timeout=30
+            )
             assert (login.status_code == 200) == ok, login.text
-        later = " ".join(api.get(path, params=params).text for path, params in (
-            ("/api/v1/users", {}), ("/api/v1/tokens", {"name": "ada"}), ("/api/v1/tokens", {}),
-            ("/api/v1/me", {})))
+        later = " ".join(
+            api.get(path, params=params).text
+            for path, params in (
+                ("/api/v1/users", {}),
+                ("/api/v1/tokens", {"name": "ada"}),
+                ("/api/v1/tokens", {}),
+                ("/api/v1/me", {}),
+            )
+        )
     finally:
         server.stop()
-    secrets = {"given password": "ada-secret-pw-1", "new password": "ada-new-secret-2", "wrong password":
-               "wrong-guess-pw-9", "generated password": generated, "admin password": "boss-password-1",
-               "api token": ada_token, "admin token": admin_token, "bad token": bad_token}
+    secrets = {
+        "given password": "ada-secret-pw-1",
+        "new password": "ada-new-secret-2",
+        "wrong password": "wrong-guess-pw-9",
+        "generated password": generated,
+        "admin password": "boss-password-1",
+        "api token": ada_token,
+        "admin token": admin_token,
+        "bad token": bad_token,
+    }
     log = server.log_text()
     assert "POST /login" in log and "/api/v1/me/password" in log  # the log did record those requests
     database = b"".join(path.read_bytes() for path in data_dir.glob("draftroom.db*"))

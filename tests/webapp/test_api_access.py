@@ -9,10 +9,20 @@ from storage.types import OPERATOR, HistoryQuery
 from tests.webapp.conftest import PASSWORD, Live
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
 
-PROTECTED = [("GET", "/api/v1/me"), ("GET", "/api/v1/prompts"), ("POST", "/api/v1/generations"),
-             ("GET", "/api/v1/generations/1"), ("DELETE", "/api/v1/generations/1"), ("GET", "/api/v1/images/1"),
-             ("POST", "/api/v1/images/1/submit"), ("POST", "/api/v1/images/1/reviews"), ("GET", "/api/v1/export"),
-             ("POST", "/api/v1/uploads"), ("GET", "/api/v1/users"), ("POST", "/api/v1/tokens")]
+PROTECTED = [
+    ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/prompts"),
+    ("POST", "/api/v1/generations"),
+    ("GET", "/api/v1/generations/1"),
+    ("DELETE", "/api/v1/generations/1"),
+    ("GET", "/api/v1/images/1"),
+    ("POST", "/api/v1/images/1/submit"),
+    ("POST", "/api/v1/images/1/reviews"),
+    ("GET", "/api/v1/export"),
+    ("POST", "/api/v1/uploads"),
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/tokens"),
+]
 
 
 def test_health_needs_no_token_and_everything_else_does(live: Live) -> None:
@@ -41,8 +51,9 @@ def test_revoked_tokens_and_disabled_accounts_stop_at_the_next_request(live: Liv
     assert client.get("/api/v1/me").status_code == 401
 
 
-@pytest.mark.parametrize(("role", "users", "export"), [("member", 403, 403), ("reviewer", 403, 200),
-                                                       ("admin", 200, 200)])
+@pytest.mark.parametrize(
+    ("role", "users", "export"), [("member", 403, 403), ("reviewer", 403, 200), ("admin", 200, 200)]
+)
 def test_role_gates(live: Live, role: str, users: int, export: int) -> None:
     client = live.client(live.person(role))
     assert client.get("/api/v1/users").status_code == users
@@ -104,8 +115,9 @@ def test_a_pending_password_change_allows_only_me(live: Live) -> None:
     assert blocked.status_code == 403 and "password change required" in blocked.json()["detail"]
     wrong = client.post("/api/v1/me/password", json={"current_password": "nope", "new_password": PASSWORD})
     assert wrong.status_code == 422 and wrong.json()["detail"][0]["field"] == "current_password"
-    changed = client.post("/api/v1/me/password",
-                          json={"current_password": created.generated_password, "new_password": PASSWORD})
+    changed = client.post(
+        "/api/v1/me/password", json={"current_password": created.generated_password, "new_password": PASSWORD}
+    )
     assert changed.status_code == 204
     assert client.get("/api/v1/prompts").status_code == 200
 
@@ -115,15 +127,20 @@ def test_a_generation_may_use_only_the_callers_own_uploads(live: Live) -> None:
     upload_id = upload(live.client(owner), png_bytes("green")).json()["id"]
     mine = HistoryQuery(mine=True)
     before = live.storage.history.search(thief.user.id, mine).total
-    refused = live.client(thief).post("/api/v1/generations", json={"prompt": "a circle", "guidance_image": upload_id,
-                                                                   "image_guidance_scale": 0.1})
+    refused = live.client(thief).post(
+        "/api/v1/generations",
+        json={"prompt": "a circle", "guidance_image": upload_id, "image_guidance_scale": 0.1},
+    )
     assert refused.status_code == 404 and "guidance_image" in refused.json()["detail"]
-    absent = live.client(thief).post("/api/v1/generations", json={
-        "prompt": "a circle", "guidance_image": upload_id + 10**6, "image_guidance_scale": 0.1})
+    absent = live.client(thief).post(
+        "/api/v1/generations",
+        json={"prompt": "a circle", "guidance_image": upload_id + 10**6, "image_guidance_scale": 0.1},
+    )
     assert absent.status_code == 404  # the same answer: the thief cannot tell which upload ids exist
     assert absent.json()["detail"] == refused.json()["detail"].replace(str(upload_id), str(upload_id + 10**6))
-    mixed = live.client(thief).post("/api/v1/generations",
-                                    json={"prompt": "a circle", "mix": [{"image": upload_id, "weight": 1.0}]})
+    mixed = live.client(thief).post(
+        "/api/v1/generations", json={"prompt": "a circle", "mix": [{"image": upload_id, "weight": 1.0}]}
+    )
     assert mixed.status_code == 404 and "mix.0.image" in mixed.json()["detail"]
     assert live.storage.history.search(thief.user.id, mine).total == before == 0
 
@@ -133,14 +150,19 @@ def test_someone_elses_tokens_read_exactly_like_a_missing_account_or_token(live:
     client = live.client(member)
     [victim_token] = live.storage.tokens.list_for(OPERATOR, victim.user.id)
     pairs = [
-        (client.get("/api/v1/tokens", params={"name": victim.name}),
-         client.get("/api/v1/tokens", params={"name": "nobody-" + victim.name})),
-        (client.post("/api/v1/tokens", json={"user": victim.name}),
-         client.post("/api/v1/tokens", json={"user": "nobody-" + victim.name})),
+        (
+            client.get("/api/v1/tokens", params={"name": victim.name}),
+            client.get("/api/v1/tokens", params={"name": "nobody-" + victim.name}),
+        ),
+        (
+            client.post("/api/v1/tokens", json={"user": victim.name}),
+            client.post("/api/v1/tokens", json={"user": "nobody-" + victim.name}),
+        ),
         (client.delete(f"/api/v1/tokens/{victim_token.id}"), client.delete(f"/api/v1/tokens/{10**12}")),
     ]
     for theirs, absent in pairs:
         assert theirs.status_code == absent.status_code == 404
-        assert theirs.json()["detail"].replace(victim.name, "?").replace(str(victim_token.id), "?") == \
-            absent.json()["detail"].replace("nobody-" + victim.name, "?").replace(str(10**12), "?")
+        assert theirs.json()["detail"].replace(victim.name, "?").replace(
+            str(victim_token.id), "?"
+        ) == absent.json()["detail"].replace("nobody-" + victim.name, "?").replace(str(10**12), "?")
     assert live.storage.tokens.list_for(OPERATOR, victim.user.id)[0].revoked_at is None

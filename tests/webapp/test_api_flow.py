@@ -36,9 +36,15 @@ def test_the_whole_flow_over_rest(live: Live) -> None:
     guide = uploaded.json()
     assert set(guide) == {"id", "sha256", "width", "height"} and (guide["width"], guide["height"]) == (48, 48)
     prompt = f"a red circle {word}"
-    done = generate(member, prompt, seed=1234, guidance_image=str(guide["id"]), image_guidance_scale=0.05,
-                    image_guidance_decay="linear",
-                    mix=[{"text": "green square", "weight": 0.5}, {"image": str(guide["id"]), "weight": -0.5}])
+    done = generate(
+        member,
+        prompt,
+        seed=1234,
+        guidance_image=str(guide["id"]),
+        image_guidance_scale=0.05,
+        image_guidance_decay="linear",
+        mix=[{"text": "green square", "weight": 0.5}, {"image": str(guide["id"]), "weight": -0.5}],
+    )
     assert done["seed"] == 1234 and done["error"] is None
     assert done["progress"]["step"] == done["progress"]["total"] > 0
     assert done["params"]["image_guidance_decay"] == "linear" and len(done["params"]["mix"]) == 2
@@ -50,11 +56,15 @@ def test_the_whole_flow_over_rest(live: Live) -> None:
     assert submitted.status_code == 200 and submitted.json()["review_status"] == "pending"
 
     # 5a. the member cannot review
-    refused = member.post(f"/api/v1/images/{image['id']}/reviews", json={"decision": "approve", "comment": ""})
+    refused = member.post(
+        f"/api/v1/images/{image['id']}/reviews", json={"decision": "approve", "comment": ""}
+    )
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
 
     # 4. the reviewer approves it
-    approved = reviewer.post(f"/api/v1/images/{image['id']}/reviews", json={"decision": "approve", "comment": "ok"})
+    approved = reviewer.post(
+        f"/api/v1/images/{image['id']}/reviews", json={"decision": "approve", "comment": "ok"}
+    )
     assert approved.status_code == 201, approved.text
     assert approved.json()["review_status"] == "approved"
 

@@ -25,18 +25,31 @@ BAD_UPLOADS = [
     ("bomb.png", png_declaring(20000, 20000), "image/png", 413, "image_too_large"),
     ("truncated.png", png_bytes("red", (64, 64))[:120], "image/png", 422, "invalid_image"),
     ("notes.png", b"just some text, not a picture\n" * 10, "image/png", 415, "unsupported_media_type"),
-    ("logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "image/svg+xml",
-     415, "unsupported_media_type"),
-    ("page.html", b"<html><body><script>alert(1)</script></body></html>", "text/html", 415,
-     "unsupported_media_type"),
+    (
+        "logo.svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "image/svg+xml",
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "page.html",
+        b"<html><body><script>alert(1)</script></body></html>",
+        "text/html",
+        415,
+        "unsupported_media_type",
+    ),
     ("anim.gif", png_bytes("red", fmt="GIF"), "image/gif", 415, "unsupported_media_type"),
     ("empty.png", b"", "image/png", 422, "invalid_image"),
 ]
 
 
-@pytest.mark.parametrize(("name", "data", "mime", "status", "error"), BAD_UPLOADS, ids=[c[0] for c in BAD_UPLOADS])
-def test_bad_uploads_are_refused_and_nothing_is_kept(live: Live, member: Person, name: str, data: bytes,
-                                                     mime: str, status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data", "mime", "status", "error"), BAD_UPLOADS, ids=[c[0] for c in BAD_UPLOADS]
+)
+def test_bad_uploads_are_refused_and_nothing_is_kept(
+    live: Live, member: Person, name: str, data: bytes, mime: str, status: int, error: str
+) -> None:
     before = stored_uploads(live)
     response = upload(live.client(member), data, name, mime)
     assert response.status_code == status, response.text
@@ -92,8 +105,9 @@ def test_bad_generation_bodies_name_the_field(live: Live, member: Person, body: 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(live: Live, member: Person, literal: str) -> None:
     raw = f'{{"prompt": "a circle", "guidance_scale": {literal}}}'
-    response = live.client(member).post("/api/v1/generations", content=raw,
-                                        headers={"Content-Type": "application/json"})
+    response = live.client(member).post(
+        "/api/v1/generations", content=raw, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "guidance_scale"
 
 
@@ -108,23 +122,36 @@ def chunks(head: bytes, megabytes: int, tail: bytes):
 def test_chunked_bodies_are_capped_as_they_arrive(live: Live, member: Person) -> None:
     client = live.client(member)
     before = stored_uploads(live)
-    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-            b"Content-Type: image/png\r\n\r\n")
-    sent = client.post("/api/v1/uploads", content=chunks(form, 12, b"\r\n--b--\r\n"),
-                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+    form = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+    sent = client.post(
+        "/api/v1/uploads",
+        content=chunks(form, 12, b"\r\n--b--\r\n"),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert sent.status_code == 413 and sent.json()["error"] == "payload_too_large"
     assert stored_uploads(live) == before
-    body = client.post("/api/v1/generations", content=chunks(b'{"prompt": "', 2, b'"}'),
-                       headers={"Content-Type": "application/json"})
+    body = client.post(
+        "/api/v1/generations",
+        content=chunks(b'{"prompt": "', 2, b'"}'),
+        headers={"Content-Type": "application/json"},
+    )
     assert body.status_code == 413 and body.json()["error"] == "payload_too_large"
 
 
 def test_malformed_json_and_huge_bodies_get_json_errors(live: Live, member: Person) -> None:
     client = live.client(member)
-    broken = client.post("/api/v1/generations", content="{not json", headers={"Content-Type": "application/json"})
+    broken = client.post(
+        "/api/v1/generations", content="{not json", headers={"Content-Type": "application/json"}
+    )
     assert broken.status_code == 422 and broken.json()["error"] == "invalid_request"
-    huge = client.post("/api/v1/generations", content=json.dumps({"prompt": "a" * 2_000_000}),
-                       headers={"Content-Type": "application/json"})
+    huge = client.post(
+        "/api/v1/generations",
+        content=json.dumps({"prompt": "a" * 2_000_000}),
+        headers={"Content-Type": "application/json"},
+    )
     assert huge.status_code == 413 and huge.json()["error"] == "payload_too_large"
 
 
@@ -144,8 +171,15 @@ def test_emoji_and_right_to_left_text_round_trip(live: Live, member: Person) -> 
     assert done["params"]["prompt"] == prompt
 
 
-@pytest.mark.parametrize("path", ["/api/v1/images/..%2F..%2Fetc%2Fpasswd", "/api/v1/generations/abc",
-                                  "/api/v1/images/999999999", "/api/v1/no/such/endpoint"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/images/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/generations/abc",
+        "/api/v1/images/999999999",
+        "/api/v1/no/such/endpoint",
+    ],
+)
 def test_hostile_and_unknown_paths_get_json_errors(live: Live, member: Person, path: str) -> None:
     response = live.client(member).get(path)
     assert response.status_code in (404, 422) and set(response.json()) == {"error", "detail"}
@@ -159,6 +193,10 @@ def test_sql_looking_searches_are_just_words(live: Live, member: Person, query: 
 
 def test_interpolation_between_the_prompt_and_one_ingredient_is_accepted(live: Live, member: Person) -> None:
     """A non-empty prompt is one end of an interpolation over REST too, as in the UI and the engine."""
-    done = generate(live.client(member), f"a red circle {unique_word()}", mix=[{"text": "a blue square"}],
-                    interpolation=0.25)
+    done = generate(
+        live.client(member),
+        f"a red circle {unique_word()}",
+        mix=[{"text": "a blue square"}],
+        interpolation=0.25,
+    )
     assert done["params"]["interpolation"] == 0.25 and len(done["params"]["mix"]) == 1

@@ -25,7 +25,9 @@ def test_a_decision_against_the_image_needs_a_comment(live: Live, decision: str)
         assert refused.status_code == 422, refused.text
         assert [d["field"] for d in refused.json()["detail"]] == ["comment"]
     assert reviewer.get(f"/api/v1/images/{image_id}/reviews").json() == []
-    decided = reviewer.post(f"/api/v1/images/{image_id}/reviews", json={"decision": decision, "comment": "too pale"})
+    decided = reviewer.post(
+        f"/api/v1/images/{image_id}/reviews", json={"decision": decision, "comment": "too pale"}
+    )
     assert decided.status_code == 201 and decided.json()["comment"] == "too pale"
 
 
@@ -34,8 +36,9 @@ def test_a_revision_is_submitted_against_the_old_image_and_the_lineage_shows_it(
     author, reviewer = live.client(person), live.client(live.person("reviewer"))
     word = unique_word()
     first = pending_image(author, f"a small red circle {word}")
-    reviewer.post(f"/api/v1/images/{first}/reviews",
-                  json={"decision": "request_changes", "comment": "bigger"}).raise_for_status()
+    reviewer.post(
+        f"/api/v1/images/{first}/reviews", json={"decision": "request_changes", "comment": "bigger"}
+    ).raise_for_status()
     second = generate(author, f"a big red circle {word}")["images"][0]["id"]
     submitted = author.post(f"/api/v1/images/{second}/submit", json={"revision_of": first})
     assert submitted.status_code == 200, submitted.text
@@ -58,4 +61,3 @@ def test_a_revision_of_someone_elses_image_is_refused_naming_the_field(live: Liv
     unknown_field = author.post(f"/api/v1/images/{mine}/submit", json={"revises": theirs})
     assert unknown_field.status_code == 422
     assert author.post(f"/api/v1/images/{mine}/submit").json()["review_status"] == "pending"
-

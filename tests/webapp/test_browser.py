@@ -10,74 +10,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
-from tests.webapp.conftest import Live, Person
+from tests.webapp.browser_session import DOC_IMAGES, WAIT_MS, Session
+from tests.webapp.conftest import Live
 from tests.webapp.helpers import unique_word
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-DOC_IMAGES = REPO / "docs" / "images"
-WAIT_MS = 120_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/system_deps.sh (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Session:
-    """One person's browser context, signed in to the studio; it keeps what the page reports as a
-    Content-Security-Policy violation (the studio's policy must not break the UI)."""
-
-    def __init__(self, browser: Browser, live: Live, person: Person) -> None:
-        self.context: BrowserContext = browser.new_context(viewport={"width": 1280, "height": 1000})
-        self.page: Page = self.context.new_page()
-        self.person = person
-        self.csp_violations: list[str] = []
-        self.page.on("console", lambda message: self.csp_violations.append(message.text)
-                     if "Content Security Policy" in message.text else None)
-        self.page.goto(live.url)
-        self.page.get_by_label("username").fill(person.name)
-        self.page.get_by_label("password").fill(person.password)
-        self.page.get_by_role("button", name="Login").click()
-        expect(self.page.locator("#whoami")).to_contain_text(person.name, timeout=WAIT_MS)
-
-    def tab(self, name: str) -> None:
-        self.page.get_by_role("tab", name=name).click()
-
-
-@pytest.fixture
-def sessions(browser: Browser, request: pytest.FixtureRequest) -> Iterator[list[Session]]:
-    """Open sessions; screenshots of each when the test fails."""
-    opened: list[Session] = []
-    yield opened
-    report = getattr(request.node, "rep_call", None)  # set by the hook in conftest.py
-    failed = report is None or report.failed
-    for n, session in enumerate(opened):
-        if failed:
-            ARTIFACTS.mkdir(exist_ok=True)
-            session.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{n}-{session.person.name}.png"),
-                                    full_page=True)
-        session.context.close()
-
-
-def test_member_generates_reviewer_approves_history_shows_it(live: Live, browser: Browser,
-                                                              sessions: list[Session]) -> None:
+def test_member_generates_reviewer_approves_history_shows_it(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     word = unique_word()
     prompt = f"a red circle on a blue background {word}"
     shots: dict[str, bytes] = {}
@@ -132,8 +78,9 @@ def test_member_generates_reviewer_approves_history_shows_it(live: Live, browser
             (DOC_IMAGES / f"{name}.png").write_bytes(png)
 
 
-def test_sign_out_ends_the_session_and_shows_the_sign_in_page(live: Live, browser: Browser,
-                                                             sessions: list[Session]) -> None:
+def test_sign_out_ends_the_session_and_shows_the_sign_in_page(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     member = Session(browser, live, live.person())
     sessions.append(member)
     member.page.locator("#sign-out-btn").click()

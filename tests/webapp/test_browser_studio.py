@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, expect
 
 from storage.types import HistoryQuery
+from tests.webapp.browser_session import WAIT_MS, Session
 from tests.webapp.conftest import TEST_STEPS, Live
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
-from tests.webapp.test_browser import WAIT_MS, Session, browser, sessions  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,15 +36,21 @@ def open_review(browser: Browser, live: Live, sessions: list[Session], author: s
 
 
 def test_the_reviewer_sees_guidance_and_mix_and_cannot_reject_without_a_comment(
-        live: Live, browser: Browser, sessions: list[Session]) -> None:
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     member = live.person("member", prefix="ada")
     author = live.client(member)
     word = unique_word()
     guide = upload(author, png_bytes("green")).json()["id"]
     ingredient = upload(author, png_bytes("yellow")).json()["id"]
-    image_id = submitted_image(author, f"a red circle {word}", guidance_image=guide, image_guidance_scale=0.3,
-                               image_guidance_decay="linear",
-                               mix=[{"text": "a blue square", "weight": 0.5}, {"image": ingredient, "weight": -0.25}])
+    image_id = submitted_image(
+        author,
+        f"a red circle {word}",
+        guidance_image=guide,
+        image_guidance_scale=0.3,
+        image_guidance_decay="linear",
+        mix=[{"text": "a blue square", "weight": 0.5}, {"image": ingredient, "weight": -0.25}],
+    )
 
     page = open_review(browser, live, sessions, member.name).page
     recipe = page.locator("#review-recipe")
@@ -98,7 +104,9 @@ def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessio
     expect(page.locator("#reuse-btn")).to_be_enabled()
 
 
-def test_a_mix_ingredient_shows_only_its_own_control(live: Live, browser: Browser, sessions: list[Session]) -> None:
+def test_a_mix_ingredient_shows_only_its_own_control(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     member = Session(browser, live, live.person("member", prefix="ada"))
     sessions.append(member)
     page = member.page
@@ -116,8 +124,9 @@ def test_a_mix_ingredient_shows_only_its_own_control(live: Live, browser: Browse
     expect(slider).to_be_enabled(timeout=WAIT_MS)
 
 
-def test_a_draft_is_submitted_from_history_after_a_reload(live: Live, browser: Browser,
-                                                          sessions: list[Session]) -> None:
+def test_a_draft_is_submitted_from_history_after_a_reload(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     person = live.person("member", prefix="ada")
     word = unique_word()
     image_id = generate(live.client(person), f"a blue square {word}")["images"][0]["id"]
@@ -135,18 +144,23 @@ def test_a_draft_is_submitted_from_history_after_a_reload(live: Live, browser: B
     card.click()
     expect(page.locator("#history-detail")).to_contain_text(word, timeout=WAIT_MS)
     page.locator("#history-submit").click()
-    expect(page.locator("#history-message")).to_contain_text(f"Image #{image_id} is submitted", timeout=WAIT_MS)
+    expect(page.locator("#history-message")).to_contain_text(
+        f"Image #{image_id} is submitted", timeout=WAIT_MS
+    )
     expect(card).to_contain_text("review: pending")
     assert live.storage.generations.image(person.user.id, image_id).review_status.value == "pending"
 
 
 def test_the_author_revises_from_the_inbox_and_the_reviewer_sees_the_lineage(
-        live: Live, browser: Browser, sessions: list[Session]) -> None:
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
     person, reviewer_person = live.person("member", prefix="ada"), live.person("reviewer", prefix="grace")
     word = unique_word()
     first = submitted_image(live.client(person), f"a small red circle {word}")
-    live.client(reviewer_person).post(f"/api/v1/images/{first}/reviews", json={
-        "decision": "request_changes", "comment": "Make the circle bigger."}).raise_for_status()
+    live.client(reviewer_person).post(
+        f"/api/v1/images/{first}/reviews",
+        json={"decision": "request_changes", "comment": "Make the circle bigger."},
+    ).raise_for_status()
 
     member = Session(browser, live, person)
     sessions.append(member)
@@ -162,7 +176,9 @@ def test_the_author_revises_from_the_inbox_and_the_reviewer_sees_the_lineage(
     page.locator("#generate").click()
     expect(page.locator("#progress")).to_contain_text("Done", timeout=WAIT_MS)
     page.locator("#submit-review-btn").click()
-    expect(page.locator("#generate-message")).to_contain_text(f"as a revision of image #{first}", timeout=WAIT_MS)
+    expect(page.locator("#generate-message")).to_contain_text(
+        f"as a revision of image #{first}", timeout=WAIT_MS
+    )
 
     reviewer = open_review(browser, live, sessions, person.name)
     expect(reviewer.page.locator("#review-recipe")).to_contain_text(f"image #{first}", timeout=WAIT_MS)
@@ -201,7 +217,13 @@ def test_history_and_review_fit_a_phone(live: Live, browser: Browser, sessions: 
     review.locator("#review-author").get_by_role("textbox").fill(person.name)
     review.locator("#review-refresh").click()
     expect(review.locator("#review-recipe")).to_contain_text(word, timeout=WAIT_MS)
-    for element in ("#review-image", "#review-recipe", "#review-comment", "#review-approve", "#review-reject",
-                    "#review-changes"):
+    for element in (
+        "#review-image",
+        "#review-recipe",
+        "#review-comment",
+        "#review-approve",
+        "#review-reject",
+        "#review-changes",
+    ):
         review.locator(element).scroll_into_view_if_needed()
         inside_the_screen(review.locator(element))

@@ -30,9 +30,13 @@ def test_no_auth_refuses_a_non_loopback_host(host: str, capsys: pytest.CaptureFi
     assert "loopback" in capsys.readouterr().err and served == []
 
 
-def test_first_start_creates_admin_with_a_one_time_password(tmp_path: Path, model_path: Path, served: list,
-                                                            capsys: pytest.CaptureFixture,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_first_start_creates_admin_with_a_one_time_password(
+    tmp_path: Path,
+    model_path: Path,
+    served: list,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     assert (
         draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--port", "7999"])
@@ -56,7 +60,8 @@ def test_a_restart_marks_unfinished_jobs_interrupted(tmp_path: Path, model_path:
         prompt = storage.prompts.create(user.id, text="a red circle")
         queued, running, finished = (
             storage.generations.create(user.id, prompt.id, model_id="m", model_hash="h", params={})
-            for _ in range(3))
+            for _ in range(3)
+        )
         storage.generations.mark_running(running.id)
         storage.generations.mark_failed(finished.id, "boom")
     assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
@@ -77,10 +82,25 @@ def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path,
         assert client.get("/api/v1/me", headers={"Authorization": "Bearer dr_wrong"}).status_code == 401
 
 
-def test_an_admin_sets_the_per_user_queue_limits_at_serve(tmp_path: Path, model_path: Path, served: list,
-                                                          capsys: pytest.CaptureFixture) -> None:
-    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path),
-                           "--max-user-jobs", "3", "--max-user-images", "5"]) == 0
+def test_an_admin_sets_the_per_user_queue_limits_at_serve(
+    tmp_path: Path, model_path: Path, served: list, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        draftroom.main(
+            [
+                "serve",
+                "--data-dir",
+                str(tmp_path),
+                "--model",
+                str(model_path),
+                "--max-user-jobs",
+                "3",
+                "--max-user-images",
+                "5",
+            ]
+        )
+        == 0
+    )
     [(app, _)] = served
     engine = app.state.studio.engine
     assert (engine.max_user_jobs, engine.max_user_images, engine.max_queue) == (3, 5, 64)
@@ -88,9 +108,13 @@ def test_an_admin_sets_the_per_user_queue_limits_at_serve(tmp_path: Path, model_
     assert "--max-user-jobs" in capsys.readouterr().err
 
 
-def test_model_takes_a_name_pulled_into_the_data_dir(tmp_path: Path, model_path: Path, served: list,
-                                                      caplog: pytest.LogCaptureFixture,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_model_takes_a_name_pulled_into_the_data_dir(
+    tmp_path: Path,
+    model_path: Path,
+    served: list,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+) -> None:
     assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 2
     assert "--model: no model folder" in capsys.readouterr().err and served == []
     (tmp_path / "models").mkdir()
@@ -98,8 +122,12 @@ def test_model_takes_a_name_pulled_into_the_data_dir(tmp_path: Path, model_path:
     caplog.set_level(logging.INFO, logger="draftroom")
     assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", "tiny"]) == 0
     assert len(served) == 1 and f"loading the model from {tmp_path / 'models' / 'tiny'}" in caplog.text
+
+
 def test_no_auth_answers_only_local_host_names(tmp_path: Path, model_path: Path, served: list) -> None:
-    assert draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    assert (
+        draftroom.main(["serve", "--no-auth", "--data-dir", str(tmp_path), "--model", str(model_path)]) == 0
+    )
     [(app, _)] = served
     for host in ("localhost:7860", "127.0.0.1"):
         assert TestClient(app, base_url=f"http://{host}").get("/api/v1/me").status_code == 200, host
@@ -107,12 +135,29 @@ def test_no_auth_answers_only_local_host_names(tmp_path: Path, model_path: Path,
 
 
 def test_allowed_hosts_and_origins(tmp_path: Path, model_path: Path, served: list) -> None:
-    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--allowed-hosts",
-                           "studio.example", "*.team.example", "--allowed-origins", "https://wiki.example"]) == 0
+    assert (
+        draftroom.main(
+            [
+                "serve",
+                "--data-dir",
+                str(tmp_path),
+                "--model",
+                str(model_path),
+                "--allowed-hosts",
+                "studio.example",
+                "*.team.example",
+                "--allowed-origins",
+                "https://wiki.example",
+            ]
+        )
+        == 0
+    )
     [(app, _)] = served
     for host in ("studio.example", "ui.team.example"):
         assert TestClient(app, base_url=f"http://{host}").get("/api/v1/me").status_code == 401, host
-    assert TestClient(app, base_url="http://127.0.0.1").get("/api/v1/me").status_code == 400  # the list replaces
+    assert (
+        TestClient(app, base_url="http://127.0.0.1").get("/api/v1/me").status_code == 400
+    )  # the list replaces
     wiki = TestClient(app, base_url="http://studio.example", headers={"Origin": "https://wiki.example"})
     assert wiki.get("/api/v1/me").headers["access-control-allow-origin"] == "https://wiki.example"
 

@@ -39,8 +39,11 @@ class FuzzStudio:
 
     def bearer(self) -> dict[str, str]:
         """The admin's token, made anew when the fuzzer has revoked it (DELETE /tokens/{id} is fuzzed too)."""
-        if any(t.revoked_at is not None for t in self.storage.tokens.list_for(OPERATOR, self.admin_id)
-               if self.token.startswith(t.prefix)):
+        if any(
+            t.revoked_at is not None
+            for t in self.storage.tokens.list_for(OPERATOR, self.admin_id)
+            if self.token.startswith(t.prefix)
+        ):
             self.token = self.storage.tokens.create(OPERATOR, self.admin_id, "fuzz").secret
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -69,23 +72,35 @@ def check(case: schemathesis.Case, studio: FuzzStudio) -> None:
     response = case.call(base_url=studio.url, headers=studio.bearer(), timeout=60)
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
     if case.method.upper() == "POST" and case.path == "/api/v1/generations" and response.status_code == 202:
-        httpx.delete(f"{studio.url}/api/v1/generations/{response.json()['id']}", headers=studio.bearer(),
-                     timeout=30)
+        httpx.delete(
+            f"{studio.url}/api/v1/generations/{response.json()['id']}", headers=studio.bearer(), timeout=30
+        )
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("operation", list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
-def test_no_request_makes_the_api_fail(api_schema: schemathesis.BaseSchema, fuzz_studio: FuzzStudio,
-                                       operation: tuple[str, str], mode: GenerationMode) -> None:
+def test_no_request_makes_the_api_fail(
+    api_schema: schemathesis.BaseSchema,
+    fuzz_studio: FuzzStudio,
+    operation: tuple[str, str],
+    mode: GenerationMode,
+) -> None:
     """MATRIX lists every operation of the OpenAPI document (test_access_matrix checks that)."""
     method, path = operation
     api_operation = api_schema[path][method]
-    if mode == GenerationMode.NEGATIVE and not (api_operation.path_parameters or api_operation.query
-                                                or api_operation.body):
+    if mode == GenerationMode.NEGATIVE and not (
+        api_operation.path_parameters or api_operation.query or api_operation.body
+    ):
         pytest.skip("no parameters or body to get wrong")
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None, phases=[Phase.generate], print_blob=True)
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        phases=[Phase.generate],
+        print_blob=True,
+    )
     @given(case=api_operation.as_strategy(mode))
     def fuzz(case: schemathesis.Case) -> None:
         check(case, fuzz_studio)

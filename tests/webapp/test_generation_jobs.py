@@ -34,9 +34,13 @@ def test_stopping_the_server_marks_unfinished_jobs_interrupted(tmp_path: Path, m
             assert queued.status_code == 202
             assert full.status_code == 429 and full.json()["error"] == "queue_full"
         engine.shutdown(wait=True)  # the job service cancelled what was left, so this returns at once
-        outcome = {item.generation.id: item.generation
-                   for item in storage.history.search(user.id, HistoryQuery(mine=True)).items}
-    assert outcome.pop(running).status == outcome.pop(queued.json()["id"]).status == GenerationStatus.INTERRUPTED
+        outcome = {
+            item.generation.id: item.generation
+            for item in storage.history.search(user.id, HistoryQuery(mine=True)).items
+        }
+    assert (
+        outcome.pop(running).status == outcome.pop(queued.json()["id"]).status == GenerationStatus.INTERRUPTED
+    )
     [refused] = outcome.values()
     assert refused.status == GenerationStatus.FAILED and "queue" in refused.error
 
@@ -58,13 +62,20 @@ def test_a_member_at_their_limit_gets_429_naming_it_while_another_member_gets_20
         with TestClient(create_app(storage, engine)) as client:
             running = client.post("/api/v1/generations", json=long_job, headers=tokens["greedy"]).json()["id"]
             deadline = time.monotonic() + 30
-            while client.get(f"/api/v1/generations/{running}", headers=tokens["greedy"]).json()["status"] != "running":
+            while (
+                client.get(f"/api/v1/generations/{running}", headers=tokens["greedy"]).json()["status"]
+                != "running"
+            ):
                 assert time.monotonic() < deadline, "the long job never started"
                 time.sleep(0.02)
-            queued = [client.post("/api/v1/generations", json={**long_job, "steps": 3}, headers=tokens["greedy"])
-                      for _ in range(2)]
+            queued = [
+                client.post("/api/v1/generations", json={**long_job, "steps": 3}, headers=tokens["greedy"])
+                for _ in range(2)
+            ]
             over = client.post("/api/v1/generations", json={**long_job, "steps": 3}, headers=tokens["greedy"])
-            other = client.post("/api/v1/generations", json={**long_job, "steps": 3}, headers=tokens["patient"])
+            other = client.post(
+                "/api/v1/generations", json={**long_job, "steps": 3}, headers=tokens["patient"]
+            )
             assert [response.status_code for response in queued] == [202, 202]
             assert over.status_code == 429 and over.headers["Retry-After"] == "5"
             assert over.json()["error"] == "queue_full" and "max_user_jobs" in over.json()["detail"]

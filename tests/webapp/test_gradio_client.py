@@ -19,7 +19,9 @@ def signed_in(live: Live, role: str = "member") -> tuple[Client, object]:
 
 def call(client: Client, endpoint: str, **values: object) -> tuple:
     """Call an event by its parameter names; the others take their defaults (None where there is none)."""
-    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"][endpoint]["parameters"]
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"][endpoint][
+        "parameters"
+    ]
     args = {p["parameter_name"]: p["parameter_default"] for p in params}
     unknown = set(values) - set(args)
     assert not unknown, f"{endpoint} has no parameters {unknown}"
@@ -29,8 +31,9 @@ def call(client: Client, endpoint: str, **values: object) -> tuple:
 def test_generate_event_with_auth(live: Live) -> None:
     client, person = signed_in(live)
     prompt = f"a blue square {unique_word()}"
-    progress, gallery, recipe, download, _message = call(client, "/generate", prompt=prompt, seed=77,
-                                                         steps=TEST_STEPS)
+    progress, gallery, recipe, download, _message = call(
+        client, "/generate", prompt=prompt, seed=77, steps=TEST_STEPS
+    )
     assert progress.startswith("**Done**") and "seed 77" in progress
     assert len(gallery) == 1 and gallery[0]["caption"].endswith("seed 77")
     assert recipe.startswith(prompt) and "Seed: 77" in recipe and f"Steps: {TEST_STEPS}" in recipe
@@ -46,12 +49,15 @@ def test_a_wrong_password_does_not_sign_in(live: Live) -> None:
         Client(live.url, auth=(person.name, "not-the-password"), verbose=False)
 
 
-@pytest.mark.parametrize(("endpoint", "kwargs"), [
-    ("/review_approve", {"comment": "looks fine"}),
-    ("/review_queue", {}),
-    ("/admin_add_user", {"name": "intruder", "role": "admin", "password": "password123"}),
-    ("/admin_export", {"status": "approved"}),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "kwargs"),
+    [
+        ("/review_approve", {"comment": "looks fine"}),
+        ("/review_queue", {}),
+        ("/admin_add_user", {"name": "intruder", "role": "admin", "password": "password123"}),
+        ("/admin_export", {"status": "approved"}),
+    ],
+)
 def test_member_handlers_refuse_staff_actions(live: Live, endpoint: str, kwargs: dict) -> None:
     client, _ = signed_in(live)
     with pytest.raises(AppError, match="Only"):
@@ -75,6 +81,10 @@ def test_every_event_handler_checks_the_caller(live: Live) -> None:
     blocks = build_ui(live.studio)
     handlers = [block_fn.fn for block_fn in blocks.fns.values() if block_fn.fn is not None]
     assert len(handlers) > 30
-    unguarded = [fn.__qualname__ for fn in handlers if "guard(self.studio, request" not in inspect.getsource(fn)
-                 and "guard(studio, request" not in inspect.getsource(fn)]
+    unguarded = [
+        fn.__qualname__
+        for fn in handlers
+        if "guard(self.studio, request" not in inspect.getsource(fn)
+        and "guard(studio, request" not in inspect.getsource(fn)
+    ]
     assert unguarded == []

@@ -51,9 +51,14 @@ TWO = [{"text": "a red circle", "weight": 1}, {"text": "a blue square", "weight"
 
 GENERATIONS = [
     raw_gen("nan-mix-weight", '{"prompt": "a", "mix": [{"text": "b", "weight": NaN}]}', "mix.0.weight"),
-    raw_gen("inf-image-guidance", '{"prompt": "a", "image_guidance_scale": Infinity}', "image_guidance_scale"),
-    raw_gen("neg-inf-interpolation", json.dumps({"mix": TWO})[:-1] + ', "interpolation": -Infinity}',
-            "interpolation"),
+    raw_gen(
+        "inf-image-guidance", '{"prompt": "a", "image_guidance_scale": Infinity}', "image_guidance_scale"
+    ),
+    raw_gen(
+        "neg-inf-interpolation",
+        json.dumps({"mix": TWO})[:-1] + ', "interpolation": -Infinity}',
+        "interpolation",
+    ),
     raw_gen("overflowing-float-steps", '{"prompt": "a", "steps": 1e309}', "steps"),
     gen("negative-width", {**A, "width": -64}, "width"),
     gen("zero-height", {**A, "height": 0}, "height"),
@@ -91,8 +96,12 @@ GENERATIONS = [
     gen("zero-upload-id", {**A, "guidance_image": 0}, "guidance_image"),
     gen("sql-upload-id", {**A, "guidance_image": "1 OR 1=1"}, "guidance_image"),
     gen("path-as-mix-image", {**A, "mix": [{"image": "../../etc/passwd"}]}, "mix.0.image"),
-    gen("missing-upload", {**A, "guidance_image": 987_654_321, "image_guidance_scale": 0.1}, "guidance_image",
-        status=404),
+    gen(
+        "missing-upload",
+        {**A, "guidance_image": 987_654_321, "image_guidance_scale": 0.1},
+        "guidance_image",
+        status=404,
+    ),
     gen("guidance-scale-without-image", {**A, "image_guidance_scale": 0.5}, "guidance_image"),
     gen("interpolation-with-three", {"mix": [*TWO, TWO[0]], "interpolation": 0.5}, "interpolation"),
     gen("interpolation-prompt-and-two", {**A, "mix": TWO, "interpolation": 0.5}, "interpolation"),
@@ -106,27 +115,83 @@ GENERATIONS = [
 
 USERS = [
     Bad("path-username", "POST", "/api/v1/users", 422, "name", {"name": "../../etc/passwd"}, who="admin"),
-    Bad("sql-username", "POST", "/api/v1/users", 422, "name", {"name": "x'; DROP TABLE users;--"}, who="admin"),
+    Bad(
+        "sql-username", "POST", "/api/v1/users", 422, "name", {"name": "x'; DROP TABLE users;--"}, who="admin"
+    ),
     Bad("unicode-username", "POST", "/api/v1/users", 422, "name", {"name": "ünï​code"}, who="admin"),
     Bad("long-username", "POST", "/api/v1/users", 422, "name", {"name": "a" * 65}, who="admin"),
     Bad("empty-username", "POST", "/api/v1/users", 422, "name", {"name": ""}, who="admin"),
     Bad("number-username", "POST", "/api/v1/users", 422, "name", {"name": 42}, who="admin"),
     Bad("root-role", "POST", "/api/v1/users", 422, "role", {"name": "newcomer", "role": "root"}, who="admin"),
-    Bad("short-password", "POST", "/api/v1/users", 422, "password", {"name": "newcomer", "password": "short"},
-        who="admin"),
-    Bad("100k-password", "POST", "/api/v1/users", 422, "password", {"name": "newcomer", "password": "p" * 100_000},
-        who="admin"),
-    Bad("11-char-password", "POST", "/api/v1/users", 422, "password",
-        {"name": "newcomer", "password": "eleven char"}, who="admin"),
-    Bad("common-password", "POST", "/api/v1/users", 422, "password",
-        {"name": "newcomer", "password": "Password2024!"}, who="admin"),
-    Bad("smuggled-flag", "POST", "/api/v1/users", 422, "must_change_password",
-        {"name": "newcomer", "password": "long-enough-1", "must_change_password": False}, who="admin"),
-    Bad("path-in-patch", "PATCH", "/api/v1/users/..%2F..%2Fetc%2Fpasswd", 404, None, {"active": False},
-        who="admin"),
-    Bad("unknown-user-patch", "PATCH", "/api/v1/users/nobody-at-all", 404, None, {"active": False}, who="admin"),
-    Bad("superadmin-role", "PATCH", "/api/v1/users/{victim}", 422, "role", {"role": "superadmin"}, who="admin"),
-    Bad("active-as-string", "PATCH", "/api/v1/users/{victim}", 422, "active", {"active": "false"}, who="admin"),
+    Bad(
+        "short-password",
+        "POST",
+        "/api/v1/users",
+        422,
+        "password",
+        {"name": "newcomer", "password": "short"},
+        who="admin",
+    ),
+    Bad(
+        "100k-password",
+        "POST",
+        "/api/v1/users",
+        422,
+        "password",
+        {"name": "newcomer", "password": "p" * 100_000},
+        who="admin",
+    ),
+    Bad(
+        "11-char-password",
+        "POST",
+        "/api/v1/users",
+        422,
+        "password",
+        {"name": "newcomer", "password": "eleven char"},
+        who="admin",
+    ),
+    Bad(
+        "common-password",
+        "POST",
+        "/api/v1/users",
+        422,
+        "password",
+        {"name": "newcomer", "password": "Password2024!"},
+        who="admin",
+    ),
+    Bad(
+        "smuggled-flag",
+        "POST",
+        "/api/v1/users",
+        422,
+        "must_change_password",
+        {"name": "newcomer", "password": "long-enough-1", "must_change_password": False},
+        who="admin",
+    ),
+    Bad(
+        "path-in-patch",
+        "PATCH",
+        "/api/v1/users/..%2F..%2Fetc%2Fpasswd",
+        404,
+        None,
+        {"active": False},
+        who="admin",
+    ),
+    Bad(
+        "unknown-user-patch",
+        "PATCH",
+        "/api/v1/users/nobody-at-all",
+        404,
+        None,
+        {"active": False},
+        who="admin",
+    ),
+    Bad(
+        "superadmin-role", "PATCH", "/api/v1/users/{victim}", 422, "role", {"role": "superadmin"}, who="admin"
+    ),
+    Bad(
+        "active-as-string", "PATCH", "/api/v1/users/{victim}", 422, "active", {"active": "false"}, who="admin"
+    ),
     Bad("rename-by-patch", "PATCH", "/api/v1/users/{victim}", 422, "name", {"name": "someone"}, who="admin"),
 ]
 
@@ -139,14 +204,38 @@ TOKENS = [
     Bad("hex-token-id", "DELETE", "/api/v1/tokens/0x10", 422, "token_id"),
     Bad("negative-token-id", "DELETE", "/api/v1/tokens/-1", 404),
     Bad("huge-token-id", "DELETE", f"/api/v1/tokens/{HUGE_INT}", 404),
-    Bad("short-new-password", "POST", "/api/v1/me/password", 422, "new_password",
-        {"current_password": "whatever", "new_password": "short"}),
-    Bad("100k-new-password", "POST", "/api/v1/me/password", 422, "new_password",
-        {"current_password": "whatever", "new_password": "n" * 100_000}),
-    Bad("common-new-password", "POST", "/api/v1/me/password", 422, "new_password",
-        {"current_password": "whatever", "new_password": "qwertyuiop123"}),
-    Bad("password-for-someone-else", "POST", "/api/v1/me/password", 422, "user",
-        {"current_password": "whatever", "new_password": "long-enough-1", "user": "admin"}),
+    Bad(
+        "short-new-password",
+        "POST",
+        "/api/v1/me/password",
+        422,
+        "new_password",
+        {"current_password": "whatever", "new_password": "short"},
+    ),
+    Bad(
+        "100k-new-password",
+        "POST",
+        "/api/v1/me/password",
+        422,
+        "new_password",
+        {"current_password": "whatever", "new_password": "n" * 100_000},
+    ),
+    Bad(
+        "common-new-password",
+        "POST",
+        "/api/v1/me/password",
+        422,
+        "new_password",
+        {"current_password": "whatever", "new_password": "qwertyuiop123"},
+    ),
+    Bad(
+        "password-for-someone-else",
+        "POST",
+        "/api/v1/me/password",
+        422,
+        "user",
+        {"current_password": "whatever", "new_password": "long-enough-1", "user": "admin"},
+    ),
 ]
 
 SEARCHES_AND_IDS = [
@@ -169,21 +258,78 @@ SEARCHES_AND_IDS = [
 ]
 
 REVIEWS = [
-    Bad("shouted-decision", "POST", "/api/v1/images/{pending}/reviews", 422, "decision", {"decision": "APPROVE"},
-        who="reviewer"),
-    Bad("numeric-decision", "POST", "/api/v1/images/{pending}/reviews", 422, "decision", {"decision": 1},
-        who="reviewer"),
-    Bad("100k-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
-        {"decision": "reject", "comment": "c" * 100_000}, who="reviewer"),
-    Bad("nul-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
-        {"decision": "reject", "comment": "bad\x00"}, who="reviewer"),
-    Bad("rtl-override-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
-        {"decision": "reject", "comment": "fine \u202egnorw"}, who="reviewer"),
-    Bad("spoofed-reviewer", "POST", "/api/v1/images/{pending}/reviews", 422, "reviewer",
-        {"decision": "approve", "reviewer": "someone-else"}, who="reviewer"),
-    Bad("changes-without-comment", "POST", "/api/v1/images/{pending}/reviews", 422, "comment",
-        {"decision": "request_changes"}, who="reviewer"),
-    Bad("review-body-list", "POST", "/api/v1/images/{pending}/reviews", 422, "body", ["approve"], who="reviewer"),
+    Bad(
+        "shouted-decision",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "decision",
+        {"decision": "APPROVE"},
+        who="reviewer",
+    ),
+    Bad(
+        "numeric-decision",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "decision",
+        {"decision": 1},
+        who="reviewer",
+    ),
+    Bad(
+        "100k-comment",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "comment",
+        {"decision": "reject", "comment": "c" * 100_000},
+        who="reviewer",
+    ),
+    Bad(
+        "nul-comment",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "comment",
+        {"decision": "reject", "comment": "bad\x00"},
+        who="reviewer",
+    ),
+    Bad(
+        "rtl-override-comment",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "comment",
+        {"decision": "reject", "comment": "fine \u202egnorw"},
+        who="reviewer",
+    ),
+    Bad(
+        "spoofed-reviewer",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "reviewer",
+        {"decision": "approve", "reviewer": "someone-else"},
+        who="reviewer",
+    ),
+    Bad(
+        "changes-without-comment",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "comment",
+        {"decision": "request_changes"},
+        who="reviewer",
+    ),
+    Bad(
+        "review-body-list",
+        "POST",
+        "/api/v1/images/{pending}/reviews",
+        422,
+        "body",
+        ["approve"],
+        who="reviewer",
+    ),
 ]
 
 ALL = GENERATIONS + USERS + TOKENS + SEARCHES_AND_IDS + REVIEWS
@@ -212,8 +358,11 @@ def quiet(live: Live, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with live.storage.db.read() as session:
-            busy = session.scalar(select(func.count()).select_from(Generation)
-                                  .where(Generation.status.in_(["queued", "running"])))
+            busy = session.scalar(
+                select(func.count())
+                .select_from(Generation)
+                .where(Generation.status.in_(["queued", "running"]))
+            )
         if not busy or time.monotonic() > deadline:
             return
         time.sleep(0.1)
@@ -222,11 +371,17 @@ def quiet(live: Live, timeout: float = 120) -> None:
 def snapshot(live: Live) -> tuple[dict[str, int], set[str]]:
     """Row counts of every table, and every file in the two stores."""
     with live.storage.db.read() as session:
-        counts = {table.name: session.scalar(select(func.count()).select_from(table))
-                  for table in Base.metadata.sorted_tables}
+        counts = {
+            table.name: session.scalar(select(func.count()).select_from(table))
+            for table in Base.metadata.sorted_tables
+        }
     root: Path = live.storage.data_dir
-    files = {str(path.relative_to(root)) for store in ("images", "uploads") for path in (root / store).rglob("*")
-             if path.is_file()}
+    files = {
+        str(path.relative_to(root))
+        for store in ("images", "uploads")
+        for path in (root / store).rglob("*")
+        if path.is_file()
+    }
     return counts, files
 
 
@@ -238,8 +393,11 @@ def names_field(body: dict, field_name: str) -> bool:
 
 
 def fill(template: str, scene: Scene) -> str:
-    return template.replace("{victim}", scene.victim.name).replace("{pending}", str(scene.pending_image)).replace(
-        "{me}", scene.people["member"].name)
+    return (
+        template.replace("{victim}", scene.victim.name)
+        .replace("{pending}", str(scene.pending_image))
+        .replace("{me}", scene.people["member"].name)
+    )
 
 
 @pytest.mark.parametrize("bad", ALL, ids=[bad.label for bad in ALL])
@@ -266,6 +424,7 @@ def test_hostile_request_is_refused_by_field_and_writes_nothing(live: Live, scen
 
 # Upload details test_api_inputs.py does not cover -------------------------------------------------
 
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -282,16 +441,25 @@ BAD_FILES = [
     ("crc.png", broken_crc_png(), 422, "invalid_image"),
     ("damaged.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, 422, "invalid_image"),
     ("damaged.webp", b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 16, 422, "invalid_image"),
-    ("header-only.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)),
-     422, "invalid_image"),
-    ("zero-size.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)),
-     422, "invalid_image"),
+    (
+        "header-only.png",
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)),
+        422,
+        "invalid_image",
+    ),
+    (
+        "zero-size.png",
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)),
+        422,
+        "invalid_image",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "data", "status", "error"), BAD_FILES, ids=[f[0] for f in BAD_FILES])
-def test_more_broken_files_are_refused(live: Live, scene: Scene, name: str, data: bytes, status: int,
-                                       error: str) -> None:
+def test_more_broken_files_are_refused(
+    live: Live, scene: Scene, name: str, data: bytes, status: int, error: str
+) -> None:
     quiet(live)
     before = snapshot(live)
     response = upload(live.client(scene.people["member"]), data, name)
@@ -307,8 +475,9 @@ def test_an_upload_without_a_file_names_the_field(live: Live, scene: Scene, form
     assert snapshot(live) == before
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "..\\..\\windows\\win.ini", "/etc/shadow.png",
-                                  "a\x00b.png", "<script>.png"])
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "..\\..\\windows\\win.ini", "/etc/shadow.png", "a\x00b.png", "<script>.png"]
+)
 def test_upload_filenames_never_reach_the_filesystem(live: Live, scene: Scene, name: str) -> None:
     """The file is stored under the hash of its re-encoded pixels; the name the client sent is ignored."""
     colour = "#%06x" % (hash(name) & 0xFFFFFF)
@@ -317,8 +486,11 @@ def test_upload_filenames_never_reach_the_filesystem(live: Live, scene: Scene, n
     sha256 = response.json()["sha256"]
     root = live.storage.data_dir
     assert (root / "uploads" / sha256[:2] / sha256[2:4] / f"{sha256}.png").is_file()
-    stray = [path for path in root.rglob("*") if path.name in ("passwd", "shadow.png", "win.ini")
-             or "script" in path.name]
+    stray = [
+        path
+        for path in root.rglob("*")
+        if path.name in ("passwd", "shadow.png", "win.ini") or "script" in path.name
+    ]
     assert stray == []
 
 

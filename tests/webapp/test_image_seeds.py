@@ -42,14 +42,21 @@ def test_the_third_image_of_a_generation_shows_its_own_seed_everywhere(live: Liv
     assert f"Image #{third['id']} (seed 43)" in per_image
 
     assert client.post(f"/api/v1/images/{third['id']}/submit").status_code == 200
-    queued = next(item for item in review._queue(reviewer.user, author.name, "", "") if item["id"] == third["id"])
+    queued = next(
+        item for item in review._queue(reviewer.user, author.name, "", "") if item["id"] == third["id"]
+    )
     assert queued["seed"] == 43
     approved = staff.post(f"/api/v1/images/{third['id']}/reviews", json={"decision": "approve"})
     assert approved.status_code == 201, approved.text
 
     exported = staff.get("/api/v1/export", params={"status": "approved"})
     with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
-        entry = next(row for row in json.loads(archive.read("manifest.json")) if row["image_id"] == third["id"])
-        row = next(r for r in csv.DictReader(io.StringIO(archive.read("manifest.csv").decode()))
-                   if int(r["image_id"]) == third["id"])
+        entry = next(
+            row for row in json.loads(archive.read("manifest.json")) if row["image_id"] == third["id"]
+        )
+        row = next(
+            r
+            for r in csv.DictReader(io.StringIO(archive.read("manifest.csv").decode()))
+            if int(r["image_id"]) == third["id"]
+        )
         assert entry["seed"] == int(row["seed"]) == read_png_metadata(archive.read(entry["file"])).seed == 43

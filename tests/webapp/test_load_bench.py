@@ -10,15 +10,41 @@ from pathlib import Path
 from bench.load import Accepted, Record, verify
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTCOMES = ["text: generated", "guided: generated", "mix: generated", "cancel: ", "submit: submitted",
-            "search: answered", "review: "]
+OUTCOMES = [
+    "text: generated",
+    "guided: generated",
+    "mix: generated",
+    "cancel: ",
+    "submit: submitted",
+    "search: answered",
+    "review: ",
+]
 
 
 def test_the_load_benchmark_holds_and_loses_nothing(tmp_path: Path, model_path: Path) -> None:
     data_dir = tmp_path / "data"
-    run = subprocess.run([sys.executable, "bench/load.py", "--users", "4", "--requests", "2", "--steps", "2",
-                          "--model", str(model_path), "--data-dir", str(data_dir), "--time-limit", "300"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/load.py",
+            "--users",
+            "4",
+            "--requests",
+            "2",
+            "--steps",
+            "2",
+            "--model",
+            str(model_path),
+            "--data-dir",
+            str(data_dir),
+            "--time-limit",
+            "300",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     printed = run.stdout
     assert "errors by kind: none" in printed and "verified: " in printed, printed

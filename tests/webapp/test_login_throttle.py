@@ -12,7 +12,9 @@ from storage.types import OPERATOR
 from tests.webapp.conftest import PASSWORD, open_test_storage
 
 
-def test_repeated_failures_get_429_with_the_reason_then_an_audit_row(tmp_path: Path, model_path: Path) -> None:
+def test_repeated_failures_get_429_with_the_reason_then_an_audit_row(
+    tmp_path: Path, model_path: Path
+) -> None:
     from model.engine import LocalEngine
     from webapp.server import create_app
 

@@ -35,8 +35,13 @@ def integrity(data_dir: Path) -> str:
 
 
 def db_check(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "app.py"), "db", "check", "--data-dir", str(data_dir)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "db", "check", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def temp_files(data_dir: Path) -> list[Path]:
@@ -79,7 +84,9 @@ def test_kill_9_during_generation_then_restart(tmp_path: Path, model_path: Path)
         server.kill()
 
         with sqlite3.connect(data_dir / "draftroom.db") as db:
-            left = dict(db.execute("SELECT id, status FROM generations WHERE id IN (?, ?, ?)", accepted).fetchall())
+            left = dict(
+                db.execute("SELECT id, status FROM generations WHERE id IN (?, ?, ?)", accepted).fetchall()
+            )
         assert left[accepted[0]] == "running" and set(left.values()) <= {"queued", "running"}, left
         assert len(left) == len(accepted)
 
@@ -144,10 +151,13 @@ raise SystemExit("the process should have died")
 """
 
 
-@pytest.mark.parametrize(("action", "where"), [("generation", "mid-write"), ("generation", "after-write"),
-                                               ("upload", "after-write")])
+@pytest.mark.parametrize(
+    ("action", "where"),
+    [("generation", "mid-write"), ("generation", "after-write"), ("upload", "after-write")],
+)
 def test_a_crash_between_a_file_and_its_row_leaves_nothing_after_restart(
-        tmp_path: Path, live: Live, action: str, where: str) -> None:
+    tmp_path: Path, live: Live, action: str, where: str
+) -> None:
     from webapp.server import create_app
 
     data_dir = tmp_path / "data"
@@ -158,8 +168,23 @@ def test_a_crash_between_a_file_and_its_row_leaves_nothing_after_restart(
         storage.generations.mark_running(generation.id)
     payload = tmp_path / "payload.png"
     payload.write_bytes(png_bytes("red", (8, 8)))
-    child = subprocess.run([sys.executable, "-c", CRASHING_CHILD, str(data_dir), action, where, str(user.id),
-                            str(generation.id), str(payload)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_CHILD,
+            str(data_dir),
+            action,
+            where,
+            str(user.id),
+            str(generation.id),
+            str(payload),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == -9, child.stderr  # killed at the chosen point, not finished
     store = data_dir / ("images" if action == "generation" else "uploads")
     leftovers = [path for path in store.rglob("*") if path.is_file()]

@@ -33,34 +33,76 @@ from webapp.schemas import GenerationBody
 from webapp.ui.common import ImageFiles
 from webapp.ui.generate import RANDOM_SEED, GenerateTab
 
-EMBEDDED = ModelInfo(name="embedded", family="kandinsky22", path="/m", hash="ab" * 32, default_steps=25,
-                     default_guidance=4.0, default_scheduler="ddim", schedulers=("ddpm", "ddim", "dpmpp"),
-                     default_size=(64, 64), sizes=((64, 64),))
+EMBEDDED = ModelInfo(
+    name="embedded",
+    family="kandinsky22",
+    path="/m",
+    hash="ab" * 32,
+    default_steps=25,
+    default_guidance=4.0,
+    default_scheduler="ddim",
+    schedulers=("ddpm", "ddim", "dpmpp"),
+    default_size=(64, 64),
+    sizes=((64, 64),),
+)
 NOW = datetime.now(UTC)
-CALLER = UserInfo(id=1, username="ada", display_name="Ada", role=Role.MEMBER, active=True,
-                  must_change_password=False, created_at=NOW, updated_at=NOW, last_login_at=None)
+CALLER = UserInfo(
+    id=1,
+    username="ada",
+    display_name="Ada",
+    role=Role.MEMBER,
+    active=True,
+    must_change_password=False,
+    created_at=NOW,
+    updated_at=NOW,
+    last_login_at=None,
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 printable = st.characters(blacklist_categories=("Cc", "Cs"))
 plausible = {
-    "prompt": st.text(printable, max_size=30), "negative_prompt": st.text(max_size=10),
+    "prompt": st.text(printable, max_size=30),
+    "negative_prompt": st.text(max_size=10),
     "seed": st.integers(-1, 2**32),
-    "steps": st.integers(0, 160), "guidance_scale": st.floats(-1, 55), "width": st.sampled_from([16, 64, 128]),
-    "height": st.sampled_from([16, 64, 2048]), "num_images": st.integers(0, 9),
-    "scheduler": st.sampled_from(["ddim", "DDPM", "warp"]), "image_guidance_scale": st.floats(-1, 2),
-    "image_guidance_decay": st.sampled_from(["none", "cosine", "exp"]), "interpolation": st.floats(-1, 2),
-    "mix": st.lists(st.fixed_dictionaries({"text": st.text(printable, max_size=8)},
-                                          optional={"weight": st.floats(-12, 12)}),
-                    max_size=3),
+    "steps": st.integers(0, 160),
+    "guidance_scale": st.floats(-1, 55),
+    "width": st.sampled_from([16, 64, 128]),
+    "height": st.sampled_from([16, 64, 2048]),
+    "num_images": st.integers(0, 9),
+    "scheduler": st.sampled_from(["ddim", "DDPM", "warp"]),
+    "image_guidance_scale": st.floats(-1, 2),
+    "image_guidance_decay": st.sampled_from(["none", "cosine", "exp"]),
+    "interpolation": st.floats(-1, 2),
+    "mix": st.lists(
+        st.fixed_dictionaries(
+            {"text": st.text(printable, max_size=8)}, optional={"weight": st.floats(-12, 12)}
+        ),
+        max_size=3,
+    ),
 }
 bodies = st.one_of(
-    st.fixed_dictionaries({"prompt": st.text(printable, min_size=1, max_size=30)},
-                          optional={key: value for key, value in plausible.items() if key != "prompt"}),
-    st.fixed_dictionaries({}, optional={key: st.one_of(value, json_values) for key, value in plausible.items()}),
-    st.dictionaries(st.sampled_from([*plausible, "user", "colour", "guidance_image"]), json_values, max_size=4),
+    st.fixed_dictionaries(
+        {"prompt": st.text(printable, min_size=1, max_size=30)},
+        optional={key: value for key, value in plausible.items() if key != "prompt"},
+    ),
+    st.fixed_dictionaries(
+        {}, optional={key: st.one_of(value, json_values) for key, value in plausible.items()}
+    ),
+    st.dictionaries(
+        st.sampled_from([*plausible, "user", "colour", "guidance_image"]), json_values, max_size=4
+    ),
     json_values,
 )
 
@@ -89,8 +131,10 @@ def test_any_json_body_is_refused_by_field_or_resolved_within_limits(body: objec
 
 # REST, UI and engine agree ------------------------------------------------------------------------
 
-texts = st.one_of(st.text(printable, min_size=1, max_size=12).filter(str.strip),
-                  st.sampled_from(["", "  ", "a\x01b", "tab\tok", "x" * (MAX_TEXT_CHARS + 1)]))
+texts = st.one_of(
+    st.text(printable, min_size=1, max_size=12).filter(str.strip),
+    st.sampled_from(["", "  ", "a\x01b", "tab\tok", "x" * (MAX_TEXT_CHARS + 1)]),
+)
 
 
 def edges(name: str, *, high: float | None = None) -> st.SearchStrategy:
@@ -113,10 +157,15 @@ def form_requests(draw: st.DrawFn, info: ModelInfo) -> dict[str, Any]:
     mix = draw(st.lists(st.fixed_dictionaries({"text": good_texts, "weight": st.floats(-2, 2)}), max_size=3))
     prompt = draw(good_texts) if not mix else draw(st.one_of(st.just(""), good_texts))
     fields: dict[str, Any] = {"prompt": prompt, "seed": 7, **({"mix": mix} if mix else {})}
-    choices = {"prompt": texts, "negative_prompt": texts,
-               "seed": st.one_of(edges("seed").filter(lambda seed: seed != RANDOM_SEED), st.just(-2)),
-               "steps": edges("steps", high=info.max_steps), "guidance_scale": edges("guidance_scale"),
-               "num_images": edges("num_images", high=info.max_images), "interpolation": edges("interpolation")}
+    choices = {
+        "prompt": texts,
+        "negative_prompt": texts,
+        "seed": st.one_of(edges("seed").filter(lambda seed: seed != RANDOM_SEED), st.just(-2)),
+        "steps": edges("steps", high=info.max_steps),
+        "guidance_scale": edges("guidance_scale"),
+        "num_images": edges("num_images", high=info.max_images),
+        "interpolation": edges("interpolation"),
+    }
     if mix:
         choices |= {"mix.text": texts, "mix.weight": edges("mix.weight")}
     name = draw(st.sampled_from(sorted(choices)))
@@ -128,7 +177,9 @@ def form_requests(draw: st.DrawFn, info: ModelInfo) -> dict[str, Any]:
     return fields
 
 
-def rest_outcome(live: Live, user: UserInfo, fields: dict[str, Any]) -> tuple[set[str], GenerationRequest | None]:
+def rest_outcome(
+    live: Live, user: UserInfo, fields: dict[str, Any]
+) -> tuple[set[str], GenerationRequest | None]:
     try:
         body = GenerationBody.model_validate_json(json.dumps(fields))
     except ValidationError as exc:
@@ -136,14 +187,22 @@ def rest_outcome(live: Live, user: UserInfo, fields: dict[str, Any]) -> tuple[se
     return service_outcome(live, user, job_request(body))
 
 
-def ui_outcome(live: Live, tab: GenerateTab, user: UserInfo,
-               fields: dict[str, Any]) -> tuple[set[str], GenerationRequest | None]:
+def ui_outcome(
+    live: Live, tab: GenerateTab, user: UserInfo, fields: dict[str, Any]
+) -> tuple[set[str], GenerationRequest | None]:
     """The Generate handler's own parse, then the service call it makes (without running the job)."""
     values = {component: component.value for component in tab.generate_inputs}
     mix = fields.get("mix", [])
-    values.update({tab.prompt: fields["prompt"], tab.negative: fields.get("negative_prompt", ""),
-                   tab.seed: fields["seed"], tab.mix_count: len(mix),
-                   tab.interp_on: "interpolation" in fields, tab.interp: fields.get("interpolation", 0.5)})
+    values.update(
+        {
+            tab.prompt: fields["prompt"],
+            tab.negative: fields.get("negative_prompt", ""),
+            tab.seed: fields["seed"],
+            tab.mix_count: len(mix),
+            tab.interp_on: "interpolation" in fields,
+            tab.interp: fields.get("interpolation", 0.5),
+        }
+    )
     numbers = (("steps", tab.steps), ("guidance_scale", tab.cfg), ("num_images", tab.count))
     values.update({component: fields[name] for name, component in numbers if name in fields})
     for slot, item in zip(tab.slots, mix, strict=False):
@@ -158,10 +217,13 @@ def service_outcome(live: Live, user: UserInfo, job: Any) -> tuple[set[str], Gen
         return {rest_spelling(error.field)}, None
 
 
-def engine_outcome(live: Live, user: UserInfo,
-                   fields: dict[str, Any]) -> tuple[set[str], GenerationRequest | None]:
+def engine_outcome(
+    live: Live, user: UserInfo, fields: dict[str, Any]
+) -> tuple[set[str], GenerationRequest | None]:
     mix = tuple(MixIngredient(weight=item["weight"], text=item["text"]) for item in fields.get("mix", []))
-    request = GenerationRequest(user=user.username, mix=mix, **{k: v for k, v in fields.items() if k != "mix"})
+    request = GenerationRequest(
+        user=user.username, mix=mix, **{k: v for k, v in fields.items() if k != "mix"}
+    )
     try:
         return set(), live.engine.validate(request)
     except RequestError as error:

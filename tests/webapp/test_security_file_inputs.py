@@ -26,11 +26,14 @@ from webapp.ui.generate import GenerateTab
 
 def file_events(config: dict) -> list[tuple[dict, list[int]]]:
     """Each Python event of the app with the positions of its file-like inputs (those taking a FileData)."""
-    file_like = {c["id"] for c in config["components"]
-                 if "gradio.FileData" in json.dumps(c.get("api_info_as_input"))}
-    return [(dependency, [n for n, input_id in enumerate(dependency["inputs"]) if input_id in file_like])
-            for dependency in config["dependencies"]
-            if dependency["backend_fn"] and file_like & set(dependency["inputs"])]
+    file_like = {
+        c["id"] for c in config["components"] if "gradio.FileData" in json.dumps(c.get("api_info_as_input"))
+    }
+    return [
+        (dependency, [n for n, input_id in enumerate(dependency["inputs"]) if input_id in file_like])
+        for dependency in config["dependencies"]
+        if dependency["backend_fn"] and file_like & set(dependency["inputs"])
+    ]
 
 
 def default_inputs(config: dict, dependency: dict) -> list:
@@ -54,13 +57,17 @@ def secret_png(live: Live) -> Path:
     return path
 
 
-def test_no_event_copies_or_returns_a_file_from_outside_the_upload_folder(live: Live, secret_png: Path) -> None:
+def test_no_event_copies_or_returns_a_file_from_outside_the_upload_folder(
+    live: Live, secret_png: Path
+) -> None:
     member = live.person()
     browser = signed_in_browser(live.url, member.name, member.password)
     config = browser.get("/config").raise_for_status().json()
     events = file_events(config)
     names = {dependency["api_name"] for dependency, _ in events}
-    assert {"generate", "mix_remove_0"} <= names, names  # the enumeration finds the Generate tab's file inputs
+    assert {"generate", "mix_remove_0"} <= names, (
+        names
+    )  # the enumeration finds the Generate tab's file inputs
     targets = [secret_png, live.storage.data_dir / "draftroom.db", Path("/etc/passwd")]
     before = cached_files()
     calls = []
@@ -69,7 +76,9 @@ def test_no_event_copies_or_returns_a_file_from_outside_the_upload_folder(live: 
             for position in positions:  # each file input on its own: a check must not stop at the first
                 data = default_inputs(config, dependency)
                 data[position] = file_data(target)
-                calls.append((dependency["api_name"], position, target, queue_call(browser, dependency, data)))
+                calls.append(
+                    (dependency["api_name"], position, target, queue_call(browser, dependency, data))
+                )
     for api_name, position, target, messages in calls:
         completed = messages[-1]
         assert completed["msg"] == "process_completed", (api_name, messages)
@@ -83,8 +92,10 @@ def test_no_event_copies_or_returns_a_file_from_outside_the_upload_folder(live: 
 
 def test_a_signed_out_caller_cannot_call_an_event(live: Live, secret_png: Path) -> None:
     anonymous = httpx.Client(base_url=live.url, timeout=30)
-    joined = anonymous.post("/gradio_api/queue/join", json={
-        "data": [file_data(secret_png)], "fn_index": 0, "session_hash": uuid.uuid4().hex})
+    joined = anonymous.post(
+        "/gradio_api/queue/join",
+        json={"data": [file_data(secret_png)], "fn_index": 0, "session_hash": uuid.uuid4().hex},
+    )
     assert joined.status_code == 401
 
 

@@ -33,7 +33,9 @@ def outputs(messages: list[dict]) -> list:
 def test_a_password_change_in_the_ui_signs_out_the_users_other_browsers(live: Live) -> None:
     person, colleague = live.person(), live.person()
     changing = signed_in_browser(live.url, person.name, person.password)
-    other = signed_in_browser(live.url, person.name.upper(), person.password)  # sign-in ignores the name's case
+    other = signed_in_browser(
+        live.url, person.name.upper(), person.password
+    )  # sign-in ignores the name's case
     colleagues = signed_in_browser(live.url, colleague.name, colleague.password)
     change = dependency(changing, "change_password")
     message = outputs(queue_call(changing, change, [person.password, NEW_PASSWORD, NEW_PASSWORD]))[-1]
@@ -45,11 +47,14 @@ def test_a_password_change_in_the_ui_signs_out_the_users_other_browsers(live: Li
 def test_a_password_change_through_the_api_signs_out_every_browser(live: Live) -> None:
     person = live.person()
     browser = signed_in_browser(live.url, person.name, person.password)
-    response = live.client(person).post("/api/v1/me/password", json={"current_password": person.password,
-                                                                     "new_password": NEW_PASSWORD})
+    response = live.client(person).post(
+        "/api/v1/me/password", json={"current_password": person.password, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 204, response.text
     assert not signed_in(browser)
-    assert live.client(person).get("/api/v1/me").status_code == 200  # API tokens stay valid (docs/SECURITY.md)
+    assert (
+        live.client(person).get("/api/v1/me").status_code == 200
+    )  # API tokens stay valid (docs/SECURITY.md)
 
 
 def test_a_reused_session_hash_reaches_neither_state_nor_results(live: Live) -> None:
@@ -69,8 +74,10 @@ def test_a_reused_session_hash_reaches_neither_state_nor_results(live: Live) -> 
 
     whoami = dependency(owner, "whoami")
     stream = uuid.uuid4().hex
-    joined = owner.post("/gradio_api/queue/join", json={"data": [], "fn_index": whoami["id"], "session_hash": stream,
-                                                        "trigger_id": None})
+    joined = owner.post(
+        "/gradio_api/queue/join",
+        json={"data": [], "fn_index": whoami["id"], "session_hash": stream, "trigger_id": None},
+    )
     assert joined.status_code == 200, joined.text
     stolen = read_stream(intruder, stream)
     owner_tag = first.name.split("-")[-1]

@@ -34,7 +34,9 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
 
 
 def build(live: Live, storage: Storage, **options: object) -> FastAPI:
-    return create_app(storage, live.engine, **{"allowed_hosts": [HOST], "allowed_origins": [PARTNER], **options})
+    return create_app(
+        storage, live.engine, **{"allowed_hosts": [HOST], "allowed_origins": [PARTNER], **options}
+    )
 
 
 def browser(app: FastAPI, origin: str | None = SITE) -> TestClient:
@@ -76,7 +78,8 @@ def test_state_changing_requests_from_another_origin_are_refused(live: Live, sto
     app = build(live, storage)
     for headers in ({"Origin": EVIL}, {"Origin": "null"}, {"Referer": f"{EVIL}/attack.html"}):
         login = TestClient(app, base_url=SITE, headers=headers).post(
-            "/login", data={"username": "alice", "password": PASSWORD})
+            "/login", data={"username": "alice", "password": PASSWORD}
+        )
         assert login.status_code == 403, (headers, login.text)
         assert login.json()["error"] == "cross_origin" and "set-cookie" not in login.headers
 
@@ -88,16 +91,24 @@ def test_state_changing_requests_from_another_origin_are_refused(live: Live, sto
     assert joined.status_code == 403 and joined.json()["error"] == "cross_origin"
     # The same-site page, a listed origin and a program without Origin are not refused by this check.
     assert browser(app).post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 200
-    assert browser(app, PARTNER).post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 200
-    assert browser(app, None).post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 200
+    assert (
+        browser(app, PARTNER).post("/login", data={"username": "alice", "password": PASSWORD}).status_code
+        == 200
+    )
+    assert (
+        browser(app, None).post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 200
+    )
 
 
 def test_bearer_token_requests_are_not_origin_checked(live: Live, storage: Storage) -> None:
     alice = storage.users.find("alice")
     secret = storage.tokens.create(OPERATOR, alice.id, "tests").secret
     client = browser(build(live, storage), EVIL)
-    response = client.post("/api/v1/uploads", headers={"Authorization": f"Bearer {secret}"},
-                           files={"file": ("x.png", b"not an image", "image/png")})
+    response = client.post(
+        "/api/v1/uploads",
+        headers={"Authorization": f"Bearer {secret}"},
+        files={"file": ("x.png", b"not an image", "image/png")},
+    )
     assert response.status_code == 415, response.text  # reached the handler: the upload check answered
 
 
@@ -110,7 +121,9 @@ def test_no_auth_mode_refuses_another_origins_writes_and_a_foreign_host(live: Li
     assert response.status_code == 400 and "alice" not in response.text
     assert rebound.get("/").status_code == 400
     hostile = TestClient(app, base_url="http://localhost:7860", headers={"Origin": EVIL})
-    response = hostile.post("/api/v1/users", json={"name": "mallory", "role": "admin", "password": PASSWORD * 2})
+    response = hostile.post(
+        "/api/v1/users", json={"name": "mallory", "role": "admin", "password": PASSWORD * 2}
+    )
     assert response.status_code == 403 and response.json()["error"] == "cross_origin"
     assert all(user.username != "mallory" for user in storage.users.list_all(OPERATOR))
 
@@ -150,19 +163,28 @@ def test_every_page_carries_the_security_headers(live: Live, storage: Storage) -
         assert "frame-ancestors 'self'" in headers["content-security-policy"], path
         assert headers["x-content-type-options"] == "nosniff", path
         assert headers["referrer-policy"] == "same-origin", path
-    assert "frame-ancestors 'self'" in TestClient(build(live, storage), base_url="http://x.example").get(
-        "/").headers["content-security-policy"]  # refused hosts too
+    assert (
+        "frame-ancestors 'self'"
+        in TestClient(build(live, storage), base_url="http://x.example")
+        .get("/")
+        .headers["content-security-policy"]
+    )  # refused hosts too
 
 
 def test_gradio_and_sign_in_bodies_are_capped_before_authentication(live: Live, storage: Storage) -> None:
     client = browser(build(live, storage))
     big = b"x" * (MAX_JSON_BYTES + 1)
     for path in ("/gradio_api/queue/join", "/gradio_api/upload", "/login", "/gradio_api/run/predict"):
-        response = client.post(path, content=big if path != "/gradio_api/upload" else big * 11,
-                               headers={"Content-Type": "application/json"})
+        response = client.post(
+            path,
+            content=big if path != "/gradio_api/upload" else big * 11,
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code == 413, (path, response.status_code, response.text[:200])
         assert response.json()["error"] == "payload_too_large"
-    declared = client.post("/gradio_api/queue/join", content=b"{}", headers={"Content-Length": str(100 << 20)})
+    declared = client.post(
+        "/gradio_api/queue/join", content=b"{}", headers={"Content-Length": str(100 << 20)}
+    )
     assert declared.status_code == 413
 
     sign_in(client)  # a signed-in upload of an image-sized body passes the cap (and is stored by Gradio)

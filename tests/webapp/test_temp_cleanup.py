@@ -30,8 +30,10 @@ def test_files_older_than_the_max_age_are_swept_and_new_ones_kept() -> None:
     (folder.path / "zip").mkdir()
     for name in ("old.png", "zip/export.zip", "fresh.png"):
         (folder.path / name).write_bytes(b"x")
-    old, nested, fresh = (aged(folder.path / name, clock.now - age)
-                          for name, age in (("old.png", 101), ("zip/export.zip", 101), ("fresh.png", 10)))
+    old, nested, fresh = (
+        aged(folder.path / name, clock.now - age)
+        for name, age in (("old.png", 101), ("zip/export.zip", 101), ("fresh.png", 10))
+    )
     aged(folder.path / "zip", clock.now - 101)
     folder.maybe_sweep()  # the last sweep was just now: nothing yet
     assert old.exists()

@@ -27,9 +27,11 @@ def run_generate(tab: GenerateTab, person: Person, values: dict[Any, Any]) -> di
     """Call the Generate handler with the form's values; returns its last streamed update.
 
     Image paths make the round trip through Gradio's upload folder first, as the browser sends them back."""
-    args = [values[component] if component in values else component.value for component in tab.generate_inputs]
-    args = [component.move_resource_to_block_cache(value) if isinstance(component, gr.Image) and value else value
-            for component, value in zip(tab.generate_inputs, args, strict=True)]
+    args = [values.get(component, component.value) for component in tab.generate_inputs]
+    args = [
+        component.move_resource_to_block_cache(value) if isinstance(component, gr.Image) and value else value
+        for component, value in zip(tab.generate_inputs, args, strict=True)
+    ]
     args[tab.generate_inputs.index(tab.steps)] = TEST_STEPS
     updates = list(tab._generate(gr.Request(username=person.name), *args))
     return updates[-1]
@@ -44,9 +46,16 @@ def test_reuse_fills_the_form_with_a_colleagues_recipe(live: Live, tab: Generate
     client = live.client(author)
     guide = upload(client, png_bytes("green", (24, 24))).json()
     prompt = f"a blue circle {unique_word()}"
-    done = generate(client, prompt, seed=99, negative_prompt="blurry", guidance_image=guide["id"],
-                    image_guidance_scale=0.02, image_guidance_decay="cosine",
-                    mix=[{"text": "red square", "weight": -0.75}])
+    done = generate(
+        client,
+        prompt,
+        seed=99,
+        negative_prompt="blurry",
+        guidance_image=guide["id"],
+        image_guidance_scale=0.02,
+        image_guidance_decay="cosine",
+        mix=[{"text": "red square", "weight": -0.75}],
+    )
     values = tab.recipe_values(colleague.user, done["id"], remix=False)
     assert (values[tab.prompt], values[tab.negative], values[tab.seed]) == (prompt, "blurry", 99)
     assert (values[tab.guidance_scale], values[tab.guidance_decay]) == (0.02, "cosine")
@@ -71,7 +80,9 @@ def test_candidates_per_image_are_recorded_and_reused(live: Live, tab: GenerateT
     assert values[tab.candidates] == 1
     run_generate(tab, colleague, {**values, tab.candidates: 3})
     assert latest(live, colleague).generation.params["candidates"] == 3
-    default = tab.recipe_values(colleague.user, generate(live.client(author), "a red circle")["id"], remix=False)
+    default = tab.recipe_values(
+        colleague.user, generate(live.client(author), "a red circle")["id"], remix=False
+    )
     assert default[tab.candidates] == live.studio.engine.model_info.default_candidates
 
 
@@ -111,20 +122,25 @@ def test_removing_an_ingredient_shifts_the_ones_below(live: Live, tab: GenerateT
     remove_first = tab._remove_slot(0)
     count, *shown = remove_first(gr.Request(username=person.name), 3, *(v for slot in slots for v in slot))
     assert count == 2
-    rows = [shown[n * 5:(n + 1) * 5] for n in range(len(tab.slots))]
+    rows = [shown[n * 5 : (n + 1) * 5] for n in range(len(tab.slots))]
     assert [(row[0].visible, row[2], row[4]) for row in rows] == [
-        (True, "green", -1.0), (True, "blue", 1.5)] + [(False, "", 1.0)] * (len(tab.slots) - 2)
+        (True, "green", -1.0),
+        (True, "blue", 1.5),
+    ] + [(False, "", 1.0)] * (len(tab.slots) - 2)
 
 
 def test_the_form_reuses_a_mix_as_large_as_the_api_accepts(live: Live, tab: GenerateTab) -> None:
     author, colleague = live.person(), live.person()
-    mix = [{"text": colour, "weight": 0.25 * (n + 1)}
-           for n, colour in enumerate(("red", "orange", "yellow", "green", "blue", "purple", "white", "black"))]
+    mix = [
+        {"text": colour, "weight": 0.25 * (n + 1)}
+        for n, colour in enumerate(("red", "orange", "yellow", "green", "blue", "purple", "white", "black"))
+    ]
     done = generate(live.client(author), f"a circle {unique_word()}", mix=mix)
     values = tab.recipe_values(colleague.user, done["id"], remix=True)
     assert values[tab.mix_count] == len(mix) == len(tab.slots)
     assert [(values[slot.text], values[slot.weight]) for slot in tab.slots] == [
-        (item["text"], item["weight"]) for item in mix]
+        (item["text"], item["weight"]) for item in mix
+    ]
 
 
 def test_history_search_pages_and_favourites(live: Live) -> None:
@@ -142,8 +158,11 @@ def test_history_search_pages_and_favourites(live: Live) -> None:
     filters = [word, "everyone", "any", False, "", ""]
 
     cards, shown, page, label = history.first_page(*filters, request)
-    assert (cards.count('class="history-card"'), page, label) == (PAGE_SIZE, 1,
-                                                                  f"Page 1 of 2 · {PAGE_SIZE + 1} generation(s)")
+    assert (cards.count('class="history-card"'), page, label) == (
+        PAGE_SIZE,
+        1,
+        f"Page 1 of 2 · {PAGE_SIZE + 1} generation(s)",
+    )
     assert shown == ids[::-1][:PAGE_SIZE]  # newest first
     cards, shown, page, _ = history._turn_page(+1)(*filters, page, request)
     assert (shown, page) == ([ids[0]], 2)

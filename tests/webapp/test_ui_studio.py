@@ -63,7 +63,9 @@ def test_the_audit_table_names_the_decision_and_the_image(live: Live, admin_tab:
     live.storage.reviews.submit(author.user.id, image_id)
     live.storage.reviews.decide(reviewer.user.id, image_id, "reject", "too dark")
     _, audit = admin_tab.tables(admin.user.id)
-    assert [reviewer.name, "review.decide", f"image {image_id}", "decision: reject"] in [row[1:] for row in audit]
+    assert [reviewer.name, "review.decide", f"image {image_id}", "decision: reject"] in [
+        row[1:] for row in audit
+    ]
 
 
 def test_a_reviewer_exports_the_approved_images(live: Live) -> None:
@@ -88,8 +90,19 @@ def test_every_element_id_is_unique(live: Live) -> None:
     ids = [block.elem_id for block in blocks.blocks.values() if getattr(block, "elem_id", None)]
     assert len(ids) > 50
     assert sorted(i for i in set(ids) if ids.count(i) > 1) == []
-    assert {"prompt", "generate", "review-image", "review-recipe", "review-comment", "review-approve",
-            "review-reject", "review-changes", "history-search", "history-results", "inbox"} <= set(ids)
+    assert {
+        "prompt",
+        "generate",
+        "review-image",
+        "review-recipe",
+        "review-comment",
+        "review-approve",
+        "review-reject",
+        "review-changes",
+        "history-search",
+        "history-results",
+        "inbox",
+    } <= set(ids)
 
 
 def test_hostile_prompts_stay_text_in_the_review_panel_and_history_cards(live: Live) -> None:
@@ -98,8 +111,12 @@ def test_hostile_prompts_stay_text_in_the_review_panel_and_history_cards(live: L
     author, reviewer = live.person(), live.person("reviewer")
     hostile = f'<img src=x onerror="alert(1)"> {unique_word()}'
     client = live.client(author)
-    done = generate(client, hostile, negative_prompt="<script>alert(2)</script>",
-                    mix=[{"text": "<b>bold</b>", "weight": 1.0}])
+    done = generate(
+        client,
+        hostile,
+        negative_prompt="<script>alert(2)</script>",
+        mix=[{"text": "<b>bold</b>", "weight": 1.0}],
+    )
     image_id = done["images"][0]["id"]
     with gr.Blocks():
         files = ImageFiles(live.studio)

@@ -19,10 +19,14 @@ def router(studio: Studio) -> APIRouter:
     api = APIRouter(tags=["export"])
     reviewer = studio.auth.require(*STAFF)
 
-    @api.get("/export", response_class=FileResponse,
-             responses={200: {"content": {"application/zip": {}}, "description": "the zip"}})
-    def export(status: Literal["draft", "pending", "approved", "rejected"] = "approved",
-               user: UserInfo = reviewer) -> FileResponse:
+    @api.get(
+        "/export",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/zip": {}}, "description": "the zip"}},
+    )
+    def export(
+        status: Literal["draft", "pending", "approved", "rejected"] = "approved", user: UserInfo = reviewer
+    ) -> FileResponse:
         descriptor, name = tempfile.mkstemp(prefix="draftroom-export-", suffix=".zip")
         path = Path(name)
         try:
@@ -31,8 +35,12 @@ def router(studio: Studio) -> APIRouter:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return FileResponse(path, media_type="application/zip", filename=f"draftroom-{status}.zip",
-                            headers={"X-Draftroom-Count": str(summary.count)},
-                            background=BackgroundTask(path.unlink, missing_ok=True))
+        return FileResponse(
+            path,
+            media_type="application/zip",
+            filename=f"draftroom-{status}.zip",
+            headers={"X-Draftroom-Count": str(summary.count)},
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     return api

@@ -15,14 +15,27 @@ from webapp.views import generation_out
 def job_request(body: GenerationBody) -> JobRequest:
     """The body as the job service's request; upload ids stay references."""
     return JobRequest(
-        prompt=body.prompt, negative_prompt=body.negative_prompt, seed=body.seed, steps=body.steps,
-        guidance_scale=body.guidance_scale, width=body.width, height=body.height, num_images=body.num_images,
-        scheduler=body.scheduler, candidates=body.candidates,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        seed=body.seed,
+        steps=body.steps,
+        guidance_scale=body.guidance_scale,
+        width=body.width,
+        height=body.height,
+        num_images=body.num_images,
+        scheduler=body.scheduler,
+        candidates=body.candidates,
         guidance_upload_id=None if body.guidance_image is None else int(body.guidance_image),
-        image_guidance_scale=body.image_guidance_scale, image_guidance_decay=body.image_guidance_decay,
-        mix=tuple(MixIngredientRef(weight=item.weight, text=item.text,
-                          upload_id=None if item.image is None else int(item.image)) for item in body.mix),
-        interpolation=body.interpolation)
+        image_guidance_scale=body.image_guidance_scale,
+        image_guidance_decay=body.image_guidance_decay,
+        mix=tuple(
+            MixIngredientRef(
+                weight=item.weight, text=item.text, upload_id=None if item.image is None else int(item.image)
+            )
+            for item in body.mix
+        ),
+        interpolation=body.interpolation,
+    )
 
 
 def router(studio: Studio) -> APIRouter:

@@ -19,8 +19,9 @@ def router(studio: Studio) -> APIRouter:
 
     @api.post("/me/password", status_code=204, response_class=Response)
     def change_password(body: PasswordChangeBody, user: UserInfo = caller) -> Response:
-        studio.storage.users.change_password(user.id, user.id, body.new_password,
-                                             current_password=body.current_password)
+        studio.storage.users.change_password(
+            user.id, user.id, body.new_password, current_password=body.current_password
+        )
         studio.auth.password_changed(user.username)
         return Response(status_code=204)
 

@@ -20,9 +20,17 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def history_query(q: str, author: str | None, status: str | None, mine: bool, favourites: bool,
-                  created_from: datetime | None, created_to: datetime | None, page: int, page_size: int
-                  ) -> HistoryQuery:
+def history_query(
+    q: str,
+    author: str | None,
+    status: str | None,
+    mine: bool,
+    favourites: bool,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    page: int,
+    page_size: int,
+) -> HistoryQuery:
     """`status` is a review status (draft, pending, approved, rejected) or a generation status."""
     review_status = generation_status = None
     if status in {s.value for s in ReviewStatus}:
@@ -30,8 +38,9 @@ def history_query(q: str, author: str | None, status: str | None, mine: bool, fa
     elif status in {s.value for s in GenerationStatus}:
         generation_status = GenerationStatus(status)
     elif status:
-        raise ApiError(422, "invalid_request",
-                       [{"field": "status", "message": f"use one of {', '.join(STATUSES)}"}])
+        raise ApiError(
+            422, "invalid_request", [{"field": "status", "message": f"use one of {', '.join(STATUSES)}"}]
+        )
     return HistoryQuery(
         text=q,
         author=author or None,
@@ -65,7 +74,11 @@ def router(studio: Studio) -> APIRouter:
     ) -> PromptPage:
         query = history_query(q, author, status, mine, favourites, created_from, created_to, page, page_size)
         found = studio.storage.history.search(user.id, query)
-        return PromptPage(items=[history_item_out(item) for item in found.items], total=found.total,
-                          page=found.page, page_size=found.page_size)
+        return PromptPage(
+            items=[history_item_out(item) for item in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
 
     return api

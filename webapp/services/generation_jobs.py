@@ -47,7 +47,7 @@ from model.engine.engine_common import (
     QueueFull,
     request_params,
 )
-from storage.errors import InvalidState, NotFound, PermissionDenied
+from storage.errors import InvalidState, NotFound
 from storage.metadata import encode_png, image_recipe
 from storage.types import (
     GenerationInfo,
@@ -94,23 +94,37 @@ class JobRequest:
     def upload_ids(self) -> list[tuple[str, int]]:
         """Every referenced upload with the field that names it."""
         wanted = [] if self.guidance_upload_id is None else [("guidance_image", self.guidance_upload_id)]
-        return wanted + [(f"mix.{n}.image", item.upload_id) for n, item in enumerate(self.mix)
-                         if item.upload_id is not None]
+        return wanted + [
+            (f"mix.{n}.image", item.upload_id)
+            for n, item in enumerate(self.mix)
+            if item.upload_id is not None
+        ]
 
     def engine_request(self, user: str, images: dict[int, Image.Image]) -> GenerationRequest:
         """The engine's request, the referenced uploads' pixels (`images`, by upload id) filled in."""
         mix = tuple(
-            MixIngredient(weight=item.weight, text=item.text) if item.upload_id is None
+            MixIngredient(weight=item.weight, text=item.text)
+            if item.upload_id is None
             else MixIngredient(weight=item.weight, image=images[item.upload_id])
             for item in self.mix
         )
         return GenerationRequest(
-            prompt=self.prompt, negative_prompt=self.negative_prompt, seed=self.seed, steps=self.steps,
-            guidance_scale=self.guidance_scale, width=self.width, height=self.height,
-            num_images=self.num_images, scheduler=self.scheduler, candidates=self.candidates,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            width=self.width,
+            height=self.height,
+            num_images=self.num_images,
+            scheduler=self.scheduler,
+            candidates=self.candidates,
             guidance_image=None if self.guidance_upload_id is None else images[self.guidance_upload_id],
-            image_guidance_scale=self.image_guidance_scale, image_guidance_decay=self.image_guidance_decay,
-            mix=mix, interpolation=self.interpolation, user=user,
+            image_guidance_scale=self.image_guidance_scale,
+            image_guidance_decay=self.image_guidance_decay,
+            mix=mix,
+            interpolation=self.interpolation,
+            user=user,
         )
 
 
@@ -154,7 +168,9 @@ class GenerationJobs:
         many) and delete the files it wrote but never recorded, so `db check` is clean after a crash."""
         count = self._mark_interrupted()
         for leftover in self.storage.check.remove_interrupted_writes():
-            log.warning("removed %s %s/%s (%s)", leftover.kind, leftover.store, leftover.relpath, leftover.detail)
+            log.warning(
+                "removed %s %s/%s (%s)", leftover.kind, leftover.store, leftover.relpath, leftover.detail
+            )
         return count
 
     def _mark_interrupted(self) -> int:
@@ -191,8 +207,13 @@ class GenerationJobs:
         prompt_id = job.prompt_id if job.prompt_id is not None else self._record_prompt(user, job)
         info = self.engine.model_info
         generation = self.storage.generations.create(
-            user.id, prompt_id, model_id=info.name, model_hash=info.hash,
-            params=request_params(checked.request), seed=checked.request.seed)
+            user.id,
+            prompt_id,
+            model_id=info.name,
+            model_hash=info.hash,
+            params=request_params(checked.request),
+            seed=checked.request.seed,
+        )
         try:
             handle = self.engine.submit(checked.request)
         except (QueueFull, EngineClosed) as exc:
@@ -224,8 +245,13 @@ class GenerationJobs:
         if job.guidance_upload_id is not None:
             guidance = Guidance(job.guidance_upload_id, job.image_guidance_scale, job.image_guidance_decay)
         prompt = self.storage.prompts.create(
-            user.id, text=job.prompt, negative_prompt=job.negative_prompt, mix=job.mix,
-            guidance=guidance, parent_id=job.parent_prompt_id)
+            user.id,
+            text=job.prompt,
+            negative_prompt=job.negative_prompt,
+            mix=job.mix,
+            guidance=guidance,
+            parent_id=job.parent_prompt_id,
+        )
         return prompt.id
 
     # Following jobs --------------------------------------------------------------------------
@@ -288,9 +314,16 @@ class GenerationJobs:
             _ignore_state(generations.mark_failed, job.generation_id, str(exc) or "The generation failed.")
             return
         images = self._encode(job, result)
-        _ignore_state(lambda: generations.mark_succeeded(
-            job.generation_id, images=images, seed=result.seed, model_s=result.model_s,
-            queue_wait_s=result.queue_wait_s, params=result.params))
+        _ignore_state(
+            lambda: generations.mark_succeeded(
+                job.generation_id,
+                images=images,
+                seed=result.seed,
+                model_s=result.model_s,
+                queue_wait_s=result.queue_wait_s,
+                params=result.params,
+            )
+        )
 
     def _encode(self, job: _RunningJob, result: GenerationResult) -> list[NewImage]:
         """PNG bytes with the recipe (storage.metadata.image_recipe) in both chunks, and each image's own seed."""
@@ -300,10 +333,17 @@ class GenerationJobs:
         images = []
         for index, image in enumerate(result.images):
             recipe = image_recipe(
-                job.checked.request, result, index, model_hash=self.engine.model_info.short_hash,
-                mix_sources=sources, guidance_source=None if guidance_id is None else uploads[guidance_id].sha256,
-                generation_id=job.generation_id)
-            images.append(NewImage(index, encode_png(image, recipe), image.width, image.height, seed=recipe.seed))
+                job.checked.request,
+                result,
+                index,
+                model_hash=self.engine.model_info.short_hash,
+                mix_sources=sources,
+                guidance_source=None if guidance_id is None else uploads[guidance_id].sha256,
+                generation_id=job.generation_id,
+            )
+            images.append(
+                NewImage(index, encode_png(image, recipe), image.width, image.height, seed=recipe.seed)
+            )
         return images
 
 

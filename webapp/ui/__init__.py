@@ -23,20 +23,25 @@ from webapp.ui.inbox import LABEL as INBOX_LABEL
 from webapp.ui.inbox import InboxTab
 from webapp.ui.review import ReviewTab
 
-SIGN_OUT_FORM = ('<form method="post" action="/logout">'
-                 '<button type="submit" id="sign-out-btn" class="lg secondary">Sign out</button></form>')
+SIGN_OUT_FORM = (
+    '<form method="post" action="/logout">'
+    '<button type="submit" id="sign-out-btn" class="lg secondary">Sign out</button></form>'
+)
 
 __all__ = ["CSS", "build_ui"]
 
 
 def build_ui(studio: Studio) -> gr.Blocks:
     files = ImageFiles(studio)
-    with gr.Blocks(title="Draftroom", analytics_enabled=False,
-                   delete_cache=(SWEEP_EVERY_S, TEMP_MAX_AGE_S)) as demo:
+    with gr.Blocks(
+        title="Draftroom", analytics_enabled=False, delete_cache=(SWEEP_EVERY_S, TEMP_MAX_AGE_S)
+    ) as demo:
         with gr.Row():
             plain_markdown("## Draftroom", elem_id="title")
             whoami = plain_markdown("", elem_id="whoami")
-            if studio.auth.enabled:  # a form, so signing out is a same-origin POST that lands on the sign-in page
+            if (
+                studio.auth.enabled
+            ):  # a form, so signing out is a same-origin POST that lands on the sign-in page
                 gr.HTML(SIGN_OUT_FORM, elem_id="sign-out", min_height=0)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
@@ -72,12 +77,18 @@ def build_ui(studio: Studio) -> gr.Blocks:
         demo.load(None, js=SHORTCUTS_JS)
         demo.load(inbox.on_page_load, outputs=inbox.shown, api_visibility="private")
         inbox_tab.select(inbox.load, outputs=inbox.shown, api_visibility="private")
-        account.change.click(account.change_password, inputs=[account.current, account.new, account.confirm],
-                             outputs=[account.current, account.new, account.confirm, account.message],
-                             api_name="change_password").success(on_load, outputs=shell, api_visibility="private")
+        account.change.click(
+            account.change_password,
+            inputs=[account.current, account.new, account.confirm],
+            outputs=[account.current, account.new, account.confirm, account.message],
+            api_name="change_password",
+        ).success(on_load, outputs=shell, api_visibility="private")
         review_tab.select(review.load, inputs=review.filters, outputs=review.shown, api_visibility="private")
-        history_tab.select(history.first_page, inputs=history.filters,
-                           outputs=[history.results, history.ids, history.page, history.page_label],
-                           api_visibility="private")
+        history_tab.select(
+            history.first_page,
+            inputs=history.filters,
+            outputs=[history.results, history.ids, history.page, history.page_label],
+            api_visibility="private",
+        )
         admin_tab.select(admin.refresh_tables, outputs=[admin.users, admin.audit], api_visibility="private")
     return demo

@@ -16,7 +16,11 @@ class AccountTab:
         self.studio = studio
         self.notice = plain_markdown("", elem_id="account-notice")
         self.current = gr.Textbox(label="Current password", type="password", elem_id="current-password")
-        self.new = gr.Textbox(label=f"New password ({MIN_PASSWORD} characters or more, not a common one)", type="password", elem_id="new-password")
+        self.new = gr.Textbox(
+            label=f"New password ({MIN_PASSWORD} characters or more, not a common one)",
+            type="password",
+            elem_id="new-password",
+        )
         self.confirm = gr.Textbox(label="New password again", type="password", elem_id="confirm-password")
         self.change = gr.Button("Change password", variant="primary", elem_id="change-password-btn")
         self.message = plain_markdown("", elem_id="account-message")
@@ -28,7 +32,9 @@ class AccountTab:
         if new != confirm:
             raise gr.Error("New password: the two entries differ.")
         try:
-            self.studio.storage.users.change_password(user.id, user.id, new or "", current_password=current or "")
+            self.studio.storage.users.change_password(
+                user.id, user.id, new or "", current_password=current or ""
+            )
         except StorageError as exc:
             raise ui_error(exc) from None
         self.studio.auth.password_changed(user.username, keeping=request.cookies)

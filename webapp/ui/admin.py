@@ -8,8 +8,6 @@ confirmation that names the target.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -41,8 +39,9 @@ class AdminTab:
         self.exports = TempFolder("draftroom-export-", EXPORT_MAX_AGE_S)
         plain_markdown("### Users")
         self.users = plain_table(USER_HEADERS, elem_id="admin-users")
-        self.picked_note = plain_markdown("Pick a user in the table to change their role or access.",
-                                       elem_id="admin-picked-user")
+        self.picked_note = plain_markdown(
+            "Pick a user in the table to change their role or access.", elem_id="admin-picked-user"
+        )
         with gr.Row():
             self.role = gr.Dropdown(ROLES, value="member", label="Role", elem_id="admin-role")
             self.set_role = gr.Button("Set role of the picked user", elem_id="admin-set-role")
@@ -51,9 +50,12 @@ class AdminTab:
             self.refresh = gr.Button("Refresh", elem_id="admin-refresh")
         with gr.Row():
             self.name = gr.Textbox(label="New username", elem_id="admin-username")
-            self.password = gr.Textbox(label="Password (empty: generate one)", type="password",
-                                       elem_id="admin-password")
-            self.add = gr.Button("Add user (with the role above)", variant="primary", elem_id="admin-add-user")
+            self.password = gr.Textbox(
+                label="Password (empty: generate one)", type="password", elem_id="admin-password"
+            )
+            self.add = gr.Button(
+                "Add user (with the role above)", variant="primary", elem_id="admin-add-user"
+            )
         self.user_message = plain_markdown("", elem_id="admin-user-message")
         with gr.Group(visible=False, elem_id="admin-confirm") as self.confirm_box:
             self.confirm_text = plain_markdown("", elem_id="admin-confirm-text")
@@ -66,17 +68,23 @@ class AdminTab:
             self.token_label = gr.Textbox(label="Label", value="api", elem_id="admin-token-label")
             self.create_token = gr.Button("Create token", elem_id="admin-create-token")
             self.list_tokens = gr.Button("List tokens", elem_id="admin-list-tokens")
-        self.token_secret = gr.Textbox(label="New token (shown once: copy it now)", interactive=False,
-                                       elem_id="admin-token-secret")
+        self.token_secret = gr.Textbox(
+            label="New token (shown once: copy it now)", interactive=False, elem_id="admin-token-secret"
+        )
         self.tokens = plain_table(TOKEN_HEADERS, elem_id="admin-tokens")
         with gr.Row():
-            self.picked_token_note = plain_markdown("Pick a token in the table to revoke it.",
-                                                 elem_id="admin-picked-token")
+            self.picked_token_note = plain_markdown(
+                "Pick a token in the table to revoke it.", elem_id="admin-picked-token"
+            )
             self.revoke = gr.Button("Revoke the picked token", variant="stop", elem_id="admin-revoke-token")
         plain_markdown("### Export")
         with gr.Row():
-            self.export_status = gr.Dropdown([s.value for s in ReviewStatus], value="approved",
-                                             label="Images with status", elem_id="admin-export-status")
+            self.export_status = gr.Dropdown(
+                [s.value for s in ReviewStatus],
+                value="approved",
+                label="Images with status",
+                elem_id="admin-export-status",
+            )
             self.export = gr.Button("Export zip", elem_id="admin-export")
         self.export_file = gr.File(label="Export", interactive=False, elem_id="admin-export-file")
         plain_markdown("### Audit log (latest)")
@@ -90,38 +98,77 @@ class AdminTab:
     def _wire(self) -> None:
         tables = [self.users, self.audit]
         self.refresh.click(self.refresh_tables, outputs=tables, api_name="admin_refresh")
-        self.add.click(self._add, inputs=[self.name, self.role, self.password],
-                       outputs=[self.user_message, self.password, *tables], api_name="admin_add_user")
-        self.users.select(self._pick_user, outputs=[self.picked_user, self.picked_note],
-                          api_visibility="private")
-        self.tokens.select(self._pick_token, outputs=[self.picked_token, self.picked_token_note],
-                           api_visibility="private")
+        self.add.click(
+            self._add,
+            inputs=[self.name, self.role, self.password],
+            outputs=[self.user_message, self.password, *tables],
+            api_name="admin_add_user",
+        )
+        self.users.select(
+            self._pick_user, outputs=[self.picked_user, self.picked_note], api_visibility="private"
+        )
+        self.tokens.select(
+            self._pick_token, outputs=[self.picked_token, self.picked_token_note], api_visibility="private"
+        )
         asking = [self.pending, self.confirm_box, self.confirm_text]
-        self.set_role.click(self._ask_role, inputs=[self.picked_user, self.role], outputs=asking,
-                            api_name="admin_set_role")
-        self.disable.click(self._ask_disable, inputs=[self.picked_user], outputs=asking, api_name="admin_disable")
-        self.revoke.click(self._ask_revoke, inputs=[self.picked_token], outputs=asking,
-                          api_name="admin_revoke_token")
-        self.confirm.click(self._confirmed, inputs=[self.pending, self.token_user],
-                           outputs=[*asking, self.user_message, *tables, self.tokens], api_name="admin_confirm")
+        self.set_role.click(
+            self._ask_role, inputs=[self.picked_user, self.role], outputs=asking, api_name="admin_set_role"
+        )
+        self.disable.click(
+            self._ask_disable, inputs=[self.picked_user], outputs=asking, api_name="admin_disable"
+        )
+        self.revoke.click(
+            self._ask_revoke, inputs=[self.picked_token], outputs=asking, api_name="admin_revoke_token"
+        )
+        self.confirm.click(
+            self._confirmed,
+            inputs=[self.pending, self.token_user],
+            outputs=[*asking, self.user_message, *tables, self.tokens],
+            api_name="admin_confirm",
+        )
         self.cancel.click(self._cancel, outputs=asking, api_name="admin_cancel")
-        self.enable.click(self._enable, inputs=[self.picked_user], outputs=[self.user_message, *tables],
-                          api_name="admin_enable")
-        self.create_token.click(self._create_token, inputs=[self.token_user, self.token_label],
-                                outputs=[self.token_secret, self.tokens], api_name="admin_create_token")
-        self.list_tokens.click(self._list_tokens, inputs=[self.token_user], outputs=[self.tokens],
-                               api_name="admin_list_tokens")
-        self.export.click(self._export, inputs=[self.export_status], outputs=[self.export_file],
-                          api_name="admin_export")
+        self.enable.click(
+            self._enable,
+            inputs=[self.picked_user],
+            outputs=[self.user_message, *tables],
+            api_name="admin_enable",
+        )
+        self.create_token.click(
+            self._create_token,
+            inputs=[self.token_user, self.token_label],
+            outputs=[self.token_secret, self.tokens],
+            api_name="admin_create_token",
+        )
+        self.list_tokens.click(
+            self._list_tokens, inputs=[self.token_user], outputs=[self.tokens], api_name="admin_list_tokens"
+        )
+        self.export.click(
+            self._export, inputs=[self.export_status], outputs=[self.export_file], api_name="admin_export"
+        )
 
     def tables(self, admin_id: int) -> list[Any]:
         storage = self.studio.storage
-        users = [[u.username, u.role.value, u.active, u.must_change_password,
-                  when(u.last_login_at) if u.last_login_at else ""] for u in storage.users.list_all(admin_id)]
+        users = [
+            [
+                u.username,
+                u.role.value,
+                u.active,
+                u.must_change_password,
+                when(u.last_login_at) if u.last_login_at else "",
+            ]
+            for u in storage.users.list_all(admin_id)
+        ]
         events = storage.audit.list_events(admin_id, page_size=30).items
-        audit = [[when(e.created_at), e.actor_name, e.action, f"{e.target_type or ''} {e.target_id or ''}".strip(),
-                  ", ".join(f"{key}: {value}" for key, value in e.detail.items() if value is not None)]
-                 for e in events]
+        audit = [
+            [
+                when(e.created_at),
+                e.actor_name,
+                e.action,
+                f"{e.target_type or ''} {e.target_id or ''}".strip(),
+                ", ".join(f"{key}: {value}" for key, value in e.detail.items() if value is not None),
+            ]
+            for e in events
+        ]
         return [users, audit]
 
     def refresh_tables(self, request: gr.Request) -> list[Any]:
@@ -131,14 +178,21 @@ class AdminTab:
     def _add(self, name: str, role: str, password: str, request: gr.Request) -> list[Any]:
         admin = guard(self.studio, request, [Role.ADMIN])
         try:
-            created = self.studio.storage.users.create(admin.id, (name or "").strip(), role=role,
-                                                       password=password or None)
+            created = self.studio.storage.users.create(
+                admin.id, (name or "").strip(), role=role, password=password or None
+            )
         except StorageError as exc:
             raise ui_error(exc) from None
-        note = (f" One-time password: `{created.generated_password}` (shown once; they must change it)."
-                if created.generated_password else "")
-        return [f"Added **{escape_md(created.user.username)}** as {created.user.role.value}.{note}", "",
-                *self.tables(admin.id)]
+        note = (
+            f" One-time password: `{created.generated_password}` (shown once; they must change it)."
+            if created.generated_password
+            else ""
+        )
+        return [
+            f"Added **{escape_md(created.user.username)}** as {created.user.role.value}.{note}",
+            "",
+            *self.tables(admin.id),
+        ]
 
     # Picking a row, asking, confirming ----------------------------------------------------------
 
@@ -161,22 +215,28 @@ class AdminTab:
         user = self._picked(admin.id, name)
         if role not in ROLES:
             raise gr.Error("Role: pick one of the list.")
-        return self._asking({"action": "role", "target": user.username, "role": role},
-                            f"Change the role of **{escape_md(user.username)}** from {user.role.value} to **{role}**?")
+        return self._asking(
+            {"action": "role", "target": user.username, "role": role},
+            f"Change the role of **{escape_md(user.username)}** from {user.role.value} to **{role}**?",
+        )
 
     def _ask_disable(self, name: str | None, request: gr.Request) -> list[Any]:
         admin = guard(self.studio, request, [Role.ADMIN])
         user = self._picked(admin.id, name)
-        return self._asking({"action": "disable", "target": user.username},
-                            f"Disable **{escape_md(user.username)}**? They are signed out and their API tokens stop "
-                            "working until an admin enables them again.")
+        return self._asking(
+            {"action": "disable", "target": user.username},
+            f"Disable **{escape_md(user.username)}**? They are signed out and their API tokens stop "
+            "working until an admin enables them again.",
+        )
 
     def _ask_revoke(self, token_id: int | None, request: gr.Request) -> list[Any]:
         guard(self.studio, request, [Role.ADMIN])
         if token_id is None:
             raise gr.Error("Pick a token in the table first.")
-        return self._asking({"action": "revoke", "target": f"token #{token_id}", "token_id": int(token_id)},
-                            f"Revoke **token #{int(token_id)}**? Programs using it stop working at once.")
+        return self._asking(
+            {"action": "revoke", "target": f"token #{token_id}", "token_id": int(token_id)},
+            f"Revoke **token #{int(token_id)}**? Programs using it stop working at once.",
+        )
 
     def _cancel(self, request: gr.Request) -> list[Any]:
         guard(self.studio, request, [Role.ADMIN])
@@ -226,8 +286,17 @@ class AdminTab:
     def token_rows(self, admin_id: int, name: str) -> list[list[Any]]:
         storage = self.studio.storage
         owner = storage.users.find((name or "").strip())
-        return [[t.id, t.label, t.prefix, when(t.created_at), when(t.last_used_at) if t.last_used_at else "",
-                 when(t.revoked_at) if t.revoked_at else ""] for t in storage.tokens.list_for(admin_id, owner.id)]
+        return [
+            [
+                t.id,
+                t.label,
+                t.prefix,
+                when(t.created_at),
+                when(t.last_used_at) if t.last_used_at else "",
+                when(t.revoked_at) if t.revoked_at else "",
+            ]
+            for t in storage.tokens.list_for(admin_id, owner.id)
+        ]
 
     def _create_token(self, name: str, label: str, request: gr.Request) -> list[Any]:
         admin = guard(self.studio, request, [Role.ADMIN])

@@ -39,8 +39,13 @@ EXPORT_MAX_AGE_S = 3600
 SWEEP_EVERY_S = 600
 
 
-def guard(studio: Studio, request: gr.Request | None, roles: Iterable[Role] = ALL_ROLES, *,
-          allow_password_change: bool = False) -> UserInfo:
+def guard(
+    studio: Studio,
+    request: gr.Request | None,
+    roles: Iterable[Role] = ALL_ROLES,
+    *,
+    allow_password_change: bool = False,
+) -> UserInfo:
     """The signed-in caller, checked (active, role, no pending password change), or a gr.Error."""
     try:
         user = studio.auth.session_user(getattr(request, "username", None))
@@ -61,7 +66,9 @@ def uploaded_file(path: str | None, field: str) -> Path | None:
     folder = Path(get_upload_folder()).resolve()
     resolved = Path(path).resolve()
     if not resolved.is_relative_to(folder) or not resolved.is_file():
-        raise gr.Error(f"{field}: not a file uploaded to the studio; add the image again", title="Not allowed")
+        raise gr.Error(
+            f"{field}: not a file uploaded to the studio; add the image again", title="Not allowed"
+        )
     return resolved
 
 
@@ -80,8 +87,14 @@ class TempFolder:
     older than `max_age_s`; this process's files are swept on use, at most every `sweep_every_s` seconds.
     """
 
-    def __init__(self, prefix: str, max_age_s: float, *, sweep_every_s: float = SWEEP_EVERY_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        max_age_s: float,
+        *,
+        sweep_every_s: float = SWEEP_EVERY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.max_age_s = max_age_s
         self._sweep_every_s = sweep_every_s
         self._clock = clock
@@ -114,7 +127,9 @@ class TempFolder:
             except FileNotFoundError:  # another sweep or a download got there first
                 continue
         if removed:
-            log.info("removed %d temporary file(s) older than %ds from %s", removed, self.max_age_s, self.path)
+            log.info(
+                "removed %d temporary file(s) older than %ds from %s", removed, self.max_age_s, self.path
+            )
         return removed
 
     def _is_old(self, path: Path) -> bool:
@@ -178,8 +193,14 @@ def export_zip(studio: Studio, user: UserInfo, status: str, exports: TempFolder)
         summary = studio.storage.export.write_zip(user.id, target, status)
     except StorageError as exc:
         raise ui_error(exc) from None
-    gr.Info(f"{summary.count} image(s) exported"
-            + (f"; {len(summary.missing_image_ids)} missing file(s) left out" if summary.missing_image_ids else ""))
+    gr.Info(
+        f"{summary.count} image(s) exported"
+        + (
+            f"; {len(summary.missing_image_ids)} missing file(s) left out"
+            if summary.missing_image_ids
+            else ""
+        )
+    )
     return str(target)
 
 
@@ -213,5 +234,6 @@ def plain_markdown(value: str = "", **options: object) -> gr.Markdown:
 
 def plain_table(headers: list[str], **options: object) -> gr.Dataframe:
     """A read-only table whose cells are plain text: no Markdown or LaTeX from what users typed."""
-    return gr.Dataframe(headers=headers, value=[], interactive=False, datatype="str", latex_delimiters=[],
-                        **options)  # type: ignore[arg-type]
+    return gr.Dataframe(
+        headers=headers, value=[], interactive=False, datatype="str", latex_delimiters=[], **options
+    )  # type: ignore[arg-type]

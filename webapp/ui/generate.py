@@ -41,8 +41,9 @@ def size_choices(info: Any) -> list[str]:
         sizes = list(info.sizes)
     else:
         sides = {info.default_size[0], 256, 512, 768, 1024}
-        sizes = [info.default_size] + [(s, s) for s in sorted(sides)
-                                       if info.size_allowed(s, s) and (s, s) != info.default_size]
+        sizes = [info.default_size] + [
+            (s, s) for s in sorted(sides) if info.size_allowed(s, s) and (s, s) != info.default_size
+        ]
     return [f"{w}x{h}" for w, h in sizes]
 
 
@@ -96,72 +97,127 @@ class GenerateTab:
         bounds = model_bounds(info)
         with gr.Row():
             with gr.Column(scale=3):
-                self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
-                                         placeholder="a red circle on a blue background")
+                self.prompt = gr.Textbox(
+                    label="Prompt", lines=2, elem_id="prompt", placeholder="a red circle on a blue background"
+                )
                 self.negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
                 with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                     with gr.Row():
-                        self.seed = gr.Number(label="Seed (-1: random)", value=RANDOM_SEED, precision=0,
-                                              minimum=RANDOM_SEED, maximum=MAX_SEED, elem_id="seed")
+                        self.seed = gr.Number(
+                            label="Seed (-1: random)",
+                            value=RANDOM_SEED,
+                            precision=0,
+                            minimum=RANDOM_SEED,
+                            maximum=MAX_SEED,
+                            elem_id="seed",
+                        )
                         self.reroll = gr.Button("Re-roll seed", size="sm", elem_id="reroll")
                     with gr.Row():
-                        self.steps = gr.Slider(*bounds["steps"], value=info.default_steps, step=1,
-                                               label="Steps", elem_id="steps")
-                        self.cfg = gr.Slider(FIELDS["guidance_scale"].low, FIELDS["guidance_scale"].high,
-                                             value=info.default_guidance, step=0.5,
-                                             label="CFG scale", elem_id="cfg")
+                        self.steps = gr.Slider(
+                            *bounds["steps"], value=info.default_steps, step=1, label="Steps", elem_id="steps"
+                        )
+                        self.cfg = gr.Slider(
+                            FIELDS["guidance_scale"].low,
+                            FIELDS["guidance_scale"].high,
+                            value=info.default_guidance,
+                            step=0.5,
+                            label="CFG scale",
+                            elem_id="cfg",
+                        )
                     with gr.Row():
                         self.size = gr.Dropdown(self.sizes, value=self.sizes[0], label="Size", elem_id="size")
-                        self.count = gr.Slider(*bounds["num_images"], value=FIELDS["num_images"].default, step=1,
-                                               label="Images",
-                                               elem_id="count")
-                        self.scheduler = gr.Dropdown(list(info.schedulers), value=info.default_scheduler,
-                                                     label="Scheduler", elem_id="scheduler")
+                        self.count = gr.Slider(
+                            *bounds["num_images"],
+                            value=FIELDS["num_images"].default,
+                            step=1,
+                            label="Images",
+                            elem_id="count",
+                        )
+                        self.scheduler = gr.Dropdown(
+                            list(info.schedulers),
+                            value=info.default_scheduler,
+                            label="Scheduler",
+                            elem_id="scheduler",
+                        )
                     self.candidates = gr.Slider(
-                        bounds["candidates"][0], max(2, bounds["candidates"][1]), value=info.default_candidates,
+                        bounds["candidates"][0],
+                        max(2, bounds["candidates"][1]),
+                        value=info.default_candidates,
                         step=1,
-                        label="Candidates per image", elem_id="candidates", visible=info.max_candidates > 1,
-                        info=FIELDS["candidates"].help)
+                        label="Candidates per image",
+                        elem_id="candidates",
+                        visible=info.max_candidates > 1,
+                        info=FIELDS["candidates"].help,
+                    )
                 with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
-                    self.guidance_image = gr.Image(label="Guidance image (PNG, JPEG or WebP)", type="filepath",
-                                                   sources=["upload", "clipboard"], image_mode="RGB",
-                                                   elem_id="guidance-image", height=160)
+                    self.guidance_image = gr.Image(
+                        label="Guidance image (PNG, JPEG or WebP)",
+                        type="filepath",
+                        sources=["upload", "clipboard"],
+                        image_mode="RGB",
+                        elem_id="guidance-image",
+                        height=160,
+                    )
                     with gr.Row():
                         scale = FIELDS["image_guidance_scale"]
-                        self.guidance_scale = gr.Slider(scale.low, scale.high, value=scale.default, step=0.005,
-                                                        label="Guidance scale",
-                                                        elem_id="guidance-scale")
+                        self.guidance_scale = gr.Slider(
+                            scale.low,
+                            scale.high,
+                            value=scale.default,
+                            step=0.005,
+                            label="Guidance scale",
+                            elem_id="guidance-scale",
+                        )
                         decay = FIELDS["image_guidance_decay"]
-                        self.guidance_decay = gr.Radio(list(decay.choices), value=decay.default,
-                                                       label="Decay over the steps", elem_id="guidance-decay")
+                        self.guidance_decay = gr.Radio(
+                            list(decay.choices),
+                            value=decay.default,
+                            label="Decay over the steps",
+                            elem_id="guidance-decay",
+                        )
                 with gr.Accordion("Mixing", open=False, elem_id="mixing"):
-                    plain_markdown("Add texts or images to the prompt's embedding; negative weights subtract. "
-                                "With interpolation on, the two ingredients (a written prompt counts as the "
-                                "first) are blended instead.")
+                    plain_markdown(
+                        "Add texts or images to the prompt's embedding; negative weights subtract. "
+                        "With interpolation on, the two ingredients (a written prompt counts as the "
+                        "first) are blended instead."
+                    )
                     self.mix_count = gr.State(0)
                     self.slots = [self._slot(n) for n in range(MIX_SLOTS)]
                     with gr.Row():
                         self.add_slot = gr.Button("Add ingredient", size="sm", elem_id="mix-add")
                     with gr.Row():
-                        self.interp_on = gr.Checkbox(label="Interpolate between two ingredients",
-                                                     elem_id="interp-on")
+                        self.interp_on = gr.Checkbox(
+                            label="Interpolate between two ingredients", elem_id="interp-on"
+                        )
                         interpolation = FIELDS["interpolation"]
-                        self.interp = gr.Slider(interpolation.low, interpolation.high, value=0.5,
-                                                step=0.05, label="Interpolation", interactive=False,
-                                                elem_id="interp")
+                        self.interp = gr.Slider(
+                            interpolation.low,
+                            interpolation.high,
+                            value=0.5,
+                            step=0.05,
+                            label="Interpolation",
+                            interactive=False,
+                            elem_id="interp",
+                        )
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
                 self.progress = plain_markdown("", elem_id="progress")
             with gr.Column(scale=2):
-                self.gallery = gr.Gallery(label="Results", columns=2, height=320, format="png",
-                                          elem_id="gallery", interactive=False)
-                self.recipe = gr.Textbox(label="Recipe (PNG parameters)", lines=4, interactive=False,
-                                         elem_id="recipe")
+                self.gallery = gr.Gallery(
+                    label="Results", columns=2, height=320, format="png", elem_id="gallery", interactive=False
+                )
+                self.recipe = gr.Textbox(
+                    label="Recipe (PNG parameters)", lines=4, interactive=False, elem_id="recipe"
+                )
                 with gr.Row():
-                    self.submit_btn = gr.Button("Submit for review", interactive=False, elem_id="submit-review-btn")
+                    self.submit_btn = gr.Button(
+                        "Submit for review", interactive=False, elem_id="submit-review-btn"
+                    )
                     self.reuse_btn = gr.Button("Reuse recipe", interactive=False, elem_id="reuse-btn")
-                    self.download_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="download-btn")
+                    self.download_btn = gr.DownloadButton(
+                        "Download PNG", interactive=False, elem_id="download-btn"
+                    )
                 self.message = plain_markdown("", elem_id="generate-message")
                 self.revising_note = plain_markdown("", elem_id="revising-note")
         self.generation = gr.State(None)
@@ -175,15 +231,27 @@ class GenerateTab:
     def _slot(self, n: int) -> MixSlot:
         with gr.Group(visible=False, elem_id=f"mix-slot-{n}") as group:
             with gr.Row():
-                kind = gr.Radio(["text", "image"], value="text", label=f"Ingredient {n + 1}",
-                                elem_id=f"mix-kind-{n}")
+                kind = gr.Radio(
+                    ["text", "image"], value="text", label=f"Ingredient {n + 1}", elem_id=f"mix-kind-{n}"
+                )
                 declared = FIELDS["mix.weight"]
-                weight = gr.Slider(*declared.ui_span or (), value=declared.default, step=0.05,
-                                   label="Weight",
-                                   elem_id=f"mix-weight-{n}")
+                weight = gr.Slider(
+                    *declared.ui_span or (),
+                    value=declared.default,
+                    step=0.05,
+                    label="Weight",
+                    elem_id=f"mix-weight-{n}",
+                )
             text = gr.Textbox(label="Text", elem_id=f"mix-text-{n}")
-            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], image_mode="RGB",
-                             height=120, visible=False, elem_id=f"mix-image-{n}")
+            image = gr.Image(
+                label="Image",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                image_mode="RGB",
+                height=120,
+                visible=False,
+                elem_id=f"mix-image-{n}",
+            )
             remove = gr.Button("Remove", size="sm", elem_id=f"mix-remove-{n}")
         return MixSlot(group, kind, text, image, weight, remove)
 
@@ -192,9 +260,24 @@ class GenerateTab:
     @property
     def form(self) -> list[gr.components.Component]:
         """Every input of a generation, in the order Reuse fills them."""
-        parts: list[Any] = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
-                            self.scheduler, self.candidates, self.guidance_image, self.guidance_scale,
-                            self.guidance_decay, self.mix_count, self.interp_on, self.interp, self.loaded]
+        parts: list[Any] = [
+            self.prompt,
+            self.negative,
+            self.seed,
+            self.steps,
+            self.cfg,
+            self.size,
+            self.count,
+            self.scheduler,
+            self.candidates,
+            self.guidance_image,
+            self.guidance_scale,
+            self.guidance_decay,
+            self.mix_count,
+            self.interp_on,
+            self.interp,
+            self.loaded,
+        ]
         for slot in self.slots:
             parts += [slot.group, slot.kind, slot.text, slot.image, slot.weight]
         return parts
@@ -207,17 +290,22 @@ class GenerateTab:
         params = generation.params
         size = f"{params.get('width')}x{params.get('height')}"
         values: dict[Any, Any] = {
-            self.prompt: prompt.text, self.negative: prompt.negative_prompt,
+            self.prompt: prompt.text,
+            self.negative: prompt.negative_prompt,
             self.seed: generation.seed if generation.seed is not None else RANDOM_SEED,
             self.steps: min(int(params.get("steps") or self.info.default_steps), self.info.max_steps),
             self.cfg: params.get("guidance_scale", self.info.default_guidance),
             self.size: size if size in self.sizes else self.sizes[0],
             self.count: min(int(params.get("num_images") or 1), self.info.max_images),
-            self.scheduler: params.get("scheduler") if params.get("scheduler") in self.info.schedulers
+            self.scheduler: params.get("scheduler")
+            if params.get("scheduler") in self.info.schedulers
             else self.info.default_scheduler,
-            self.candidates: min(int(params.get("candidates") or self.info.default_candidates),
-                                 self.info.max_candidates),
-            self.guidance_image: None, self.guidance_scale: 0.0, self.guidance_decay: "none",
+            self.candidates: min(
+                int(params.get("candidates") or self.info.default_candidates), self.info.max_candidates
+            ),
+            self.guidance_image: None,
+            self.guidance_scale: 0.0,
+            self.guidance_decay: "none",
             self.interp_on: params.get("interpolation") is not None,
             self.interp: params.get("interpolation") if params.get("interpolation") is not None else 0.5,
         }
@@ -239,7 +327,10 @@ class GenerateTab:
             values[slot.image] = image_path
             values[slot.weight] = item.weight if item is not None else 1.0
         values[self.loaded] = {
-            "prompt_id": prompt.id, "remix": remix, "text": prompt.text, "negative": prompt.negative_prompt,
+            "prompt_id": prompt.id,
+            "remix": remix,
+            "text": prompt.text,
+            "negative": prompt.negative_prompt,
             "mix": [[m.weight, m.text] for m in prompt.mix],
             "has_images": prompt.guidance is not None or any(m.upload_id is not None for m in prompt.mix),
         }
@@ -249,35 +340,88 @@ class GenerateTab:
 
     def _wire(self) -> None:
         self.reroll.click(self._reroll, outputs=[self.seed], api_name="reroll_seed")
-        self.add_slot.click(self._add_slot, inputs=[self.mix_count],
-                            outputs=[self.mix_count, *(s.group for s in self.slots)], api_name="mix_add")
-        self.interp_on.change(self._interp_switch, inputs=[self.interp_on], outputs=[self.interp],
-                              api_visibility="private")
+        self.add_slot.click(
+            self._add_slot,
+            inputs=[self.mix_count],
+            outputs=[self.mix_count, *(s.group for s in self.slots)],
+            api_name="mix_add",
+        )
+        self.interp_on.change(
+            self._interp_switch, inputs=[self.interp_on], outputs=[self.interp], api_visibility="private"
+        )
         for n, slot in enumerate(self.slots):
-            slot.kind.change(self._kind_switch, inputs=[slot.kind], outputs=[slot.text, slot.image],
-                             api_visibility="private")
-            slot.remove.click(self._remove_slot(n), inputs=self._slot_inputs(),
-                              outputs=[self.mix_count, *self._slot_outputs()], api_name=f"mix_remove_{n}")
-        self.generate_inputs = [self.prompt, self.negative, self.seed, self.steps, self.cfg, self.size, self.count,
-                                self.scheduler, self.candidates, self.guidance_image, self.guidance_scale,
-                                self.guidance_decay, self.mix_count, self.interp_on, self.interp, self.loaded,
-                                *(c for s in self.slots for c in (s.kind, s.text, s.image, s.weight))]
+            slot.kind.change(
+                self._kind_switch,
+                inputs=[slot.kind],
+                outputs=[slot.text, slot.image],
+                api_visibility="private",
+            )
+            slot.remove.click(
+                self._remove_slot(n),
+                inputs=self._slot_inputs(),
+                outputs=[self.mix_count, *self._slot_outputs()],
+                api_name=f"mix_remove_{n}",
+            )
+        self.generate_inputs = [
+            self.prompt,
+            self.negative,
+            self.seed,
+            self.steps,
+            self.cfg,
+            self.size,
+            self.count,
+            self.scheduler,
+            self.candidates,
+            self.guidance_image,
+            self.guidance_scale,
+            self.guidance_decay,
+            self.mix_count,
+            self.interp_on,
+            self.interp,
+            self.loaded,
+            *(c for s in self.slots for c in (s.kind, s.text, s.image, s.weight)),
+        ]
         self.generate_btn.click(
-            self._generate, inputs=self.generate_inputs,
-            outputs=[self.progress, self.gallery, self.generation, self.results, self.selected, self.recipe,
-                     self.download_btn, self.message, self.loaded],
-            api_name="generate", concurrency_limit=GENERATE_CONCURRENCY, show_progress="minimal",
-        ).then(self._mark_selected, inputs=[self.selected, self.results],
-               outputs=[self.gallery, self.submit_btn, self.reuse_btn], api_visibility="private")
-        self.cancel_btn.click(self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel")
-        self.gallery.select(self._select, inputs=[self.results],
-                            outputs=[self.selected, self.recipe, self.download_btn, self.submit_btn, self.reuse_btn],
-                            api_name="select_result")
-        self.submit_btn.click(self._submit, inputs=[self.selected, self.results, self.revising],
-                              outputs=[self.message, self.results, self.revising, self.revising_note],
-                              api_name="submit_for_review")
-        self.reuse_btn.click(self._reuse, inputs=[self.selected, self.results], outputs=self.form,
-                             api_name="reuse_result")
+            self._generate,
+            inputs=self.generate_inputs,
+            outputs=[
+                self.progress,
+                self.gallery,
+                self.generation,
+                self.results,
+                self.selected,
+                self.recipe,
+                self.download_btn,
+                self.message,
+                self.loaded,
+            ],
+            api_name="generate",
+            concurrency_limit=GENERATE_CONCURRENCY,
+            show_progress="minimal",
+        ).then(
+            self._mark_selected,
+            inputs=[self.selected, self.results],
+            outputs=[self.gallery, self.submit_btn, self.reuse_btn],
+            api_visibility="private",
+        )
+        self.cancel_btn.click(
+            self._cancel, inputs=[self.generation], outputs=[self.message], api_name="cancel"
+        )
+        self.gallery.select(
+            self._select,
+            inputs=[self.results],
+            outputs=[self.selected, self.recipe, self.download_btn, self.submit_btn, self.reuse_btn],
+            api_name="select_result",
+        )
+        self.submit_btn.click(
+            self._submit,
+            inputs=[self.selected, self.results, self.revising],
+            outputs=[self.message, self.results, self.revising, self.revising_note],
+            api_name="submit_for_review",
+        )
+        self.reuse_btn.click(
+            self._reuse, inputs=[self.selected, self.results], outputs=self.form, api_name="reuse_result"
+        )
 
     def _kind_switch(self, kind: str, request: gr.Request) -> list[Any]:
         """An ingredient is a text or an image: only its own control shows."""
@@ -310,7 +454,7 @@ class GenerateTab:
         def remove(request: gr.Request, count: int, *values: Any) -> list[Any]:
             """`request` first: Gradio injects it by position, and the slot values are variadic."""
             guard(self.studio, request)
-            rows = [values[n * 4:(n + 1) * 4] for n in range(MIX_SLOTS)][:int(count or 0)]
+            rows = [values[n * 4 : (n + 1) * 4] for n in range(MIX_SLOTS)][: int(count or 0)]
             if index < len(rows):
                 rows.pop(index)
             out: list[Any] = [len(rows)]
@@ -319,6 +463,7 @@ class GenerateTab:
                 upload = uploaded_file(image, f"Ingredient {n + 1}")
                 out += [gr.Group(visible=n < len(rows)), kind, text, str(upload) if upload else None, weight]
             return out
+
         return remove
 
     def _store_image(self, user: UserInfo, path: str | None, field: str) -> int | None:
@@ -336,7 +481,7 @@ class GenerateTab:
         width, height = (int(v) for v in str(data[self.size]).split("x"))
         seed = data[self.seed]
         mix: list[MixIngredientRef] = []
-        for n, slot in enumerate(self.slots[:int(data[self.mix_count] or 0)]):
+        for n, slot in enumerate(self.slots[: int(data[self.mix_count] or 0)]):
             weight = float(data[slot.weight])
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
@@ -347,14 +492,22 @@ class GenerateTab:
                 mix.append(MixIngredientRef(weight=weight, text=str(data[slot.text] or "")))
         guidance_id = self._store_image(user, data[self.guidance_image], "Guidance image")
         job = JobRequest(
-            prompt=str(data[self.prompt] or ""), negative_prompt=str(data[self.negative] or ""),
-            seed=None if seed is None or int(seed) == RANDOM_SEED else int(seed), steps=int(data[self.steps]),
-            guidance_scale=float(data[self.cfg]), width=width, height=height, num_images=int(data[self.count]),
-            scheduler=data[self.scheduler], guidance_upload_id=guidance_id,
+            prompt=str(data[self.prompt] or ""),
+            negative_prompt=str(data[self.negative] or ""),
+            seed=None if seed is None or int(seed) == RANDOM_SEED else int(seed),
+            steps=int(data[self.steps]),
+            guidance_scale=float(data[self.cfg]),
+            width=width,
+            height=height,
+            num_images=int(data[self.count]),
+            scheduler=data[self.scheduler],
+            guidance_upload_id=guidance_id,
             candidates=int(data[self.candidates]) if self.info.max_candidates > 1 else None,
             image_guidance_scale=float(data[self.guidance_scale]) if guidance_id is not None else 0.0,
-            image_guidance_decay=data[self.guidance_decay] or "none", mix=tuple(mix),
-            interpolation=float(data[self.interp]) if data[self.interp_on] else None)
+            image_guidance_decay=data[self.guidance_decay] or "none",
+            mix=tuple(mix),
+            interpolation=float(data[self.interp]) if data[self.interp_on] else None,
+        )
         return self._with_lineage(job, data[self.loaded])
 
     @staticmethod
@@ -365,28 +518,65 @@ class GenerateTab:
         if loaded.get("remix"):
             return replace(job, parent_prompt_id=loaded["prompt_id"])
         unchanged = (
-            not loaded.get("has_images") and job.guidance_upload_id is None
-            and job.prompt.strip() == loaded["text"] and job.negative_prompt.strip() == loaded["negative"]
+            not loaded.get("has_images")
+            and job.guidance_upload_id is None
+            and job.prompt.strip() == loaded["text"]
+            and job.negative_prompt.strip() == loaded["negative"]
             and [[i.weight, i.text] for i in job.mix] == loaded["mix"]
         )
         return replace(job, prompt_id=loaded["prompt_id"]) if unchanged else job
 
-    def _generate(self, request: gr.Request, prompt: str, negative_prompt: str, seed: float, steps: float,
-                  guidance_scale: float, size: str, num_images: float, scheduler: str, candidates: float,
-                  guidance_image: str | None,
-                  image_guidance_scale: float, image_guidance_decay: str, mix_count: int, interpolate: bool,
-                  interpolation: float, loaded: dict[str, Any] | None,
-                  *mix_slots: Any) -> Iterator[dict[Any, Any]]:
+    def _generate(
+        self,
+        request: gr.Request,
+        prompt: str,
+        negative_prompt: str,
+        seed: float,
+        steps: float,
+        guidance_scale: float,
+        size: str,
+        num_images: float,
+        scheduler: str,
+        candidates: float,
+        guidance_image: str | None,
+        image_guidance_scale: float,
+        image_guidance_decay: str,
+        mix_count: int,
+        interpolate: bool,
+        interpolation: float,
+        loaded: dict[str, Any] | None,
+        *mix_slots: Any,
+    ) -> Iterator[dict[Any, Any]]:
         """Submit, then stream the queue position and step i/N until the final status is stored.
 
         `request` comes first because Gradio injects it by position and the mix slots are variadic;
         `mix_slots` is (kind, text, image, weight) for each slot of the mixing panel, in order."""
         user = guard(self.studio, request)
-        data = dict(zip(self.generate_inputs, [prompt, negative_prompt, seed, steps, guidance_scale, size, num_images,
-                                               scheduler, candidates, guidance_image, image_guidance_scale,
-                                               image_guidance_decay, mix_count, interpolate, interpolation, loaded,
-                                               *mix_slots],
-                        strict=True))
+        data = dict(
+            zip(
+                self.generate_inputs,
+                [
+                    prompt,
+                    negative_prompt,
+                    seed,
+                    steps,
+                    guidance_scale,
+                    size,
+                    num_images,
+                    scheduler,
+                    candidates,
+                    guidance_image,
+                    image_guidance_scale,
+                    image_guidance_decay,
+                    mix_count,
+                    interpolate,
+                    interpolation,
+                    loaded,
+                    *mix_slots,
+                ],
+                strict=True,
+            )
+        )
         try:
             generation = self.studio.jobs.submit(user, self.job_request(user, data))
         except RequestError as exc:
@@ -397,8 +587,12 @@ class GenerateTab:
             raise
         except Exception as exc:  # QueueFull, EngineClosed
             raise gr.Error(str(exc) or type(exc).__name__) from None
-        yield {self.progress: "**Queued**", self.generation: generation.id, self.message: "",
-               self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded]}
+        yield {
+            self.progress: "**Queued**",
+            self.generation: generation.id,
+            self.message: "",
+            self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded],
+        }
         shown = ""
         while not self.studio.jobs.wait(generation.id, POLL_S):
             text = progress_text(self.studio.jobs.progress(generation.id), GenerationStatus.RUNNING)
@@ -414,18 +608,25 @@ class GenerateTab:
             detail = f": {escape_md(generation.error)}" if generation.error else ""
             return {self.progress: f"**{generation.status.value.capitalize()}**{detail}"}
         paths = [self.files.image(image) for image in images]
-        results = [{"id": image.id, "generation_id": generation.id, "path": path}
-                   for image, path in zip(images, paths, strict=True)]
+        results = [
+            {"id": image.id, "generation_id": generation.id, "path": path}
+            for image, path in zip(images, paths, strict=True)
+        ]
         first = results[0]
         return {
             self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
-            self.gallery: [(path, f"#{image.id} · seed {image.seed}")
-                           for image, path in zip(images, paths, strict=True)],
-            self.results: results, self.selected: first["id"], self.recipe: png_parameters(first["path"]),
+            self.gallery: [
+                (path, f"#{image.id} · seed {image.seed}") for image, path in zip(images, paths, strict=True)
+            ],
+            self.results: results,
+            self.selected: first["id"],
+            self.recipe: png_parameters(first["path"]),
             self.download_btn: gr.DownloadButton(value=first["path"], interactive=True),
         }
 
-    def _mark_selected(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> list[Any]:
+    def _mark_selected(
+        self, selected: int | None, results: list[dict[str, Any]], request: gr.Request
+    ) -> list[Any]:
         """Mark the selected result in the gallery; Submit and Reuse act on it, usable only while there is one."""
         guard(self.studio, request)
         index = next((n for n, result in enumerate(results or []) if result["id"] == selected), None)
@@ -447,8 +648,13 @@ class GenerateTab:
             raise gr.Error("Select one of the results.")
         chosen = results[int(evt.index)]
         download = gr.DownloadButton(value=chosen["path"], interactive=True)
-        return [chosen["id"], png_parameters(chosen["path"]), download, gr.Button(interactive=True),
-                gr.Button(interactive=True)]
+        return [
+            chosen["id"],
+            png_parameters(chosen["path"]),
+            download,
+            gr.Button(interactive=True),
+            gr.Button(interactive=True),
+        ]
 
     def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
         chosen = next((r for r in results or [] if r["id"] == selected), None)
@@ -458,12 +664,16 @@ class GenerateTab:
 
     def revising_values(self, image_id: int | None) -> dict[Any, Any]:
         """Remember (or forget, with None) the image the next submitted one revises, and say so."""
-        note = (f"Revising image #{image_id}: the image you submit next is recorded as its revision."
-                if image_id is not None else "")
+        note = (
+            f"Revising image #{image_id}: the image you submit next is recorded as its revision."
+            if image_id is not None
+            else ""
+        )
         return {self.revising: image_id, self.revising_note: note}
 
-    def _submit(self, selected: int | None, results: list[dict[str, Any]], revising: int | None,
-                request: gr.Request) -> list[Any]:
+    def _submit(
+        self, selected: int | None, results: list[dict[str, Any]], revising: int | None, request: gr.Request
+    ) -> list[Any]:
         user = guard(self.studio, request)
         chosen = self._chosen(selected, results)
         try:
@@ -472,10 +682,16 @@ class GenerateTab:
             raise ui_error(exc) from None
         revises = f" as a revision of image #{image.revision_of}" if image.revision_of else ""
         done = self.revising_values(None)
-        return [f"Image #{image.id} is submitted for review{revises} ({image.review_status.value}).", results,
-                done[self.revising], done[self.revising_note]]
+        return [
+            f"Image #{image.id} is submitted for review{revises} ({image.review_status.value}).",
+            results,
+            done[self.revising],
+            done[self.revising_note],
+        ]
 
-    def _reuse(self, selected: int | None, results: list[dict[str, Any]], request: gr.Request) -> dict[Any, Any]:
+    def _reuse(
+        self, selected: int | None, results: list[dict[str, Any]], request: gr.Request
+    ) -> dict[Any, Any]:
         user = guard(self.studio, request)
         chosen = self._chosen(selected, results)
         try:

@@ -26,22 +26,28 @@ def inbox_label(total: int) -> str:
 
 
 class InboxTab:
-    def __init__(self, studio: Studio, files: ImageFiles, generate: GenerateTab, tabs: gr.Tabs,
-                 tab: gr.Tab) -> None:
+    def __init__(
+        self, studio: Studio, files: ImageFiles, generate: GenerateTab, tabs: gr.Tabs, tab: gr.Tab
+    ) -> None:
         self.studio = studio
         self.files = files
         self.generate = generate
         self.tabs = tabs
         self.tab = tab
-        plain_markdown("Decisions on your images. **Revise** opens the image's recipe in Generate; the next "
-                    "image you submit there is recorded as a revision of it.")
+        plain_markdown(
+            "Decisions on your images. **Revise** opens the image's recipe in Generate; the next "
+            "image you submit there is recorded as a revision of it."
+        )
         self.refresh = gr.Button("Refresh", size="sm", elem_id="inbox-refresh")
         self.list = gr.HTML("", elem_id="inbox-list", js_on_load=CARD_CLICKS_JS)
         self.image_ids = gr.State([])
         self.refresh.click(self.load, outputs=self.shown, api_name="inbox")
-        self.list.click(self._revise, inputs=[self.image_ids],
-                        outputs=[*generate.form, generate.revising, generate.revising_note, tabs],
-                        api_name="inbox_revise")
+        self.list.click(
+            self._revise,
+            inputs=[self.image_ids],
+            outputs=[*generate.form, generate.revising, generate.revising_note, tabs],
+            api_name="inbox_revise",
+        )
 
     @property
     def shown(self) -> list[Any]:
@@ -51,19 +57,31 @@ class InboxTab:
         review, image = item.review, item.image
         path = None if image.file_missing else self.studio.storage.images.path_for(image.sha256)
         comment = f"<blockquote>{html.escape(review.comment)}</blockquote>" if review.comment else ""
-        revise = (f'<button type="button" class="inbox-revise" data-index="{index}">Revise</button>'
-                  if review.decision == Decision.REQUEST_CHANGES else "")
+        revise = (
+            f'<button type="button" class="inbox-revise" data-index="{index}">Revise</button>'
+            if review.decision == Decision.REQUEST_CHANGES
+            else ""
+        )
         prompt = html.escape(item.prompt_text) if item.prompt_text.strip() else "<i>(mix only)</i>"
-        return (f'<li class="inbox-item">{thumbnail_img(path, f"image #{image.id}")}<div>'
-                f"<b>{html.escape(review.decision.value.replace('_', ' '))}</b>: image #{image.id} by "
-                f"{html.escape(review.reviewer)}, {when(review.created_at)} \u00b7 now "
-                f"{html.escape(image.review_status.value)}<br>{prompt}{comment}{revise}</div></li>")
+        return (
+            f'<li class="inbox-item">{thumbnail_img(path, f"image #{image.id}")}<div>'
+            f"<b>{html.escape(review.decision.value.replace('_', ' '))}</b>: image #{image.id} by "
+            f"{html.escape(review.reviewer)}, {when(review.created_at)} \u00b7 now "
+            f"{html.escape(image.review_status.value)}<br>{prompt}{comment}{revise}</div></li>"
+        )
 
     def contents(self, user: UserInfo) -> list[Any]:
         page = self.studio.storage.reviews.inbox(user.id, page_size=INBOX_SIZE)
-        listing = ("<p>No decisions on your images yet.</p>" if not page.items else
-                   f'<ul class="inbox">{"".join(self.entry(n, item) for n, item in enumerate(page.items))}</ul>')
-        return [gr.Tab(label=inbox_label(page.total), visible=True), listing, [item.image.id for item in page.items]]
+        listing = (
+            "<p>No decisions on your images yet.</p>"
+            if not page.items
+            else f'<ul class="inbox">{"".join(self.entry(n, item) for n, item in enumerate(page.items))}</ul>'
+        )
+        return [
+            gr.Tab(label=inbox_label(page.total), visible=True),
+            listing,
+            [item.image.id for item in page.items],
+        ]
 
     def load(self, request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)

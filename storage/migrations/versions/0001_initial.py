@@ -75,7 +75,10 @@ def upgrade() -> None:
         "api_tokens",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column(
-            "user_id", sa.Integer(), sa.ForeignKey("users.id", name=op.f("fk_api_tokens_user_id_users")), nullable=False
+            "user_id",
+            sa.Integer(),
+            sa.ForeignKey("users.id", name=op.f("fk_api_tokens_user_id_users")),
+            nullable=False,
         ),
         sa.Column("label", sa.String(64), nullable=False),
         sa.Column("prefix", sa.String(16), nullable=False),
@@ -147,7 +150,10 @@ def upgrade() -> None:
     op.create_table(
         "favourites",
         sa.Column(
-            "user_id", sa.Integer(), sa.ForeignKey("users.id", name=op.f("fk_favourites_user_id_users")), nullable=False
+            "user_id",
+            sa.Integer(),
+            sa.ForeignKey("users.id", name=op.f("fk_favourites_user_id_users")),
+            nullable=False,
         ),
         sa.Column(
             "prompt_id",
@@ -212,12 +218,15 @@ def upgrade() -> None:
         sa.Column("file_missing", sa.Boolean(), nullable=False),
         _ts("created_at"),
         sa.CheckConstraint(
-            "review_status IN ('draft', 'pending', 'approved', 'rejected')", name=op.f("ck_images_review_status_valid")
+            "review_status IN ('draft', 'pending', 'approved', 'rejected')",
+            name=op.f("ck_images_review_status_valid"),
         ),
         sa.UniqueConstraint("generation_id", "index", name=op.f("uq_images_generation_id_index")),
     )
     op.create_index(op.f("ix_images_sha256"), "images", ["sha256"])
-    op.create_index(op.f("ix_images_review_status_generation_id"), "images", ["review_status", "generation_id"])
+    op.create_index(
+        op.f("ix_images_review_status_generation_id"), "images", ["review_status", "generation_id"]
+    )
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer(), primary_key=True),

@@ -63,8 +63,9 @@ def test_clip_loss_falls_on_a_fixed_batch(tmp_path: Path):
     ids = tokenize(tokenizer, batch.captions, torch.device("cpu"))
 
     def loss():
-        return contrastive_loss(text(ids).text_embeds, image(pixel_values=batch.pixels).image_embeds,
-                                batch.captions, scale)
+        return contrastive_loss(
+            text(ids).text_embeds, image(pixel_values=batch.pixels).image_embeds, batch.captions, scale
+        )
 
     first, last = _fit(both, loss)
     assert last < 0.7 * first
@@ -84,8 +85,9 @@ def test_verifier_loss_falls_on_a_fixed_batch_and_its_targets_match_the_scenes()
     pixels = batch.pixels * 0.5 + 0.5
 
     def loss():
-        return verifier.loss(verifier.image_logits(pixels), targets) + \
-            verifier.loss(verifier.text_logits(text_embeds), targets)
+        return verifier.loss(verifier.image_logits(pixels), targets) + verifier.loss(
+            verifier.text_logits(text_embeds), targets
+        )
 
     first, last = _fit(verifier, loss)
     assert last < 0.7 * first
@@ -148,8 +150,14 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
         export / "decoder", dtype=torch.float32, use_safetensors=True
     )
     embeds = prior("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0))
-    image = decoder(image_embeds=embeds.image_embeds, negative_image_embeds=embeds.negative_image_embeds,
-                    height=64, width=64, num_inference_steps=2, output_type="np").images
+    image = decoder(
+        image_embeds=embeds.image_embeds,
+        negative_image_embeds=embeds.negative_image_embeds,
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        output_type="np",
+    ).images
     assert image.shape == (1, 64, 64, 3)
     # the verifier ships beside the pipelines and the defaults then ask for decoder candidates, which it
     # judges
@@ -187,22 +195,43 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     train_main(["--out", str(fresh), "--init-from", str(export), "--init-parts", "tokenizer,autoencoder"])
     assert (fresh / "tokenizer").is_dir() and (fresh / "autoencoder" / "movq").is_dir()
     assert not any((fresh / stage).exists() for stage in ("clip", "prior", "decoder"))
-    train_main(["--stage", "clip", "--out", str(fresh), "--preset", "tiny", "--vision-patch", "4",
-                "--vision-width", "64"])
+    train_main(
+        [
+            "--stage",
+            "clip",
+            "--out",
+            str(fresh),
+            "--preset",
+            "tiny",
+            "--vision-patch",
+            "4",
+            "--vision-width",
+            "64",
+        ]
+    )
     config = json.loads((fresh / "clip" / "image_encoder" / "config.json").read_text())
     assert (config["patch_size"], config["hidden_size"]) == (4, 64)
     report = json.loads((fresh / "clip" / "report.json").read_text())
     assert report["steps_done"] == TINY.plans["clip"].steps and "probe_shape" in report
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "--stage is required"),
-    (["--init-from", "somewhere", "--init-parts", "tokenizer,unet"], "unknown parts ['unet']"),
-    (["--stage", "clip", "--vision-width", "130"], "--vision-width must be a multiple of 4"),
-    (["--stage", "clip", "--precision", "fp16"], "invalid choice: 'fp16'"),
-    (["--stage", "decoder", "--echo", "0"], "--echo must be at least 1 and divide the decoder's batch (32)"),
-    (["--stage", "decoder", "--echo", "3"], "--echo must be at least 1 and divide the decoder's batch (32)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--stage is required"),
+        (["--init-from", "somewhere", "--init-parts", "tokenizer,unet"], "unknown parts ['unet']"),
+        (["--stage", "clip", "--vision-width", "130"], "--vision-width must be a multiple of 4"),
+        (["--stage", "clip", "--precision", "fp16"], "invalid choice: 'fp16'"),
+        (
+            ["--stage", "decoder", "--echo", "0"],
+            "--echo must be at least 1 and divide the decoder's batch (32)",
+        ),
+        (
+            ["--stage", "decoder", "--echo", "3"],
+            "--echo must be at least 1 and divide the decoder's batch (32)",
+        ),
+    ],
+)
 def test_train_cli_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         train_main(["--out", str(tmp_path / "run"), *argv])
