@@ -16,7 +16,7 @@ from pathlib import Path
 from model.hub import ALIASES, HubError, list_models, pull, remove
 
 
-def add_models_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_models_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `models` and its actions on app.py's argparse tree; each handler returns the exit status."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DRAFTROOM_DATA, else ./data)")

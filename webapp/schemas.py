@@ -35,7 +35,7 @@ def declared(name: str, default: Any = None, **extra: Any) -> Any:
     """A pydantic Field carrying the declared range, length and help of request field ``name``."""
     field = FIELDS[name]
     pairs = (("ge", field.low), ("le", field.high), ("max_length", field.max_length))
-    limits = {key: value for key, value in pairs if value is not None}
+    limits: dict[str, Any] = {key: value for key, value in pairs if value is not None}
     if "default_factory" not in extra:
         extra["default"] = field.default if default is None else default
     return Field(description=field.help, **limits, **extra)

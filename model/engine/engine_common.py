@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import PIL.Image
 
 from model.engine.request_fields import MAX_SIDE, MAX_STEPS
+
+T = TypeVar("T")
 
 SCHEDULERS = ("ddpm", "ddim", "dpmpp")
 
@@ -48,6 +50,13 @@ class QueueFull(Exception):
 
 class EngineClosed(RuntimeError):
     """The engine has been shut down and takes no new jobs."""
+
+
+def resolved(value: T | None) -> T:
+    """A field of a resolved request: validation filled it in, so None here is a bug, not bad input."""
+    if value is None:
+        raise AssertionError("the request was not resolved (Engine.validate fills every field)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -207,7 +216,7 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         "mix": [
             {"weight": item.weight, "text": item.text}
             if item.text is not None
-            else {"weight": item.weight, "image_sha256": image_digest(item.image)}
+            else {"weight": item.weight, "image_sha256": image_digest(resolved(item.image))}
             for item in request.mix
         ],
         "interpolation": request.interpolation,

@@ -193,7 +193,7 @@ class LocalEngine(Engine):
         self.max_user_images = max_user_images
         self._family = family
         self._gather_s = gather_s
-        self._queue = FairQueue()
+        self._queue: FairQueue[_Job] = FairQueue()
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
@@ -349,14 +349,13 @@ class LocalEngine(Engine):
                 jobs = list(dict.fromkeys(job for job, _ in items))
                 updates = []
                 for job in jobs:
-                    assert isinstance(job, _Job)
                     if job.status is JobStatus.QUEUED:
                         job.status, job.started = JobStatus.RUNNING, time.monotonic()
                         updates.append((job, job._snapshot()))
-                self._running = jobs  # type: ignore[assignment]
+                self._running = jobs
                 updates += self._reposition()
             self._emit(updates)
-            self._run([Row(job.request, index, tag=job) for job, index in items])  # type: ignore[attr-defined]
+            self._run([Row(job.request, index, tag=job) for job, index in items])
             with self._lock:
                 self._running = []
 
@@ -436,4 +435,4 @@ class _Control:
         engine._emit(updates)
 
     def wanted(self, row: Row) -> bool:
-        return not row.tag.cancel_requested  # type: ignore[attr-defined]
+        return not row.tag.cancel_requested

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 
 class QueuedJob(Protocol):
@@ -18,24 +18,29 @@ class QueuedJob(Protocol):
     pending: deque[int]  # image indices not yet handed to a batch
 
 
-class FairQueue:
+Job = TypeVar("Job", bound=QueuedJob)
+
+
+class FairQueue(Generic[Job]):
+    """Queued jobs of any type with the Job fields; they come back out as the same type."""
+
     def __init__(self) -> None:
-        self._jobs: dict[str, deque[QueuedJob]] = {}
+        self._jobs: dict[str, deque[Job]] = {}
         self._turns: deque[str] = deque()  # users in turn order; the head goes next
 
     def __len__(self) -> int:
         return sum(len(jobs) for jobs in self._jobs.values())
 
-    def __contains__(self, job: QueuedJob) -> bool:
+    def __contains__(self, job: Job) -> bool:
         return job in self._jobs.get(job.user, ())
 
-    def push(self, job: QueuedJob) -> None:
+    def push(self, job: Job) -> None:
         if job.user not in self._jobs:
             self._jobs[job.user] = deque()
             self._turns.append(job.user)
         self._jobs[job.user].append(job)
 
-    def remove(self, job: QueuedJob) -> bool:
+    def remove(self, job: Job) -> bool:
         jobs = self._jobs.get(job.user)
         if jobs is None or job not in jobs:
             return False
@@ -44,13 +49,13 @@ class FairQueue:
             self._drop_user(job.user)
         return True
 
-    def take(self, max_rows: int) -> list[tuple[QueuedJob, int]]:
+    def take(self, max_rows: int) -> list[tuple[Job, int]]:
         """The next batch: (job, image index) pairs, round-robin over users, all with the first one's key."""
         if not self._turns:
             return []
         users = list(self._turns)
         key = self._jobs[users[0]][0].key
-        taken: list[tuple[QueuedJob, int]] = []
+        taken: list[tuple[Job, int]] = []
         skipped: list[str] = []
         last_served = 0
         while len(taken) < max_rows:
@@ -81,12 +86,12 @@ class FairQueue:
             self._turns.rotate(-self._turns.index(following[0]))
         return taken
 
-    def order(self) -> list[tuple[QueuedJob, int]]:
+    def order(self) -> list[tuple[Job, int]]:
         """Every queued job with the number of images handed out before its first one, in serving order
         (round-robin, ignoring batch keys and sizes: what the user's queue position means)."""
         queues = {user: [(job, len(job.pending)) for job in jobs] for user, jobs in self._jobs.items()}
         cursor = {user: [0, 0] for user in queues}  # job index, images taken from it
-        first_seen: list[tuple[QueuedJob, int]] = []
+        first_seen: list[tuple[Job, int]] = []
         handed = 0
         active = [user for user in self._turns if queues.get(user)]
         while active:
@@ -106,10 +111,10 @@ class FairQueue:
             active = still
         return first_seen
 
-    def jobs(self) -> list[QueuedJob]:
+    def jobs(self) -> list[Job]:
         return [job for jobs in self._jobs.values() for job in jobs]
 
-    def jobs_of(self, user: str) -> list[QueuedJob]:
+    def jobs_of(self, user: str) -> list[Job]:
         """One user's queued jobs (a job partly handed to a batch stays until its last image is)."""
         return list(self._jobs.get(user, ()))
 

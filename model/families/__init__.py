@@ -12,6 +12,7 @@ Layouts:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from model.families.base import BatchCancelled, BatchControl, Family, Row
 from model.families.kandinsky22 import FAMILY as KANDINSKY22
@@ -70,7 +71,7 @@ def load_family(source: str | Path, *, device: str | None = None, dtype: str | N
     root = resolve_source(source)
     settings = read_settings(root)
     name = settings.get("name") or (str(source) if not Path(source).expanduser().is_dir() else root.name)
-    common = {
+    common: dict[str, Any] = {
         "name": name,
         "path": str(root),
         "settings": settings,

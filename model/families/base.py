@@ -10,12 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import PIL.Image
 import torch
 
-from model.engine.engine_common import GenerationRequest, ModelInfo
+from model.engine.engine_common import GenerationRequest, ModelInfo, resolved
 from model.guidance import RowGuidance
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Row:
 
     request: GenerationRequest
     index: int = 0
-    tag: Hashable = None  # the engine's handle for the job; opaque to families
+    tag: Any = None  # the engine's handle for the job; opaque to families
 
     @property
     def seed(self) -> int:
@@ -85,7 +85,7 @@ class Family(ABC):
                 continue
             if id(request) not in references:
                 references[id(request)] = self.encode_reference(
-                    request.guidance_image, request.width, request.height
+                    request.guidance_image, resolved(request.width), resolved(request.height)
                 )
             out.append(
                 RowGuidance(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import PIL.Image
 import torch
 
+from model.engine.engine_common import resolved
 from model.families.base import Row
 from model.families.denoising import StepState
 from model.families.verifier import AttributeVerifier
@@ -37,7 +38,9 @@ def expand_rows(rows: Sequence[Row], counts: Sequence[int]) -> tuple[list[Row], 
         expanded.append(row)  # candidate 0: the row itself
         owner.append(index)
         for k in range(1, count):
-            request = dataclasses.replace(row.request, seed=row.request.seed + k * CANDIDATE_SEED_STRIDE)
+            request = dataclasses.replace(
+                row.request, seed=resolved(row.request.seed) + k * CANDIDATE_SEED_STRIDE
+            )
             expanded.append(Row(request, row.index, row.tag))
             owner.append(index)
     return expanded, owner

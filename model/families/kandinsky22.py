@@ -22,7 +22,7 @@ import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
-from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo
+from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, resolved
 from model.families.base import BatchControl, Family, Row
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
@@ -125,7 +125,7 @@ class Kandinsky22Family(Family):
         embeds, negatives = embeds[owner].to(device, dtype), negatives[owner].to(device, dtype)
         scales = row_cfg_scale(decoder_rows, dtype, device)
         cfg = bool((scales > 1).any())
-        scheduler = self._schedulers.get(first.scheduler, first.dynamic_thresholding)
+        scheduler = self._schedulers.get(resolved(first.scheduler), first.dynamic_thresholding)
         channels = unet.config.in_channels
         learned_variance = scheduler.config.get("variance_type") in ("learned", "learned_range")
 
@@ -148,7 +148,7 @@ class Kandinsky22Family(Family):
         loop = DenoisingLoop(
             decoder_rows,
             scheduler,
-            first.steps,
+            resolved(first.steps),
             (channels, *self._latent_size(first)),
             predict,
             device=device,
@@ -181,7 +181,7 @@ class Kandinsky22Family(Family):
             dict(zip(judged, texts, strict=True)),
             self.verifier,
             self.decode_latents,
-            rows[0].request.steps,
+            resolved(rows[0].request.steps),
         )
         return decoder_rows, owner, picker
 
@@ -216,7 +216,7 @@ class Kandinsky22Family(Family):
                 if with_negative:
                     negative_embeds[run.row] = negative
         image_embeds: dict[int, torch.Tensor] = {}
-        positives = []
+        positives: list[torch.Tensor] = []
         for index, row in enumerate(rows):
             ingredients = _ingredients(row.request)
             embeddings = []
@@ -225,7 +225,7 @@ class Kandinsky22Family(Family):
                     embeddings.append(text_embeds[(index, k)])
                 else:
                     if id(item.image) not in image_embeds:
-                        image_embeds[id(item.image)] = self.embed_image(item.image)
+                        image_embeds[id(item.image)] = self.embed_image(resolved(item.image))
                     embeddings.append(image_embeds[id(item.image)])
             if row.request.mix:
                 positives.append(
@@ -238,8 +238,8 @@ class Kandinsky22Family(Family):
                 )
             else:
                 positives.append(embeddings[0])
-        negatives = [negative_embeds.get(index, self._zero_embed[0]) for index in range(len(rows))]
-        return torch.stack(positives), torch.stack(negatives)
+        negative_rows = [negative_embeds.get(index, self._zero_embed[0]) for index in range(len(rows))]
+        return torch.stack(positives), torch.stack(negative_rows)
 
     def _prior_samples(
         self, group: list[_PriorRun], with_negative: bool
@@ -309,7 +309,10 @@ class Kandinsky22Family(Family):
 
     def _latent_size(self, request: GenerationRequest) -> tuple[int, int]:
         scale = self.decoder.movq_scale_factor
-        return (-(-request.height // scale**2) * scale, -(-request.width // scale**2) * scale)
+        return (
+            -(-resolved(request.height) // scale**2) * scale,
+            -(-resolved(request.width) // scale**2) * scale,
+        )
 
 
 def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:

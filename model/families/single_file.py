@@ -85,7 +85,7 @@ def clip_tokenizer(settings: dict[str, Any]) -> CLIPTokenizer:
     from transformers import CLIPTokenizer
 
     vocab, merges = _clip_vocabulary()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **settings)  # type: ignore[arg-type]  # pairs work
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **settings)
 
 
 def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, CLIPTokenizer]:

@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
+from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError, resolved
 from model.families.base import BatchControl, Family, Row
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
@@ -148,7 +148,8 @@ class StableDiffusionFamily(Family):
         guidance_embedding = None
         if not self._per_row_cfg:  # a guidance-distilled UNet takes the batch's one scale as an input
             guidance_embedding = pipe.get_guidance_scale_embedding(
-                torch.tensor([float(first.guidance_scale) - 1]), embedding_dim=unet.config.time_cond_proj_dim
+                torch.tensor([resolved(first.guidance_scale) - 1]),
+                embedding_dim=unet.config.time_cond_proj_dim,
             ).to(device, dtype)
 
         def predict(latents: torch.Tensor, timestep: torch.Tensor, positions: list[int]) -> torch.Tensor:
@@ -177,8 +178,8 @@ class StableDiffusionFamily(Family):
         scale = pipe.vae_scale_factor
         loop = DenoisingLoop(
             rows,
-            self._schedulers.get(first.scheduler, first.dynamic_thresholding),
-            first.steps,
+            self._schedulers.get(resolved(first.scheduler), first.dynamic_thresholding),
+            resolved(first.steps),
             (unet.config.in_channels, first.height // scale, first.width // scale),
             predict,
             device=device,
@@ -234,7 +235,7 @@ class StableDiffusionFamily(Family):
         texts = [item for item in ingredients if item.text is not None]
         images = [item for item in ingredients if item.image is not None]
         interpolation = request.interpolation
-        encoded = [self._encode_text(item.text, request.negative_prompt) for item in texts] or [
+        encoded = [self._encode_text(resolved(item.text), request.negative_prompt) for item in texts] or [
             self._encode_text("", request.negative_prompt)
         ]
         weights = [item.weight for item in texts] or [1.0]
@@ -253,7 +254,7 @@ class StableDiffusionFamily(Family):
         pooled = mix([e[2] for e in encoded]) if self.xl else None
         image = None
         if images:
-            embeds = [self._embed_image(item.image) for item in images]
+            embeds = [self._embed_image(resolved(item.image)) for item in images]
             image = mix_embeddings(
                 embeds,
                 [item.weight for item in images],

@@ -24,6 +24,7 @@ different model, would surprise its owner more than a clear "interrupted, genera
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import queue
@@ -52,6 +53,7 @@ from storage.metadata import encode_png, image_recipe
 from storage.types import (
     GenerationInfo,
     Guidance,
+    GuidanceDecay,
     MixIngredientRef,
     NewImage,
     UploadInfo,
@@ -221,7 +223,7 @@ class GenerationJobs:
             raise
         with self._lock:
             self._jobs[generation.id] = _RunningJob(generation.id, handle, job, checked)
-        handle.subscribe(lambda progress, gid=generation.id: self._events.put((gid, progress)))
+        handle.subscribe(functools.partial(self._enqueue, generation.id))
         return generation
 
     def _own_uploads(self, user: UserInfo, job: JobRequest) -> dict[int, UploadInfo]:
@@ -243,7 +245,9 @@ class GenerationJobs:
     def _record_prompt(self, user: UserInfo, job: JobRequest) -> int:
         guidance = None
         if job.guidance_upload_id is not None:
-            guidance = Guidance(job.guidance_upload_id, job.image_guidance_scale, job.image_guidance_decay)
+            guidance = Guidance(
+                job.guidance_upload_id, job.image_guidance_scale, GuidanceDecay(job.image_guidance_decay)
+            )
         prompt = self.storage.prompts.create(
             user.id,
             text=job.prompt,
@@ -276,6 +280,10 @@ class GenerationJobs:
         if job is not None:
             job.handle.cancel()
         return generation
+
+    def _enqueue(self, generation_id: int, progress: Progress) -> None:
+        """Called on the engine's thread: hand the event to the finisher thread, which does the storage work."""
+        self._events.put((generation_id, progress))
 
     def _finish_loop(self) -> None:
         while (event := self._events.get()) is not None:

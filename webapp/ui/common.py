@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from gradio.utils import get_upload_folder
@@ -168,8 +169,8 @@ def thumbnail_uri(path: Path | str, max_side: int = 128) -> str:
     """A small PNG of a stored picture as a data URI, for HTML panels: no file route has to serve it.
 
     Pictures are shrunk to `max_side` at most (never enlarged: the page scales them up pixelated)."""
-    with Image.open(path) as picture:
-        picture = picture.convert("RGB")
+    with Image.open(path) as stored:
+        picture = stored.convert("RGB")
         picture.thumbnail((max_side, max_side))
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
@@ -226,14 +227,14 @@ def escape_md(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in text)
 
 
-def plain_markdown(value: str = "", **options: object) -> gr.Markdown:
+def plain_markdown(value: str = "", **options: Any) -> gr.Markdown:
     """Markdown for the studio's own formatting around user text, with LaTeX off: a prompt holding `$$...$$`
     is shown as typed, never typeset (user text in it goes through `escape_md`)."""
-    return gr.Markdown(value, latex_delimiters=[], **options)  # type: ignore[arg-type]
+    return gr.Markdown(value, latex_delimiters=[], **options)
 
 
-def plain_table(headers: list[str], **options: object) -> gr.Dataframe:
+def plain_table(headers: list[str], **options: Any) -> gr.Dataframe:
     """A read-only table whose cells are plain text: no Markdown or LaTeX from what users typed."""
     return gr.Dataframe(
         headers=headers, value=[], interactive=False, datatype="str", latex_delimiters=[], **options
-    )  # type: ignore[arg-type]
+    )
