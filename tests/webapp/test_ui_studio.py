@@ -128,3 +128,18 @@ def test_hostile_prompts_stay_text_in_the_review_panel_and_history_cards(live: L
     page = live.storage.history.search(author.user.id, HistoryQuery(mine=True))
     listing = cards(page.items, files)
     assert "<img src=x" not in listing and "&lt;img src=x" in listing
+
+
+def test_the_admin_sees_the_served_model_and_the_pulled_ones(live: Live, admin_tab: AdminTab) -> None:
+    info = live.studio.engine.model_info
+    pulled = live.storage.data_dir / "models" / "pulled-copy"
+    pulled.parent.mkdir(exist_ok=True)
+    pulled.symlink_to(info.path, target_is_directory=True)
+    try:
+        rows = admin_tab.model_rows(gr.Request(username=live.person("admin").name))
+    finally:
+        pulled.unlink()
+    assert rows[0][:6] == ["serving", info.name, info.family, info.hash, info.device, info.dtype]
+    assert ["available", "pulled-copy", info.family] == rows[-1][:3] and rows[-1][-1].endswith("MiB")
+    with pytest.raises(gr.Error):
+        admin_tab.model_rows(gr.Request(username=live.person("member").name))

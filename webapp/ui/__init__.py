@@ -91,4 +91,5 @@ def build_ui(studio: Studio) -> gr.Blocks:
             api_visibility="private",
         )
         admin_tab.select(admin.refresh_tables, outputs=[admin.users, admin.audit], api_visibility="private")
+        admin_tab.select(admin.model_rows, outputs=[admin.models], api_visibility="private")
     return demo

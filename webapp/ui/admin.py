@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from model.hub import served_model_summary
 from storage.errors import StorageError
 from storage.types import ReviewStatus, Role, UserInfo
 from webapp.context import Studio
@@ -27,6 +28,7 @@ from webapp.ui.common import (
     when,
 )
 
+MODEL_HEADERS = ["State", "Name", "Family", "Hash", "Device", "Dtype", "Size"]
 USER_HEADERS = ["User", "Role", "Active", "Must change password", "Last login"]
 TOKEN_HEADERS = ["Id", "Label", "Prefix", "Created", "Last used", "Revoked"]
 AUDIT_HEADERS = ["When", "Who", "Action", "Target", "Detail"]
@@ -37,6 +39,8 @@ class AdminTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.exports = TempFolder("draftroom-export-", EXPORT_MAX_AGE_S)
+        plain_markdown("### Model")
+        self.models = plain_table(MODEL_HEADERS, elem_id="admin-models")
         plain_markdown("### Users")
         self.users = plain_table(USER_HEADERS, elem_id="admin-users")
         self.picked_note = plain_markdown(
@@ -98,6 +102,7 @@ class AdminTab:
     def _wire(self) -> None:
         tables = [self.users, self.audit]
         self.refresh.click(self.refresh_tables, outputs=tables, api_name="admin_refresh")
+        self.refresh.click(self.model_rows, outputs=[self.models], api_visibility="private")
         self.add.click(
             self._add,
             inputs=[self.name, self.role, self.password],
@@ -170,6 +175,28 @@ class AdminTab:
             for e in events
         ]
         return [users, audit]
+
+    def model_rows(self, request: gr.Request) -> list[list[Any]]:
+        """The model being served, then the models pulled into the data directory (`app.py models pull`)."""
+        guard(self.studio, request, [Role.ADMIN])
+        summary = served_model_summary(self.studio.engine.model_info, self.studio.storage.data_dir)
+        served = summary["served"]
+        rows = [
+            [
+                "serving",
+                served["name"],
+                served["family"],
+                served["hash"],
+                served["device"],
+                served["dtype"],
+                "",
+            ]
+        ]
+        rows += [
+            ["available", m["name"], m["family"], "", "", "", f"{m['size_bytes'] / 2**20:,.0f} MiB"]
+            for m in summary["available"]
+        ]
+        return rows
 
     def refresh_tables(self, request: gr.Request) -> list[Any]:
         admin = guard(self.studio, request, [Role.ADMIN])
