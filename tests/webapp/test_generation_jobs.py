@@ -59,7 +59,7 @@ def test_a_member_at_their_limit_gets_429_naming_it_while_another_member_gets_20
             tokens[name] = {"Authorization": f"Bearer {storage.tokens.create(OPERATOR, user.id).secret}"}
         info = engine.model_info
         long_job = {"prompt": "a red circle", "steps": info.max_steps, "num_images": info.max_images}
-        with TestClient(create_app(storage, engine)) as client:
+        with TestClient(create_app(storage, engine), base_url="http://localhost") as client:
             running = client.post("/api/v1/generations", json=long_job, headers=tokens["greedy"]).json()["id"]
             deadline = time.monotonic() + 30
             while (
