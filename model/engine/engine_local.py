@@ -233,9 +233,8 @@ class LocalEngine(Engine):
         self._running: list[_Job] = []
         self._batch_started = 0.0
         self._step_s: float | None = None  # seconds per denoising step of a batch (moving average)
-        self._prelude_s: float | None = (
-            None  # seconds from a batch's start to its first step (moving average)
-        )
+        # seconds from a batch's start to its denoising loop: prior, encoders (moving average)
+        self._prelude_s: float | None = None
         self._thread = threading.Thread(
             target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True
         )
