@@ -177,9 +177,17 @@ class Accepted(BaseModel):
 
 
 class ProgressOut(BaseModel):
-    step: int
+    step: int = Field(description="denoising steps done, over all of the generation's images")
     total: int
-    queue_position: int | None
+    queue_position: int | None = Field(description="while queued: 0 starts next")
+    eta_s: float | None = Field(default=None, description="estimated seconds left, once the engine can tell")
+    stage: str | None = Field(default=None, description="while running: `prior` or `denoising`")
+    images_done: int = 0
+    running_images: list[int] = Field(
+        default=[], description="indexes of the images being made now (they step together)"
+    )
+    image_step: int = Field(default=0, description="denoising steps done by each image being made now")
+    image_steps: int = Field(default=0, description="denoising steps of one image")
 
 
 class ImageOut(BaseModel):

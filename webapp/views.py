@@ -31,13 +31,28 @@ def planned_steps(generation: GenerationInfo) -> int:
 
 
 def progress_out(studio: Studio, generation: GenerationInfo) -> ProgressOut:
+    """Live progress from the engine while the job runs here (no preview pixels); else what storage knows."""
     total = planned_steps(generation)
+    image_steps = int(generation.params.get("steps") or 0)
     if generation.status == GenerationStatus.SUCCEEDED:
-        return ProgressOut(step=total, total=total, queue_position=None)
+        done = len(generation.images)
+        return ProgressOut(
+            step=total, total=total, queue_position=None, images_done=done, image_steps=image_steps
+        )
     live = studio.jobs.progress(generation.id)
     if live is None or generation.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
-        return ProgressOut(step=0, total=total, queue_position=None)
-    return ProgressOut(step=live.step, total=live.total or total, queue_position=live.queue_position)
+        return ProgressOut(step=0, total=total, queue_position=None, image_steps=image_steps)
+    return ProgressOut(
+        step=live.step,
+        total=live.total or total,
+        queue_position=live.queue_position,
+        eta_s=live.eta_s,
+        stage=live.stage,
+        images_done=live.images_done,
+        running_images=list(live.running_images),
+        image_step=live.image_step,
+        image_steps=live.image_steps or image_steps,
+    )
 
 
 def generation_out(studio: Studio, generation: GenerationInfo) -> GenerationOut:

@@ -13,6 +13,7 @@ from model.engine.engine_common import (
     Progress,
     QueueFull,
     RequestError,
+    Stage,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Progress",
     "QueueFull",
     "RequestError",
+    "Stage",
 ]
 
 

@@ -28,6 +28,10 @@ class JobHandle(ABC):
         False when the job had already finished."""
 
     @abstractmethod
+    def want_previews(self) -> None:
+        """Someone watches this job: decode live previews of its images (``Progress.previews``) from now on."""
+
+    @abstractmethod
     def subscribe(self, callback: Callable[[Progress], None]) -> None:
         """Call ``callback`` with every progress change (queue position, step, final state), from the
         engine's thread; a job that has finished calls it once, at once."""

@@ -116,9 +116,22 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class Stage(StrEnum):
+    """Where a running batch is: the prior (Kandinsky: the text becomes an image embedding), then the
+    denoising loop (the decoder's steps, each image's own)."""
+
+    PRIOR = "prior"
+    DENOISING = "denoising"
+
+
 @dataclass(frozen=True)
 class Progress:
-    """A job's state. ``step``/``total`` count denoising steps over all of the job's images."""
+    """A job's state. ``step``/``total`` count denoising steps over all of the job's images; ``image_step`` of
+    ``image_steps`` is where each image now running (``running_images``) is, in the stage ``stage``.
+
+    ``previews`` has one entry per image when previews were asked for (``JobHandle.want_previews``): the
+    image's latest live preview (its predicted clean picture, at most the model's size), the finished image
+    once it is done, None before the first; empty otherwise."""
 
     status: JobStatus
     queue_position: int | None  # 0 = starts next; None once running or finished
@@ -128,6 +141,11 @@ class Progress:
     images_done: int = 0
     num_images: int = 1
     error: str | None = None
+    stage: Stage | None = None  # set while running
+    running_images: tuple[int, ...] = ()  # 0-based indexes of the job's images in the batch now running
+    image_step: int = 0
+    image_steps: int = 0
+    previews: tuple[PIL.Image.Image | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
   in one pipeline call, up to ``max_batch`` images. Each image is a row with its own seed, prompt
   embedding, CFG scale and guidance image, so a job's images do not depend on its batch-mates.
 - Fair turns: round-robin between users, one image per turn (fair_queue.FairQueue).
-- Progress: queue position, step i/N, ETA, through ``JobHandle.subscribe``.
+- Progress: queue position, the stage (prior, denoising), each image's step i/N, ETA, through
+  ``JobHandle.subscribe``; live previews of the images of jobs someone watches (``want_previews``).
 - Cancel: a queued job leaves the queue; a running job's rows leave the batch at the next step.
 - A failing batch is retried job by job, so a failing job fails alone.
 - A bounded queue (QueueFull), with a share per user checked first, and a graceful shutdown.
@@ -34,11 +35,13 @@ from model.engine.engine_common import (
     JobStatus,
     Progress,
     QueueFull,
+    Stage,
     request_params,
 )
 from model.engine.fair_queue import FairQueue
 from model.engine.validation import resolve_request
 from model.families.base import BatchCancelled, Family, Row
+from model.families.denoising import StepState
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,10 @@ class _Job(JobHandle):
         self.pending: deque[int] = deque(range(request.num_images))
         self.images: dict[int, PIL.Image.Image] = {}
         self.steps_done: dict[int, int] = {}
+        self.running: tuple[int, ...] = ()  # the images in the batch now running
+        self.stage: Stage | None = None
+        self.previews_wanted = False
+        self.previews: dict[int, PIL.Image.Image] = {}
         self.status = JobStatus.QUEUED
         self.queue_position: int | None = None
         self.eta_s: float | None = None
@@ -86,6 +93,10 @@ class _Job(JobHandle):
     def cancel(self) -> bool:
         return self._engine._cancel(self)
 
+    def want_previews(self) -> None:
+        with self._engine._lock:
+            self.previews_wanted = True
+
     def subscribe(self, callback: Subscriber) -> None:
         with self._engine._lock:
             self._subscribers.append(callback)
@@ -95,8 +106,13 @@ class _Job(JobHandle):
             _call(callback, snapshot)
 
     # engine side (called with the engine lock held unless noted)
+    def image_step(self) -> int:
+        """Denoising steps done by the images now running (they step together)."""
+        return max((self.steps_done.get(index, 0) for index in self.running), default=0)
+
     def _snapshot(self) -> Progress:
         steps = int(self.request.steps or 0)
+        running = self.status is JobStatus.RUNNING
         return Progress(
             status=self.status,
             queue_position=self.queue_position if self.status is JobStatus.QUEUED else None,
@@ -106,11 +122,22 @@ class _Job(JobHandle):
             images_done=len(self.images),
             num_images=self.request.num_images,
             error=self.error,
+            stage=self.stage if running else None,
+            running_images=self.running if running else (),
+            image_step=self.image_step() if running else 0,
+            image_steps=steps,
+            previews=tuple(
+                self.images.get(index, self.previews.get(index)) for index in range(self.request.num_images)
+            )
+            if self.previews_wanted
+            else (),
         )
 
     def _finish(self, status: JobStatus, error: str | None = None) -> None:
         self.status, self.error = status, error
         self.steps_done.clear()
+        self.previews.clear()
+        self.running, self.stage = (), None
         self.eta_s = 0.0
         if status is JobStatus.SUCCEEDED:
             self._result = GenerationResult(
@@ -179,18 +206,23 @@ class LocalEngine(Engine):
         max_user_jobs: int = 8,
         max_user_images: int = 32,
         gather_s: float = 0.01,
+        preview_every_s: float = 0.5,
     ) -> None:
         """``max_batch``: images per pipeline call; ``max_queue``: queued jobs (all users) before QueueFull;
         ``max_user_jobs`` / ``max_user_images``: one user's queued jobs / images not yet started, checked
         before ``max_queue`` so one user's burst cannot lock the others out;
-        ``gather_s``: after an idle spell, wait this long so requests sent together share a batch."""
+        ``gather_s``: after an idle spell, wait this long so requests sent together share a batch;
+        ``preview_every_s``: the pause between live previews of a batch (the first comes at its first step)."""
         if min(max_batch, max_queue, max_user_jobs, max_user_images) < 1:
             raise ValueError("max_batch, max_queue, max_user_jobs and max_user_images must be at least 1")
+        if preview_every_s < 0:
+            raise ValueError("preview_every_s must be at least 0")
         self.model_info = family.info
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_user_jobs = max_user_jobs
         self.max_user_images = max_user_images
+        self.preview_every_s = preview_every_s
         self._family = family
         self._gather_s = gather_s
         self._queue: FairQueue[_Job] = FairQueue()
@@ -199,7 +231,10 @@ class LocalEngine(Engine):
         self._closed = False
         self._drain = True
         self._running: list[_Job] = []
+        self._batch_started = 0.0
         self._step_s: float | None = None  # seconds per denoising step of a batch (moving average)
+        # seconds from a batch's start to its denoising loop: prior, encoders (moving average)
+        self._prelude_s: float | None = None
         self._thread = threading.Thread(
             target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True
         )
@@ -288,15 +323,14 @@ class LocalEngine(Engine):
     def _reposition(self) -> list[tuple[_Job, Progress]]:
         """New queue positions and ETAs for queued jobs; returns the progress events to send."""
         updates = []
-        step_s = self._step_s
         running_left = self._running_seconds_left()
         position = 0
         for job, ahead in self._queue.order():
             assert isinstance(job, _Job)
             eta = None
-            if step_s is not None:
+            if self._step_s is not None:
                 batches = math.ceil((ahead + len(job.pending)) / self.max_batch)
-                eta = running_left + batches * int(job.request.steps) * step_s  # type: ignore[arg-type]
+                eta = running_left + batches * self._batch_s(job)
             if job.status is JobStatus.QUEUED:
                 if (job.queue_position, job.eta_s) != (position, eta):
                     job.queue_position, job.eta_s = position, eta
@@ -306,11 +340,30 @@ class LocalEngine(Engine):
                 job.eta_s = eta
         return updates
 
+    def _batch_s(self, job: _Job) -> float:
+        """Seconds a batch of ``job``'s images takes, by the moving averages (lock held, ``_step_s`` known)."""
+        assert self._step_s is not None
+        return (self._prelude_s or 0.0) + int(job.request.steps) * self._step_s  # type: ignore[arg-type]
+
+    def _batch_seconds_left(self, job: _Job) -> float:
+        """Seconds until the running batch that holds ``job`` ends (lock held, ``_step_s`` known)."""
+        assert self._step_s is not None
+        if job.stage is Stage.DENOISING:
+            return (int(job.request.steps) - job.image_step()) * self._step_s  # type: ignore[arg-type]
+        prelude_left = max(0.0, (self._prelude_s or 0.0) - (time.monotonic() - self._batch_started))
+        return prelude_left + int(job.request.steps) * self._step_s  # type: ignore[arg-type]
+
     def _running_seconds_left(self) -> float:
         if self._step_s is None or not self._running:
             return 0.0
-        left = max(int(job.request.steps) - max(job.steps_done.values(), default=0) for job in self._running)  # type: ignore[arg-type]
-        return left * self._step_s
+        return max(self._batch_seconds_left(job) for job in self._running)
+
+    def _running_eta(self, job: _Job) -> float | None:
+        """A running job's ETA: the rest of its batch, then batches for its images still waiting."""
+        if self._step_s is None:
+            return None
+        later = math.ceil(len(job.pending) / self.max_batch) * self._batch_s(job)
+        return self._batch_seconds_left(job) + later
 
     def _cancel_locked(self, job: _Job) -> list[tuple[_Job, Progress]]:
         if job.status.finished:
@@ -348,27 +401,31 @@ class LocalEngine(Engine):
                 items = self._queue.take(self.max_batch)
                 jobs = list(dict.fromkeys(job for job, _ in items))
                 updates = []
+                self._batch_started = time.monotonic()
                 for job in jobs:
+                    job.running = tuple(index for owner, index in items if owner is job)
                     if job.status is JobStatus.QUEUED:
-                        job.status, job.started = JobStatus.RUNNING, time.monotonic()
-                        updates.append((job, job._snapshot()))
+                        job.status, job.started = JobStatus.RUNNING, self._batch_started
+                    updates.append((job, job._snapshot()))
                 self._running = jobs
                 updates += self._reposition()
             self._emit(updates)
             self._run([Row(job.request, index, tag=job) for job, index in items])
             with self._lock:
+                for job in self._running:
+                    job.running, job.stage = (), None
                 self._running = []
 
     def _run(self, rows: list[Row], isolate: bool = True) -> None:
         """Run one batch; on an error, rerun each job alone so that only the failing job fails."""
-        control = _Control(self, rows)
+        control = _Control(self)
         started = time.monotonic()
         try:
-            images = self._family.generate(rows, control)
+            images = self._family.generate(rows, control, _Previews(self))
         except BatchCancelled:
             images = [None] * len(rows)
         except Exception as error:
-            jobs = list(dict.fromkeys(row.tag for row in rows))
+            jobs = _jobs(rows)
             if isolate and len(jobs) > 1:
                 log.warning("batch of %d jobs failed (%s); retrying each job alone", len(jobs), error)
                 for job in jobs:
@@ -380,17 +437,19 @@ class LocalEngine(Engine):
         elapsed = time.monotonic() - started
         updates = []
         with self._lock:
-            for job in dict.fromkeys(row.tag for row in rows):
+            for job in _jobs(rows):
                 job.model_s += elapsed
             for row, image in zip(rows, images, strict=True):
-                job = row.tag
+                job = _job(row)
                 job.steps_done.pop(row.index, None)
                 if image is not None and not job.status.finished:
                     job.images[row.index] = image
-            for job in dict.fromkeys(row.tag for row in rows):
-                if not job.status.finished and len(job.images) == job.request.num_images:
+            for job in _jobs(rows):
+                if job.status.finished:
+                    continue
+                if len(job.images) == job.request.num_images:
                     job._finish(JobStatus.SUCCEEDED)
-                    updates.append((job, job._snapshot()))
+                updates.append((job, job._snapshot()))
         self._emit(updates)
 
     def _fail(self, jobs: Sequence[_Job], message: str) -> None:
@@ -405,11 +464,27 @@ class LocalEngine(Engine):
 
 
 class _Control:
-    """The engine's side of a running batch: per-step progress and ETA, and which rows are still wanted."""
+    """The engine's side of a running batch: its stage, per-step progress and ETA, and which rows are still
+    wanted. Stage and step times feed the engine's moving averages."""
 
-    def __init__(self, engine: LocalEngine, rows: Sequence[Row]) -> None:
+    def __init__(self, engine: LocalEngine) -> None:
         self._engine = engine
-        self._last = time.monotonic()
+        self._started = self._last = time.monotonic()
+
+    def on_stage(self, stage: Stage, rows: Sequence[Row]) -> None:
+        engine = self._engine
+        now = time.monotonic()
+        updates = []
+        with engine._lock:
+            if stage is Stage.DENOISING:
+                engine._prelude_s = _average(engine._prelude_s, now - self._started)
+                self._last = now
+            for job in _jobs(rows):
+                if not job.status.finished:
+                    job.stage = stage
+                    job.eta_s = engine._running_eta(job)
+                    updates.append((job, job._snapshot()))
+        engine._emit(updates)
 
     def on_step(self, step: int, total: int, rows: Sequence[Row]) -> None:
         engine = self._engine
@@ -417,22 +492,68 @@ class _Control:
         spent, self._last = now - self._last, now
         updates = []
         with engine._lock:
-            engine._step_s = spent if engine._step_s is None else 0.8 * engine._step_s + 0.2 * spent
+            engine._step_s = _average(engine._step_s, spent)
             for row in rows:
-                job = row.tag
-                steps = int(job.request.steps)
-                job.steps_done[row.index] = round(step * steps / total)
-            for job in dict.fromkeys(row.tag for row in rows):
-                if job.status.finished:
-                    continue
-                left_in_batch = (total - step) * engine._step_s
-                more = (
-                    math.ceil(len(job.pending) / engine.max_batch) * int(job.request.steps) * engine._step_s
-                )
-                job.eta_s = left_in_batch + more
-                updates.append((job, job._snapshot()))
+                job = _job(row)
+                job.steps_done[row.index] = round(step * int(job.request.steps or 0) / total)
+            for job in _jobs(rows):
+                if not job.status.finished:
+                    job.eta_s = engine._running_eta(job)
+                    updates.append((job, job._snapshot()))
             updates += engine._reposition()
         engine._emit(updates)
 
     def wanted(self, row: Row) -> bool:
         return not row.tag.cancel_requested
+
+
+class _Previews:
+    """A batch's step hook: live previews of the images someone watches, then a pause of ``preview_every_s``.
+
+    An image's preview is the predicted clean picture of its first live row (its first decoder candidate
+    until the verifier keeps one). The last step is skipped: the finished picture comes right after it."""
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self._engine = engine
+        self._next = 0.0  # monotonic time of the next preview; the first comes at the first step
+
+    def __call__(self, state: StepState) -> None:
+        if state.step + 1 >= state.total or time.monotonic() < self._next:
+            return
+        engine = self._engine
+        picks: dict[tuple[_Job, int], int] = {}  # (job, image index) -> live row
+        with engine._lock:
+            for live, position in enumerate(state.positions):
+                row = state.rows[position]
+                job = _job(row)
+                if job.previews_wanted and not job.status.finished:
+                    picks.setdefault((job, row.index), live)
+        if not picks:
+            return
+        pictures = engine._family.preview_images(state.predicted_clean()[list(picks.values())])
+        updates = []
+        with engine._lock:
+            for (job, index), picture in zip(picks, pictures, strict=True):
+                if not job.status.finished:  # cancelled while the preview was decoded
+                    job.previews[index] = picture
+            for job in dict.fromkeys(job for job, _ in picks):
+                if not job.status.finished:
+                    updates.append((job, job._snapshot()))
+        engine._emit(updates)
+        self._next = time.monotonic() + engine.preview_every_s
+
+
+def _job(row: Row) -> _Job:
+    """The job a row of the engine's batches belongs to (its tag)."""
+    assert isinstance(row.tag, _Job)
+    return row.tag
+
+
+def _jobs(rows: Sequence[Row]) -> list[_Job]:
+    """The jobs of ``rows``, each once, in order."""
+    return list(dict.fromkeys(_job(row) for row in rows))
+
+
+def _average(mean: float | None, sample: float) -> float:
+    """A moving average that follows the machine's speed within a few samples."""
+    return sample if mean is None else 0.8 * mean + 0.2 * sample

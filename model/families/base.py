@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import PIL.Image
 import torch
 
-from model.engine.engine_common import GenerationRequest, ModelInfo, resolved
+from model.engine.engine_common import GenerationRequest, ModelInfo, Stage, resolved
 from model.guidance import RowGuidance
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ class Row:
 
 class BatchControl(Protocol):
     """How a running batch reports progress and learns which rows are still wanted (not cancelled)."""
+
+    def on_stage(self, stage: Stage, rows: Sequence[Row]) -> None:
+        """The batch enters ``stage`` (the prior, if the family has one, then the denoising loop)."""
 
     def on_step(self, step: int, total: int, rows: Sequence[Row]) -> None: ...
 
@@ -69,6 +72,10 @@ class Family(ABC):
         ``step_hook`` sees every step of the denoising loop (e.g. to decode live previews of the predicted
         clean latents); it runs in the worker, so it should be quick.
         """
+
+    @abstractmethod
+    def preview_images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
+        """Cheap pictures of (predicted clean) latents [B, C, h, w] for live previews, at most the model's size."""
 
     @abstractmethod
     def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:

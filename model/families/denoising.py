@@ -9,7 +9,8 @@ each row has its own noise, CFG scale, guidance reference and scheduler, and row
    dynamically thresholded where the request asks for it;
 3. each row's scheduler steps its own row, with its own generator;
 4. image guidance pulls each row toward its reference;
-5. progress is reported and cancelled rows leave; a ``picker`` may keep only some rows;
+5. progress is reported (``on_stage`` as the loop starts, ``on_step`` after each step) and cancelled rows
+   leave; a ``picker`` may keep only some rows;
 6. the ``step_hook`` sees the step (the predicted clean latents, for live previews).
 
 One scheduler per row keeps a multistep scheduler's history (DPM-Solver++, PNDM) per row: a row that leaves
@@ -29,6 +30,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from model.engine.engine_common import Stage
 from model.families.base import BatchCancelled, BatchControl, Row
 from model.families.schedulers import DynamicThreshold, predicted_clean
 from model.guidance import ImageGuidance, RowGuidance
@@ -47,6 +49,7 @@ class StepState:
     step: int  # 0-based
     total: int
     timestep: torch.Tensor
+    rows: list[Row]  # every row of the batch, by original index; ``positions`` picks the live ones
     positions: list[int]  # original row index of each live row
     latents: torch.Tensor  # after the step (and image guidance), [B, C, h, w]
     model_input: torch.Tensor  # the scaled latents the step started from
@@ -134,6 +137,8 @@ class DenoisingLoop:
     def run(self) -> torch.Tensor:
         """The final latents of the rows still live (``by_row`` places them). Raises BatchCancelled."""
         total = len(self.timesteps)
+        if self._control is not None:
+            self._control.on_stage(Stage.DENOISING, self.rows)
         for step, timestep in enumerate(self.timesteps):
             model_input = torch.cat(
                 [
@@ -151,7 +156,15 @@ class DenoisingLoop:
                 upcoming = self.timesteps[step + 1] if step + 1 < total else None
                 self.latents = self._guidance.apply(self.latents, step, total, self.schedulers[0], upcoming)
             state = StepState(
-                step, total, timestep, self.positions, self.latents, model_input, output, self.schedulers[0]
+                step,
+                total,
+                timestep,
+                self.rows,
+                self.positions,
+                self.latents,
+                model_input,
+                output,
+                self.schedulers[0],
             )
             if self._control is not None:
                 self._drop_cancelled(state)

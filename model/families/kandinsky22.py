@@ -22,7 +22,7 @@ import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
-from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, resolved
+from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, Stage, resolved
 from model.families.base import BatchControl, Family, Row
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
@@ -118,6 +118,8 @@ class Kandinsky22Family(Family):
         self, rows: Sequence[Row], control: BatchControl | None = None, step_hook: StepHook | None = None
     ) -> list[PIL.Image.Image | None]:
         first = rows[0].request
+        if control is not None:
+            control.on_stage(Stage.PRIOR, rows)
         embeds, negatives = self.embed_rows(rows)
         unet = self.decoder.unet
         device, dtype = self.decoder.device, unet.dtype
@@ -159,9 +161,7 @@ class Kandinsky22Family(Family):
             picker=picker,
             step_hook=step_hook,
         )
-        pixels = self.decode_latents(loop.run())
-        images = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(pixels))
-        return collapse(loop.by_row(images), owner, len(rows))
+        return collapse(loop.by_row(self.pictures(loop.run())), owner, len(rows))
 
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
@@ -306,6 +306,14 @@ class Kandinsky22Family(Family):
         """Pixels in [0, 1] from decoder latents [B, C, h, w] (what the pipeline does after its last step)."""
         image = self.decoder.movq.decode(latents, force_not_quantize=True).sample
         return (image * 0.5 + 0.5).clamp(0, 1)
+
+    def pictures(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
+        """Pictures from decoder latents [B, C, h, w], decoded by the movq."""
+        return VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(self.decode_latents(latents)))
+
+    def preview_images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
+        """Previews are decoded as the finished pictures are: the movq costs little next to a decoder step."""
+        return self.pictures(latents)
 
     def _latent_size(self, request: GenerationRequest) -> tuple[int, int]:
         scale = self.decoder.movq_scale_factor

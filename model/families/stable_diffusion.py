@@ -33,6 +33,22 @@ DEFAULTS = {
     FAMILY_SD: {"default_steps": 30, "default_guidance": 7.5},
     FAMILY_SDXL: {"default_steps": 30, "default_guidance": 5.0},
 }
+# Live previews skip the VAE: RGB is close to a linear map of the 4 latent channels (as the UNet sees them).
+# These are the factors ComfyUI's latent previews use for SD 1.x/2.x and SDXL latents; rows are channels.
+LATENT_RGB = {
+    FAMILY_SD: (
+        (0.3512, 0.2297, 0.3227),
+        (0.3250, 0.4974, 0.2350),
+        (-0.2829, 0.1762, 0.2721),
+        (-0.2120, -0.2616, -0.7177),
+    ),
+    FAMILY_SDXL: (
+        (0.3920, 0.4054, 0.4549),
+        (-0.2634, -0.0196, 0.0653),
+        (0.0568, 0.1687, -0.0755),
+        (-0.3112, -0.2359, -0.2076),
+    ),
+}
 
 
 class _Conditioning:
@@ -91,6 +107,7 @@ class StableDiffusionFamily(Family):
             dtype=str(pipe.unet.dtype).removeprefix("torch."),
         )
         self._vae_processor = pipe.image_processor
+        self._latent_rgb = torch.tensor(LATENT_RGB[family], dtype=torch.float32)
 
     def check_request(self, request: GenerationRequest) -> None:
         """Stable Diffusion can only slerp between two texts or two images (different embedding spaces)."""
@@ -285,6 +302,12 @@ class StableDiffusionFamily(Family):
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from UNet latents [B, C, h, w]."""
         return (self._decode(latents) * 0.5 + 0.5).clamp(0, 1)
+
+    def preview_images(self, latents: torch.Tensor) -> list[PIL.Image.Image]:
+        """Latent-size pictures (1/8 of the image's side) by the linear latent-to-RGB map; no VAE runs."""
+        rgb = torch.einsum("bchw,cr->bhwr", latents.float().cpu(), self._latent_rgb)
+        pixels = ((rgb + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).numpy()
+        return [PIL.Image.fromarray(picture) for picture in pixels]
 
 
 @contextmanager

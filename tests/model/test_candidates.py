@@ -152,6 +152,9 @@ class CancelFirstRow:
     def __init__(self, cancelled: object) -> None:
         self.cancelled = cancelled
 
+    def on_stage(self, stage, rows) -> None:
+        pass
+
     def on_step(self, step: int, total: int, rows) -> None:
         pass
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from image_checks import max_pixel_diff, mean_pixel_diff
 
-from model.engine.engine_common import GenerationRequest
+from model.engine.engine_common import GenerationRequest, Stage
 from model.engine.validation import resolve_request
 from model.families import Family, Row
 from model.families.denoising import StepState
@@ -49,6 +49,9 @@ class LeaveAfter:
     def __init__(self, step: int) -> None:
         self.step = 0
         self.leave_at = step
+
+    def on_stage(self, stage: Stage, rows: Sequence[Row]) -> None:
+        pass
 
     def on_step(self, step: int, total: int, rows: Sequence[Row]) -> None:
         self.step = step

@@ -40,11 +40,11 @@ class Recorder:
         self.fail_if = fail_if
         self._generate = family.generate
 
-    def __call__(self, rows: Sequence[Row], control=None):
+    def __call__(self, rows: Sequence[Row], control=None, step_hook=None):
         self.batches.append(list(rows))
         if self.fail_if and any(self.fail_if(row) for row in rows):
             raise RuntimeError("injected failure")
-        return self._generate(rows, control)
+        return self._generate(rows, control, step_hook)
 
 
 @pytest.fixture
@@ -158,6 +158,74 @@ def test_progress_events_report_position_steps_and_eta(kandinsky: Family, engine
     late: list[Progress] = []
     second.subscribe(late.append)
     assert [e.status for e in late] == [JobStatus.SUCCEEDED], "a finished job reports once, at once"
+
+
+class CountedPreviews:
+    """Wraps a family's preview_images to count the latents each call decodes."""
+
+    def __init__(self, family: Family) -> None:
+        self.calls: list[int] = []
+        self._preview = family.preview_images
+
+    def __call__(self, latents):
+        self.calls.append(latents.shape[0])
+        return self._preview(latents)
+
+
+@pytest.mark.parametrize("name", ["kandinsky", "sd"])
+def test_a_watched_job_gets_live_previews_and_progress_per_image(
+    name: str, request: pytest.FixtureRequest, engine_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family: Family = request.getfixturevalue(name)
+    counted = CountedPreviews(family)
+    monkeypatch.setattr(family, "preview_images", counted)
+    engine = engine_for(family, max_batch=1, preview_every_s=0)
+    release = blocker(engine, family)
+    handle = engine.submit(ask("a red circle", 3, "ann", num_images=2, steps=3, scheduler="ddim"))
+    handle.want_previews()
+    events: list[Progress] = []
+    handle.subscribe(events.append)
+    release.set()
+    result = handle.result(60)
+
+    running = [e for e in events if e.status is JobStatus.RUNNING]
+    stepping = [(e.running_images, e.image_step, e.image_steps) for e in running if e.stage == "denoising"]
+    assert list(dict.fromkeys((images, step) for images, step, _ in stepping if step)) == [
+        ((0,), 1),
+        ((0,), 2),
+        ((0,), 3),
+        ((1,), 1),
+        ((1,), 2),
+        ((1,), 3),
+    ], "each image counts its own steps, one image after the other"
+    assert {steps for _, _, steps in stepping} == {3} and running[-1].total == 6
+    if name == "kandinsky":
+        stages = [e.stage for e in running if e.stage]
+        assert stages.index("prior") < stages.index("denoising"), "the prior comes first"
+
+    previews = [e.previews for e in running if any(e.previews)]
+    assert counted.calls == [1, 1, 1, 1], "every step but the last of each image, one latent each"
+    first = previews[0]
+    assert isinstance(first[0], PIL.Image.Image) and first[1] is None, "a preview before any image is done"
+    assert first[0].width <= result.images[0].width and first[0].height <= result.images[0].height
+    assert any(e.images_done == 1 and e.previews[1] is not None for e in running), "image 2 previews too"
+    assert events[-1].status is JobStatus.SUCCEEDED and list(events[-1].previews) == result.images
+
+
+def test_previews_are_decoded_only_for_watched_jobs_and_at_most_every_preview_every_s(
+    kandinsky: Family, engine_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted = CountedPreviews(kandinsky)
+    monkeypatch.setattr(kandinsky, "preview_images", counted)
+    engine = engine_for(kandinsky, preview_every_s=60)
+    release = blocker(engine, kandinsky)
+    watched = engine.submit(ask("a red circle", 1, "ann", steps=4))
+    unwatched = engine.submit(ask("a blue square", 2, "bob", steps=4))
+    watched.want_previews()
+    release.set()
+    watched.result(60), unwatched.result(60)
+    assert counted.calls == [1], "one preview (at the first step), of the watched job's image only"
+    assert unwatched.progress().previews == ()
 
 
 def test_cancel_a_queued_job(kandinsky: Family, engine_for, recorded) -> None:

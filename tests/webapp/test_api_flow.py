@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import zipfile
 
 from storage.metadata import read_png_metadata
@@ -105,3 +106,24 @@ def test_the_whole_flow_over_rest(live: Live) -> None:
         assert {int(row["image_id"]) for row in rows} == ids
         ours = next(entry for entry in manifest if entry["image_id"] == image["id"])
         assert archive.read(ours["file"]) == png.content
+
+
+def test_a_running_generation_reports_its_stage_and_each_images_own_step(live: Live) -> None:
+    client = live.client(live.person())
+    steps = 15
+    job = {"prompt": f"a red circle {unique_word()}", "steps": steps, "num_images": 2}
+    generation_id = client.post("/api/v1/generations", json=job).json()["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        body = client.get(f"/api/v1/generations/{generation_id}").json()
+        progress = body["progress"]
+        if body["status"] != "queued" and progress["stage"] == "denoising" and progress["image_step"] >= 1:
+            break
+        assert body["status"] in ("queued", "running") and time.monotonic() < deadline, body
+        time.sleep(0.05)
+    client.delete(f"/api/v1/generations/{generation_id}")
+    assert progress["running_images"] == [0, 1] and progress["image_steps"] == steps, progress
+    assert progress["image_step"] <= steps and progress["total"] == 2 * steps
+    assert progress["step"] == 2 * progress["image_step"], "steps over all images still count both"
+    assert progress["eta_s"] is not None and progress["eta_s"] > 0
+    assert "previews" not in progress

@@ -10,7 +10,7 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from storage.types import HistoryQuery
 from tests.webapp.browser_session import WAIT_MS, Session
@@ -80,6 +80,13 @@ def test_the_reviewer_sees_guidance_and_mix_and_cannot_reject_without_a_comment(
     assert live.storage.generations.image(member.user.id, image_id).review_status.value == "rejected"
 
 
+def set_steps(page: Page, count: int) -> None:
+    page.locator("#advanced").get_by_text("Advanced settings").first.click()
+    steps = page.locator("#steps input[type=number]")
+    steps.fill(str(count))
+    steps.press("Enter")
+
+
 def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessions: list[Session]) -> None:
     """...and the result is marked selected, with Submit and Reuse usable only once there is one."""
     member = Session(browser, live, live.person("member", prefix="ada"))
@@ -87,10 +94,7 @@ def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessio
     page = member.page
     expect(page.locator("#submit-review-btn")).to_be_disabled()
     expect(page.locator("#reuse-btn")).to_be_disabled()
-    page.locator("#advanced").get_by_text("Advanced settings").first.click()
-    steps = page.locator("#steps input[type=number]")
-    steps.fill(str(TEST_STEPS))
-    steps.press("Enter")
+    set_steps(page, TEST_STEPS)
     word = unique_word()
     prompt = page.locator("#prompt").get_by_role("textbox")
     prompt.fill(f"a red circle {word}")
@@ -102,6 +106,61 @@ def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessio
     expect(page.locator("#gallery .selected").first).to_be_visible()
     expect(page.locator("#submit-review-btn")).to_be_enabled(timeout=WAIT_MS)
     expect(page.locator("#reuse-btn")).to_be_enabled()
+
+
+RECORD_PROGRESS_JS = """
+() => {
+  const timeline = [];
+  window.progressTimeline = timeline;
+  document.getElementById("generate").addEventListener(
+    "click", () => { window.generateClickedAt = performance.now(); }, { capture: true, once: true });
+  const record = () => {
+    const bar = document.querySelector("#progress progress.bar");
+    const label = document.querySelector("#progress .label");
+    const entry = {
+      t: performance.now(),
+      bar: bar ? (bar.hasAttribute("value") ? bar.value : -1) : null,
+      label: label ? label.textContent : "",
+      previews: document.querySelectorAll("#progress img.preview").length,
+      images: document.querySelectorAll("#gallery img").length,
+    };
+    const last = timeline[timeline.length - 1];
+    if (!last || ["bar", "label", "previews", "images"].some((key) => last[key] !== entry[key])) {
+      timeline.push(entry);
+    }
+  };
+  new MutationObserver(record).observe(
+    document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+}
+"""
+
+
+def test_the_progress_bar_moves_at_once_and_a_preview_comes_before_the_images(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
+    """What the page showed, recorded in the page itself from the click on: the bar moves within 2 s, each
+    image counts its own steps, and a live preview is on screen before the finished images."""
+    member = Session(browser, live, live.person("member", prefix="ada"))
+    sessions.append(member)
+    page = member.page
+    set_steps(page, 6)  # several steps, so previews have time to show
+    page.locator("#prompt").get_by_role("textbox").fill(f"a red circle {unique_word()}")
+    page.evaluate(RECORD_PROGRESS_JS)
+    page.locator("#generate").click()
+    expect(page.locator("#progress")).to_contain_text("Done", timeout=WAIT_MS)
+    expect(page.locator("#gallery img").first).to_be_visible(timeout=WAIT_MS)
+    timeline = page.evaluate("window.progressTimeline")
+    clicked = page.evaluate("window.generateClickedAt")
+
+    early = [entry for entry in timeline if entry["t"] - clicked <= 2000 and entry["bar"] is not None]
+    assert early and re.match(r"Queued|Image 1 of 1", early[0]["label"]), timeline  # -1: animated, queued
+    values = [entry["bar"] for entry in timeline if entry["bar"] not in (None, -1)]
+    assert values == sorted(values) and 0 < values[0] < 1 and values[-1] == 1, timeline
+    assert any(re.match(r"Image 1 of 1, step \d+/\d+", entry["label"]) for entry in timeline), timeline
+    first_preview = next(n for n, entry in enumerate(timeline) if entry["previews"])
+    first_images = next(n for n, entry in enumerate(timeline) if entry["images"])
+    assert first_preview < first_images, timeline
+    expect(page.locator("#progress img.preview")).to_have_count(0)  # the finished images took their place
 
 
 def test_a_mix_ingredient_shows_only_its_own_control(

@@ -34,7 +34,7 @@ def test_generate_event_with_auth(live: Live) -> None:
     progress, gallery, recipe, download, _message = call(
         client, "/generate", prompt=prompt, seed=77, steps=TEST_STEPS
     )
-    assert progress.startswith("**Done**") and "seed 77" in progress
+    assert "Done: 1 image(s), seed 77" in progress and 'value="1.000"' in progress
     assert len(gallery) == 1 and gallery[0]["caption"].endswith("seed 77")
     assert recipe.startswith(prompt) and "Seed: 77" in recipe and f"Steps: {TEST_STEPS}" in recipe
     [item] = live.storage.history.search(person.user.id, HistoryQuery(mine=True)).items

@@ -266,6 +266,14 @@ class GenerationJobs:
             job = self._jobs.get(generation_id)
         return None if job is None else job.handle.progress()
 
+    def watch(self, generation_id: int) -> None:
+        """Someone is looking at the job: the engine decodes live previews of its images (`Progress.previews`,
+        in memory only, never stored). A job not running here has nothing to show."""
+        with self._lock:
+            job = self._jobs.get(generation_id)
+        if job is not None:
+            job.handle.want_previews()
+
     def wait(self, generation_id: int, timeout: float) -> bool:
         """Block until the job's final status is stored (True) or `timeout` passes (False)."""
         with self._lock:

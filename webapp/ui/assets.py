@@ -9,9 +9,14 @@ from __future__ import annotations
 CSS = """
 #whoami { text-align: right; }
 #progress { min-height: 1.5em; }
+#progress .progress-panel { display: flex; flex-direction: column; gap: 0.3em; }
+#progress progress.bar { width: 100%; height: 0.9em; accent-color: var(--color-accent); }
+#progress .previews { display: flex; flex-wrap: wrap; gap: 0.4em; }
+#progress img.preview { width: 96px; height: 96px; object-fit: contain;
+  border: 1px solid var(--border-color-primary); }
 #sign-out { flex-grow: 0; min-width: max-content; }
 #review-image img, #review-gallery img, #history-gallery img, #history-results img, #gallery img,
-.recipe img, .review-context img, #inbox-list img { image-rendering: pixelated; }
+.recipe img, .review-context img, #inbox-list img, #progress img { image-rendering: pixelated; }
 #review-image img { width: 100%; height: 100%; object-fit: contain; }
 #review-gallery .thumbnail-item.selected { outline: 4px solid var(--color-accent); outline-offset: 2px; }
 .recipe dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 0.8em; margin: 0; }

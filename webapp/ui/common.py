@@ -166,14 +166,18 @@ class ImageFiles:
 
 
 def thumbnail_uri(path: Path | str, max_side: int = 128) -> str:
-    """A small PNG of a stored picture as a data URI, for HTML panels: no file route has to serve it.
+    """A small PNG of a stored picture as a data URI, for HTML panels: no file route has to serve it."""
+    with Image.open(path) as picture:
+        return picture_uri(picture, max_side)
 
-    Pictures are shrunk to `max_side` at most (never enlarged: the page scales them up pixelated)."""
-    with Image.open(path) as stored:
-        picture = stored.convert("RGB")
-        picture.thumbnail((max_side, max_side))
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
+
+def picture_uri(picture: Image.Image, max_side: int = 128) -> str:
+    """A picture as a PNG data URI, shrunk to `max_side` at most (never enlarged: the page scales it up
+    pixelated)."""
+    small = picture.convert("RGB")
+    small.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -3,7 +3,7 @@
 The handlers parse the form into a `JobRequest`, call the generation job service
 (webapp/services/generation_jobs.py) and render. Images the user adds (guidance, mix ingredients) are
 checked like REST uploads and stored as the user's own uploads, so the request carries their ids; the
-generate handler streams queue position and step i/N until storage holds the final status.
+generate handler streams the progress panel (webapp/ui/progress.py) until storage holds the final status.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from model.engine.engine_common import Progress, RequestError
+from model.engine.engine_common import RequestError
 from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
@@ -25,7 +25,8 @@ from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, Us
 from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.services.generation_jobs import JobRequest
-from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error, uploaded_file
+from webapp.ui.common import ImageFiles, guard, plain_markdown, ui_error, uploaded_file
+from webapp.ui.progress import finished_html, progress_html
 from webapp.uploads import check_image
 
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
@@ -45,16 +46,6 @@ def size_choices(info: Any) -> list[str]:
             (s, s) for s in sorted(sides) if info.size_allowed(s, s) and (s, s) != info.default_size
         ]
     return [f"{w}x{h}" for w, h in sizes]
-
-
-def progress_text(progress: Progress | None, status: GenerationStatus) -> str:
-    if progress is None or status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
-        return f"**{status.value.capitalize()}**"
-    if progress.status.value == "queued":
-        ahead = progress.queue_position
-        where = "next in line" if not ahead else f"position {ahead + 1} in the queue"
-        return f"**Queued**: {where}"
-    return f"**Generating**: step {progress.step}/{progress.total}"
 
 
 FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
@@ -202,8 +193,8 @@ class GenerateTab:
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
-                self.progress = plain_markdown("", elem_id="progress")
             with gr.Column(scale=2):
+                self.progress = gr.HTML("", elem_id="progress", min_height=0)
                 self.gallery = gr.Gallery(
                     label="Results", columns=2, height=320, format="png", elem_id="gallery", interactive=False
                 )
@@ -397,7 +388,7 @@ class GenerateTab:
             ],
             api_name="generate",
             concurrency_limit=GENERATE_CONCURRENCY,
-            show_progress="minimal",
+            show_progress="hidden",  # the #progress panel is the progress
         ).then(
             self._mark_selected,
             inputs=[self.selected, self.results],
@@ -547,7 +538,8 @@ class GenerateTab:
         loaded: dict[str, Any] | None,
         *mix_slots: Any,
     ) -> Iterator[dict[Any, Any]]:
-        """Submit, then stream the queue position and step i/N until the final status is stored.
+        """Submit, then stream the progress panel (queue, stage, each image's steps, previews) until the final
+        status is stored.
 
         `request` comes first because Gradio injects it by position and the mix slots are variadic;
         `mix_slots` is (kind, text, image, weight) for each slot of the mixing panel, in order."""
@@ -587,26 +579,31 @@ class GenerateTab:
             raise
         except Exception as exc:  # QueueFull, EngineClosed
             raise gr.Error(str(exc) or type(exc).__name__) from None
+        self.studio.jobs.watch(generation.id)
+        shown = progress_html(self.studio.jobs.progress(generation.id))
         yield {
-            self.progress: "**Queued**",
+            self.progress: shown,
             self.generation: generation.id,
             self.message: "",
             self.loaded: None if data[self.loaded] and data[self.loaded].get("remix") else data[self.loaded],
         }
-        shown = ""
         while not self.studio.jobs.wait(generation.id, POLL_S):
-            text = progress_text(self.studio.jobs.progress(generation.id), GenerationStatus.RUNNING)
-            if text != shown:
-                shown = text
-                yield {self.progress: text}
+            panel = progress_html(self.studio.jobs.progress(generation.id))
+            if panel != shown:
+                shown = panel
+                yield {self.progress: panel}
         final = self.studio.storage.generations.get(user.id, generation.id)
         yield self._show_results(final)
 
     def _show_results(self, generation: GenerationInfo) -> dict[Any, Any]:
         images = sorted(generation.images, key=lambda i: i.index)
         if generation.status != GenerationStatus.SUCCEEDED:
-            detail = f": {escape_md(generation.error)}" if generation.error else ""
-            return {self.progress: f"**{generation.status.value.capitalize()}**{detail}"}
+            detail = f": {generation.error}" if generation.error else ""
+            return {
+                self.progress: finished_html(
+                    f"{generation.status.value.capitalize()}{detail}", succeeded=False
+                )
+            }
         paths = [self.files.image(image) for image in images]
         results = [
             {"id": image.id, "generation_id": generation.id, "path": path}
@@ -614,7 +611,9 @@ class GenerateTab:
         ]
         first = results[0]
         return {
-            self.progress: f"**Done**: {len(images)} image(s), seed {generation.seed}",
+            self.progress: finished_html(
+                f"Done: {len(images)} image(s), seed {generation.seed}", succeeded=True
+            ),
             self.gallery: [
                 (path, f"#{image.id} · seed {image.seed}") for image, path in zip(images, paths, strict=True)
             ],
