@@ -57,6 +57,7 @@ def progress_text(progress: Progress | None, status: GenerationStatus) -> str:
     return f"**Generating**: step {progress.step}/{progress.total}"
 
 
+CANDIDATES_FORCED = "1 while a mix or a guidance image is set: those pictures start from one noise"
 FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
 
 
@@ -100,6 +101,7 @@ class GenerateTab:
                 self.prompt = gr.Textbox(
                     label="Prompt", lines=2, elem_id="prompt", placeholder="a red circle on a blue background"
                 )
+                self.unknown_note = plain_markdown("", elem_id="prompt-unknown-words")
                 self.negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
                 with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                     with gr.Row():
@@ -349,6 +351,29 @@ class GenerateTab:
         self.interp_on.change(
             self._interp_switch, inputs=[self.interp_on], outputs=[self.interp], api_visibility="private"
         )
+        texts = [self.prompt, self.negative, *(s.text for s in self.slots)]
+        for text in texts:
+            text.change(
+                self._unknown_note,
+                inputs=[
+                    self.prompt,
+                    self.negative,
+                    self.mix_count,
+                    *(c for s in self.slots for c in (s.kind, s.text)),
+                ],
+                outputs=[self.unknown_note],
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_visibility="private",
+            )
+        for forcing in (self.guidance_image, self.guidance_scale, self.mix_count):
+            forcing.change(
+                self._candidates_forced,
+                inputs=[self.guidance_image, self.guidance_scale, self.mix_count],
+                outputs=[self.candidates],
+                show_progress="hidden",
+                api_visibility="private",
+            )
         for n, slot in enumerate(self.slots):
             slot.kind.change(
                 self._kind_switch,
@@ -427,6 +452,33 @@ class GenerateTab:
         """An ingredient is a text or an image: only its own control shows."""
         guard(self.studio, request)
         return [gr.Textbox(visible=kind != "image"), gr.Image(visible=kind == "image")]
+
+    def _unknown_note(
+        self, request: gr.Request, prompt: str, negative_prompt: str, mix_count: int, *slots: Any
+    ) -> str:
+        """Name the words the model does not know, per field, as the user types (`slots`: kind, text of each
+        mix slot; only the shown text ingredients count). `request` first: the slot values are variadic."""
+        guard(self.studio, request)
+        texts = [("prompt", prompt), ("negative_prompt", negative_prompt)] + [
+            (f"mix[{n}].text", slots[2 * n + 1])
+            for n in range(min(int(mix_count or 0), MIX_SLOTS))
+            if slots[2 * n] != "image"
+        ]
+        return "\n\n".join(
+            ("Not known" if field == "prompt" else f"{field_label(field)}: not known")
+            + f" to this model: {escape_md(', '.join(words))}"
+            for field, words in self.studio.jobs.unknown_words(texts)
+        )
+
+    def _candidates_forced(
+        self, guidance_image: str | None, guidance_scale: float, mix_count: int, request: gr.Request
+    ) -> gr.Slider:
+        """A mixed or guided picture starts from one noise (the verifier reads only a text): the slider shows
+        1 and is locked while a mix or a guidance image with a scale is set."""
+        guard(self.studio, request)
+        if int(mix_count or 0) > 0 or (guidance_image and float(guidance_scale or 0) > 0):
+            return gr.Slider(value=1, interactive=False, info=CANDIDATES_FORCED)
+        return gr.Slider(interactive=True, info=FIELDS["candidates"].help)
 
     def _interp_switch(self, on: bool, request: gr.Request) -> gr.Slider:
         """The interpolation slider is usable only while interpolation is on."""
