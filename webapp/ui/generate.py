@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from model.engine.engine_common import Progress, RequestError
+from model.engine.engine_common import EngineClosed, Progress, QueueFull, RequestError
 from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
@@ -25,7 +25,15 @@ from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, Us
 from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.services.generation_jobs import JobRequest
-from webapp.ui.common import ImageFiles, escape_md, guard, plain_markdown, ui_error, uploaded_file
+from webapp.ui.common import (
+    ImageFiles,
+    escape_md,
+    guard,
+    plain_markdown,
+    ui_error,
+    uploaded_file,
+    user_error,
+)
 from webapp.uploads import check_image
 
 MIX_SLOTS = MAX_INGREDIENTS  # the form holds any mix the engine accepts, so every recipe can be reused
@@ -525,7 +533,7 @@ class GenerateTab:
         try:
             checked = check_image(upload.read_bytes())
         except ApiError as exc:
-            raise gr.Error(f"{field}: {exc.detail}") from None
+            raise user_error(f"{field}: {exc.detail}") from None
         return self.studio.storage.uploads.add(user.id, checked.data).id
 
     def job_request(self, user: UserInfo, data: dict[Any, Any]) -> JobRequest:
@@ -538,7 +546,7 @@ class GenerateTab:
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
                 if upload_id is None:
-                    raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
+                    raise user_error(f"Ingredient {n + 1}: add an image or switch it to text")
                 mix.append(MixIngredientRef(weight=weight, upload_id=upload_id))
             else:
                 mix.append(MixIngredientRef(weight=weight, text=str(data[slot.text] or "")))
@@ -632,13 +640,9 @@ class GenerateTab:
         try:
             generation = self.studio.jobs.submit(user, self.job_request(user, data))
         except RequestError as exc:
-            raise gr.Error(f"{field_label(exc.field)}: {exc.message}") from None
-        except (StorageError, ApiError) as exc:
+            raise user_error(f"{field_label(exc.field)}: {exc.message}") from None
+        except (StorageError, ApiError, QueueFull, EngineClosed) as exc:
             raise ui_error(exc) from None
-        except gr.Error:
-            raise
-        except Exception as exc:  # QueueFull, EngineClosed
-            raise gr.Error(str(exc) or type(exc).__name__) from None
         yield {
             self.progress: "**Queued**",
             self.generation: generation.id,
@@ -697,7 +701,7 @@ class GenerateTab:
     def _select(self, results: list[dict[str, Any]], evt: gr.SelectData, request: gr.Request) -> list[Any]:
         guard(self.studio, request)
         if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
-            raise gr.Error("Select one of the results.")
+            raise user_error("Select one of the results.")
         chosen = results[int(evt.index)]
         download = gr.DownloadButton(value=chosen["path"], interactive=True)
         return [
@@ -711,7 +715,7 @@ class GenerateTab:
     def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
         chosen = next((r for r in results or [] if r["id"] == selected), None)
         if chosen is None:
-            raise gr.Error("Generate an image first, then select it.")
+            raise user_error("Generate an image first, then select it.")
         return chosen
 
     def revising_values(self, image_id: int | None) -> dict[Any, Any]:

@@ -34,6 +34,7 @@ from webapp.ui.common import (
     plain_markdown,
     thumbnail_img,
     ui_error,
+    user_error,
     when,
 )
 from webapp.ui.generate import GenerateTab
@@ -340,7 +341,7 @@ class HistoryTab:
         user = guard(self.studio, request)
         index = getattr(evt, "index", None)
         if not ids or not isinstance(index, int) or not 0 <= index < len(ids):
-            raise gr.Error("Select one of the results.")
+            raise user_error("Select one of the results.")
         try:
             return self.details(user, ids[int(index)])
         except StorageError as exc:
@@ -350,7 +351,7 @@ class HistoryTab:
         def load(generation_id: int | None, request: gr.Request) -> dict[Any, Any]:
             user = guard(self.studio, request)
             if generation_id is None:
-                raise gr.Error("Select one of the results first.")
+                raise user_error("Select one of the results first.")
             try:
                 values = self.generate.recipe_values(user, int(generation_id), remix=remix)
             except StorageError as exc:
@@ -379,7 +380,7 @@ class HistoryTab:
     ) -> list[Any]:
         user = guard(self.studio, request)
         if generation_id is None:
-            raise gr.Error("Select one of the results first.")
+            raise user_error("Select one of the results first.")
         storage = self.studio.storage
         try:
             generation = storage.generations.get(user.id, int(generation_id))
@@ -395,7 +396,7 @@ class HistoryTab:
     def _pick_image(self, image_ids: list[int], evt: gr.SelectData, request: gr.Request) -> int:
         guard(self.studio, request)
         if not image_ids or evt.index is None or not 0 <= int(evt.index) < len(image_ids):
-            raise gr.Error("Select one of the images.")
+            raise user_error("Select one of the images.")
         return image_ids[int(evt.index)]
 
     def _submit(
@@ -416,12 +417,12 @@ class HistoryTab:
         """Submit the picked image of one's own generation for review, optionally as a revision."""
         user = guard(self.studio, request)
         if generation_id is None:
-            raise gr.Error("Select one of the results first.")
+            raise user_error("Select one of the results first.")
         if image_id is None or image_id not in (image_ids or []):
-            raise gr.Error("Select the image to submit.")
+            raise user_error("Select the image to submit.")
         revises_id = (revision_of or "").strip().lstrip("#")
         if revises_id and not revises_id.isdigit():
-            raise gr.Error(
+            raise user_error(
                 "As a revision of image #: give the number of an earlier image, or leave it empty."
             )
         storage = self.studio.storage
