@@ -9,6 +9,11 @@ Two chunks:
       Negative prompt: blurry
       Steps: 20, Sampler: ddpm, CFG scale: 6.0, Seed: 42, Size: 64x64, Model hash: ab12, Model: embedded
 
+  A guided or mixed image adds what made it, after the model: ``Image guidance: "3f2a9c1b2d, scale 0.05,
+  decay linear"`` (the reference's short hash), ``Mix: "\\"red\\" -1, \\"blue\\" +1"`` (each ingredient, a
+  quoted text or an image's short hash, with its signed weight) and ``Interpolation: 0.5``. A mix-only
+  image (empty prompt) shows its ingredients on the prompt line.
+
 - `draftroom` (compressed iTXt): the full recipe as JSON (mix, image guidance, generation id,
   every parameter), the authority when both are present.
 
@@ -41,6 +46,8 @@ RECIPE_VERSION = 1
 NEGATIVE_PREFIX = "Negative prompt:"
 _SETTING = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+SHORT_HASH = 10
+"""Characters of a sha256 a recipe shows, as A1111 shows a model hash."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,13 @@ class Recipe:
             ("Model", self.model_name),
         ]
         settings = {key: str(value) for key, value in pairs if value is not None}
+        settings.update(mixing_settings(self.guidance, self.mix, self.params.get("interpolation")))
         settings.update(self.extra)
         return settings
+
+    def prompt_line(self) -> str:
+        """The A1111 prompt: a mix-only image (empty prompt) names its ingredients there instead."""
+        return self.prompt if self.prompt.strip() or not self.mix else describe_mix(self.mix)
 
     def to_json(self) -> str:
         return json.dumps({"version": RECIPE_VERSION, **asdict(self)}, ensure_ascii=False, sort_keys=True)
@@ -124,6 +136,48 @@ class Recipe:
             model_name=settings.pop("Model", None),
             extra=settings,
         )
+
+
+def short_hash(sha256: object) -> str:
+    """An image named as a recipe names it: its sha256's first characters (``image`` when unknown)."""
+    return sha256[:SHORT_HASH] if isinstance(sha256, str) and sha256 else "image"
+
+
+def _number_text(value: object, sign: str = "") -> str:
+    """A number as A1111 writes one (``0.05``, ``+1``); anything else from a foreign chunk as it is."""
+    return format(value, f"{sign}g") if _finite(value) else str(value)
+
+
+def describe_mix(mix: Sequence[dict[str, Any]]) -> str:
+    """``"red" -1, 3f2a9c1b2d +0.5``: each ingredient (a quoted text or an image's short hash), signed weight."""
+    parts = []
+    for item in mix:
+        text = item.get("text")
+        what = (
+            json.dumps(text, ensure_ascii=False)
+            if isinstance(text, str)
+            else short_hash(item.get("upload_sha256"))
+        )
+        parts.append(f"{what} {_number_text(item.get('weight'), '+')}")
+    return ", ".join(parts)
+
+
+def mixing_settings(
+    guidance: dict[str, Any] | None, mix: Sequence[dict[str, Any]], interpolation: object = None
+) -> dict[str, str]:
+    """The A1111 settings of image guidance and the mix (none for a plain image), from the recipe's shapes:
+    ``guidance`` {"upload_sha256", "scale", "decay"}, ``mix`` [{"weight", "text" | "upload_sha256"}]."""
+    settings: dict[str, str] = {}
+    if guidance is not None:
+        settings["Image guidance"] = (
+            f"{short_hash(guidance.get('upload_sha256'))}, scale {_number_text(guidance.get('scale'))}, "
+            f"decay {guidance.get('decay')}"
+        )
+    if mix:
+        settings["Mix"] = describe_mix(mix)
+    if interpolation is not None:
+        settings["Interpolation"] = _number_text(interpolation)
+    return settings
 
 
 def image_recipe(
@@ -273,7 +327,9 @@ def parse_a1111(text: str) -> dict[str, Any]:
 def encode_png(image: Image.Image, recipe: Recipe) -> bytes:
     """PNG bytes of `image` carrying `recipe` in both chunks."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, format_a1111(recipe.prompt, recipe.negative_prompt, recipe.settings()))
+    info.add_text(
+        PARAMETERS_KEY, format_a1111(recipe.prompt_line(), recipe.negative_prompt, recipe.settings())
+    )
     info.add_itxt(RECIPE_KEY, recipe.to_json(), zip=True)
     if image.mode not in ("RGB", "RGBA", "L"):
         image = image.convert("RGB")

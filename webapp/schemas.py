@@ -171,9 +171,16 @@ class UploadOut(BaseModel):
     height: int
 
 
+WARNINGS_HELP = (
+    "words the model does not know (it reads each as its unknown token), one string per word naming the "
+    'field and the word, e.g. "prompt: not known to this model: teal"'
+)
+
+
 class Accepted(BaseModel):
     id: int
     status: str
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS_HELP)
 
 
 class ProgressOut(BaseModel):
@@ -209,6 +216,7 @@ class GenerationOut(BaseModel):
     params: dict[str, Any]
     error: str | None
     images: list[ImageOut]
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS_HELP)
 
 
 class ReviewOut(BaseModel):

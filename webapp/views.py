@@ -64,6 +64,7 @@ def generation_out(studio: Studio, generation: GenerationInfo) -> GenerationOut:
         params=generation.params,
         error=generation.error,
         images=[image_out(image) for image in sorted(generation.images, key=lambda i: i.index)],
+        warnings=studio.jobs.warnings(generation),
     )
 
 

@@ -49,5 +49,10 @@ class Engine(ABC):
         """Validate and queue a request. Raises RequestError, QueueFull, or EngineClosed."""
 
     @abstractmethod
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` the model does not know (it reads each as its unknown token), as typed, each
+        once; empty for models whose tokenizer spells every word. Cheap: callers check as the user types."""
+
+    @abstractmethod
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking jobs. wait=True: finish the queue, then stop; False: cancel what is left."""

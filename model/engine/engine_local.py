@@ -270,6 +270,9 @@ class LocalEngine(Engine):
         self._family.check_request(resolved)
         return resolved
 
+    def unknown_words(self, text: str) -> list[str]:
+        return self._family.unknown_words(text)
+
     def submit(self, request: GenerationRequest) -> JobHandle:
         resolved = self.validate(request)
         job = _Job(self, resolved, self._family.batch_key(resolved))

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import PIL.Image
 import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
 
 from model.engine.engine_common import GenerationRequest, ModelInfo, Stage, resolved
 from model.guidance import RowGuidance
@@ -47,6 +49,41 @@ class BatchControl(Protocol):
     def wanted(self, row: Row) -> bool: ...
 
 
+class WordVocabulary:
+    """The words a word-level tokenizer knows, checked on a private copy of its fast backend: the worker's own
+    calls set truncation and padding on the shared one, which a check from a web thread must never touch."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._unknown = tokenizer.unk_token_id
+        special = set(tokenizer.all_special_ids)
+        vocabulary = self._tokenizer.get_vocab()
+        self.words = [
+            word for word in sorted(vocabulary, key=vocabulary.__getitem__) if vocabulary[word] not in special
+        ]
+        """Every word and sign the model knows, in the tokenizer's order (special tokens left out)."""
+
+    @staticmethod
+    def applies_to(tokenizer: Any) -> bool:
+        """Only a word-level tokenizer has words it does not know."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        return isinstance(getattr(backend, "model", None), WordLevel) and tokenizer.unk_token_id is not None
+
+    def unknown_words(self, text: str) -> list[str]:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        found = [
+            text[start:end]
+            for token, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
+            if token == self._unknown
+        ]
+        first: dict[str, str] = {}
+        for word in found:  # the model lowercases: "Teal" and "teal" are one word, named as first typed
+            first.setdefault(word.casefold(), word)
+        return list(first.values())
+
+
 class BatchCancelled(Exception):
     """Every row left the batch (all of its jobs were cancelled); the denoising loop stopped early."""
 
@@ -58,6 +95,11 @@ class Family(ABC):
 
     def check_request(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook, no-op by default
         """Family-specific checks beyond ModelInfo's; raises RequestError."""
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` the text encoder never sees (its tokenizer reads them as the unknown token), as
+        typed, each once. Subword (BPE) tokenizers, as in CLIP, spell every word from pieces: none."""
+        return []
 
     @abstractmethod
     def batch_key(self, request: GenerationRequest) -> Hashable:

@@ -23,7 +23,7 @@ from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, Stage, resolved
-from model.families.base import BatchControl, Family, Row
+from model.families.base import BatchControl, Family, Row, WordVocabulary
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
@@ -69,6 +69,10 @@ class Kandinsky22Family(Family):
         self.prior = prior  # diffusers' prior pipeline, called as is
         self.decoder = decoder  # holds the decoder's unet, scheduler and movq; the denoising loop is ours
         self.verifier = verifier
+        self.vocabulary = (
+            WordVocabulary(prior.tokenizer) if WordVocabulary.applies_to(prior.tokenizer) else None
+        )
+        """The embedded model's word-level vocabulary; None for the Hub's CLIP (BPE) tokenizer."""
         prior.set_progress_bar_config(disable=True)
         self._schedulers = SchedulerBank(decoder.scheduler)
         self._threshold = DynamicThreshold(float(settings.get("latent_range", 1.0)))
@@ -109,6 +113,9 @@ class Kandinsky22Family(Family):
             default_candidates=decoder_candidates,
             max_candidates=MAX_CANDIDATES if verifier is not None else 1,
         )
+
+    def unknown_words(self, text: str) -> list[str]:
+        return [] if self.vocabulary is None else self.vocabulary.unknown_words(text)
 
     def batch_key(self, request: GenerationRequest) -> Hashable:
         return (request.width, request.height, request.steps, request.scheduler, request.dynamic_thresholding)

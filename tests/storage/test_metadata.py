@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import string
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -48,16 +49,47 @@ def test_full_recipe_round_trips_through_a_png() -> None:
         assert image.size == (64, 48) and image.getpixel((0, 0)) == (255, 0, 0)
 
 
-def test_other_tools_see_a1111_parameters() -> None:
-    data = encode_png(Image.new("RGB", (64, 48)), FULL)
-    with Image.open(io.BytesIO(data)) as image:
-        text = image.info["parameters"]
-    assert text == (
+def _parameters(recipe: Recipe) -> str:
+    with Image.open(io.BytesIO(encode_png(Image.new("RGB", (64, 48)), recipe))) as image:
+        return str(image.info["parameters"])
+
+
+def test_other_tools_see_a1111_parameters_of_a_plain_image() -> None:
+    plain = replace(FULL, mix=(), guidance=None)
+    assert _parameters(plain) == (
         "a red circle\non a blue background, top left\n"
         "Negative prompt: blurry, two shapes\n"
         "Steps: 20, Sampler: ddpm, CFG scale: 6.5, Seed: 1234567890123, Size: 64x48, "
         "Model hash: 9f86d081884c, Model: embedded"
     )
+
+
+def test_a1111_parameters_of_a_guided_mixed_image_name_the_guidance_and_every_ingredient() -> None:
+    recipe = replace(FULL, params={**FULL.params, "interpolation": 0.25})
+    text = _parameters(recipe)
+    assert text.endswith(
+        "Model hash: 9f86d081884c, Model: embedded, "
+        'Image guidance: "cdcdcdcdcd, scale 0.005, decay linear", '
+        'Mix: "\\"a red circle\\" +1, ababababab -0.5", Interpolation: 0.25'
+    )
+    settings = parse_a1111(text)["settings"]
+    assert settings["Image guidance"] == "cdcdcdcdcd, scale 0.005, decay linear"
+    assert settings["Mix"] == '"a red circle" +1, ababababab -0.5'
+    assert parse_a1111(text)["prompt"] == FULL.prompt
+    assert read_png_metadata(encode_png(Image.new("RGB", (4, 4)), recipe)) == recipe  # the JSON chunk as is
+
+
+def test_a_mix_only_image_shows_its_ingredients_on_the_prompt_line() -> None:
+    recipe = Recipe(
+        prompt="",
+        steps=2,
+        seed=1,
+        mix=({"weight": -1.0, "text": "red"}, {"weight": 1.0, "text": "blue, bright"}),
+    )
+    parsed = parse_a1111(_parameters(recipe))
+    assert parsed["prompt"] == '"red" -1, "blue, bright" +1'
+    assert parsed["settings"]["Mix"] == '"red" -1, "blue, bright" +1'
+    assert read_png_metadata(encode_png(Image.new("RGB", (4, 4)), recipe)).prompt == ""
 
 
 def test_non_latin1_prompts_survive() -> None:

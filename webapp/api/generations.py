@@ -45,7 +45,9 @@ def router(studio: Studio) -> APIRouter:
     @api.post("/generations", status_code=202, response_model=Accepted)
     def create(body: GenerationBody, user: UserInfo = caller) -> Accepted:
         generation = studio.jobs.submit(user, job_request(body))
-        return Accepted(id=generation.id, status=generation.status.value)
+        return Accepted(
+            id=generation.id, status=generation.status.value, warnings=studio.jobs.warnings(generation)
+        )
 
     @api.get("/generations/{generation_id}", response_model=GenerationOut)
     def get(generation_id: int, user: UserInfo = caller) -> GenerationOut:

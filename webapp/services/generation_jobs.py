@@ -29,7 +29,7 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -257,6 +257,33 @@ class GenerationJobs:
             parent_id=job.parent_prompt_id,
         )
         return prompt.id
+
+    # What the model does not know -----------------------------------------------------------------
+
+    def unknown_words(self, texts: Iterable[tuple[str, str | None]]) -> list[tuple[str, list[str]]]:
+        """For each (field, text), the words the model does not know (Engine.unknown_words); fields with none
+        are left out."""
+        found = [(field_name, self.engine.unknown_words(text)) for field_name, text in texts if text]
+        return [(field_name, words) for field_name, words in found if words]
+
+    def warnings(self, generation: GenerationInfo) -> list[str]:
+        """One warning per word of the generation's texts (prompt, negative prompt, mix texts) the model does
+        not know, naming the field and the word. Recomputed from the recorded parameters; none when the
+        generation was made by another model, whose vocabulary this process cannot check."""
+        if generation.model_hash != self.engine.model_info.hash:
+            return []
+        params = generation.params
+        mix = params.get("mix") or []
+        texts = [
+            ("prompt", params.get("prompt")),
+            ("negative_prompt", params.get("negative_prompt")),
+            *((f"mix.{n}.text", item.get("text")) for n, item in enumerate(mix) if isinstance(item, dict)),
+        ]
+        return [
+            f"{field_name}: not known to this model: {word}"
+            for field_name, words in self.unknown_words(texts)
+            for word in words
+        ]
 
     # Following jobs --------------------------------------------------------------------------
 

@@ -16,7 +16,15 @@ from webapp.context import Studio
 from webapp.ui.account import AccountTab
 from webapp.ui.admin import AdminTab
 from webapp.ui.assets import CSS, SHORTCUTS_JS
-from webapp.ui.common import SWEEP_EVERY_S, TEMP_MAX_AGE_S, ImageFiles, escape_md, guard, plain_markdown
+from webapp.ui.common import (
+    SWEEP_EVERY_S,
+    TEMP_MAX_AGE_S,
+    ImageFiles,
+    escape_md,
+    guard,
+    keep_outputs_on_error,
+    plain_markdown,
+)
 from webapp.ui.generate import GenerateTab
 from webapp.ui.history import HistoryTab
 from webapp.ui.inbox import LABEL as INBOX_LABEL
@@ -92,4 +100,5 @@ def build_ui(studio: Studio) -> gr.Blocks:
         )
         admin_tab.select(admin.refresh_tables, outputs=[admin.users, admin.audit], api_visibility="private")
         admin_tab.select(admin.model_rows, outputs=[admin.models], api_visibility="private")
+    keep_outputs_on_error(demo)
     return demo

@@ -8,7 +8,7 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.services.users import MIN_PASSWORD
 from webapp.context import Studio
-from webapp.ui.common import guard, plain_markdown, ui_error
+from webapp.ui.common import guard, plain_markdown, ui_error, user_error
 
 
 class AccountTab:
@@ -28,9 +28,9 @@ class AccountTab:
     def change_password(self, current: str, new: str, confirm: str, request: gr.Request) -> list[str]:
         user = guard(self.studio, request, allow_password_change=True)
         if not self.studio.auth.enabled:
-            raise gr.Error("Sign-in is off (--no-auth): there is no password to change here.")
+            raise user_error("Sign-in is off (--no-auth): there is no password to change here.")
         if new != confirm:
-            raise gr.Error("New password: the two entries differ.")
+            raise user_error("New password: the two entries differ.")
         try:
             self.studio.storage.users.change_password(
                 user.id, user.id, new or "", current_password=current or ""

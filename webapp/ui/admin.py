@@ -25,6 +25,7 @@ from webapp.ui.common import (
     plain_markdown,
     plain_table,
     ui_error,
+    user_error,
     when,
 )
 
@@ -241,7 +242,7 @@ class AdminTab:
         admin = guard(self.studio, request, [Role.ADMIN])
         user = self._picked(admin.id, name)
         if role not in ROLES:
-            raise gr.Error("Role: pick one of the list.")
+            raise user_error("Role: pick one of the list.")
         return self._asking(
             {"action": "role", "target": user.username, "role": role},
             f"Change the role of **{escape_md(user.username)}** from {user.role.value} to **{role}**?",
@@ -259,7 +260,7 @@ class AdminTab:
     def _ask_revoke(self, token_id: int | None, request: gr.Request) -> list[Any]:
         guard(self.studio, request, [Role.ADMIN])
         if token_id is None:
-            raise gr.Error("Pick a token in the table first.")
+            raise user_error("Pick a token in the table first.")
         return self._asking(
             {"action": "revoke", "target": f"token #{token_id}", "token_id": int(token_id)},
             f"Revoke **token #{int(token_id)}**? Programs using it stop working at once.",
@@ -273,7 +274,7 @@ class AdminTab:
         """Run the action the admin just confirmed, on exactly the target the question named."""
         admin = guard(self.studio, request, [Role.ADMIN])
         if not pending:
-            raise gr.Error("Nothing is waiting for confirmation.")
+            raise user_error("Nothing is waiting for confirmation.")
         storage = self.studio.storage
         try:
             if pending["action"] == "revoke":
@@ -304,7 +305,7 @@ class AdminTab:
 
     def _picked(self, admin_id: int, name: str | None) -> UserInfo:
         if not name:
-            raise gr.Error("Pick a user in the table first.")
+            raise user_error("Pick a user in the table first.")
         try:
             return self.studio.storage.users.find(name)
         except StorageError as exc:
@@ -349,5 +350,5 @@ class AdminTab:
 def _first_cell(evt: gr.SelectData) -> str:
     """The first column of the row the admin clicked: the user's name or the token's id."""
     if not evt.row_value:
-        raise gr.Error("Pick a row of the table.")
+        raise user_error("Pick a row of the table.")
     return str(evt.row_value[0])

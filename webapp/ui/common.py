@@ -25,6 +25,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from model.engine.engine_common import EngineClosed, QueueFull
 from storage.errors import StorageError
 from storage.types import ImageInfo, ReviewStatus, Role, UserInfo
 from webapp.auth import ALL_ROLES
@@ -52,7 +53,7 @@ def guard(
         user = studio.auth.session_user(getattr(request, "username", None))
         return studio.auth.check(user, roles, allow_password_change=allow_password_change)
     except StorageError as exc:
-        raise gr.Error(str(exc), title="Not allowed") from None
+        raise user_error(str(exc), title="Not allowed") from None
 
 
 def uploaded_file(path: str | None, field: str) -> Path | None:
@@ -67,17 +68,37 @@ def uploaded_file(path: str | None, field: str) -> Path | None:
     folder = Path(get_upload_folder()).resolve()
     resolved = Path(path).resolve()
     if not resolved.is_relative_to(folder) or not resolved.is_file():
-        raise gr.Error(
+        raise user_error(
             f"{field}: not a file uploaded to the studio; add the image again", title="Not allowed"
         )
     return resolved
 
 
+def user_error(message: str, *, title: str = "Error") -> gr.Error:
+    """A toast for something the user can fix (the message names the field): logged as one line, never as
+    a traceback, which Gradio prints for every gr.Error unless told not to."""
+    log.info("refused in the UI: %s", message)
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def ui_error(exc: Exception) -> gr.Error:
-    """A readable message for the UI from the errors the services and the engine raise."""
+    """A readable toast from the errors the services and the engine raise for a user's input or state
+    (StorageError: NotFound, PermissionDenied, ValidationFailed, ...; ApiError; QueueFull; EngineClosed)."""
     if isinstance(exc, ApiError):
-        return gr.Error(str(exc.detail))
-    return gr.Error(str(exc))
+        return user_error(str(exc.detail))
+    if isinstance(exc, StorageError | QueueFull | EngineClosed):
+        return user_error(str(exc) or type(exc).__name__)
+    log.error("unexpected error in the UI", exc_info=exc)
+    return gr.Error("The server failed; the error is logged.", print_exception=False)
+
+
+def keep_outputs_on_error(blocks: gr.Blocks) -> None:
+    """An event that fails leaves its outputs as they were: Gradio's default progress display ("full")
+    covers every output with an error box when the event fails, which blanks forms, tables and the audit
+    log; hidden, only the toast tells the user."""
+    for function in blocks.fns.values():
+        if function.show_progress == "full":
+            function.show_progress = "hidden"
 
 
 class TempFolder:
@@ -191,7 +212,7 @@ def thumbnail_img(path: Path | str | None, alt: str, css_class: str = "thumb") -
 def export_zip(studio: Studio, user: UserInfo, status: str, exports: TempFolder) -> str:
     """Write the export zip of images in `status` into a new folder under `exports`; its path for gr.File."""
     if status not in {s.value for s in ReviewStatus}:
-        raise gr.Error("Images with status: pick one of the list.")
+        raise user_error("Images with status: pick one of the list.")
     exports.maybe_sweep()
     target = Path(tempfile.mkdtemp(dir=exports.path)) / f"draftroom-{status}.zip"
     try:
@@ -217,7 +238,7 @@ def parse_day(text: str, field: str, *, end: bool = False) -> datetime | None:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise gr.Error(f"{field}: write the date as YYYY-MM-DD") from None
+        raise user_error(f"{field}: write the date as YYYY-MM-DD") from None
     moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return moment + timedelta(days=1) if end else moment
 

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from model.engine.engine_common import RequestError
+from model.engine.engine_common import EngineClosed, QueueFull, RequestError
 from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
@@ -25,7 +25,15 @@ from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, Us
 from webapp.context import Studio
 from webapp.errors import ApiError
 from webapp.services.generation_jobs import JobRequest
-from webapp.ui.common import ImageFiles, guard, plain_markdown, ui_error, uploaded_file
+from webapp.ui.common import (
+    ImageFiles,
+    escape_md,
+    guard,
+    plain_markdown,
+    ui_error,
+    uploaded_file,
+    user_error,
+)
 from webapp.ui.progress import finished_html, progress_html
 from webapp.uploads import check_image
 
@@ -48,6 +56,7 @@ def size_choices(info: Any) -> list[str]:
     return [f"{w}x{h}" for w, h in sizes]
 
 
+CANDIDATES_FORCED = "1 while a mix or a guidance image is set: those pictures start from one noise"
 FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
 
 
@@ -91,6 +100,7 @@ class GenerateTab:
                 self.prompt = gr.Textbox(
                     label="Prompt", lines=2, elem_id="prompt", placeholder="a red circle on a blue background"
                 )
+                self.unknown_note = plain_markdown("", elem_id="prompt-unknown-words")
                 self.negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
                 with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                     with gr.Row():
@@ -340,6 +350,29 @@ class GenerateTab:
         self.interp_on.change(
             self._interp_switch, inputs=[self.interp_on], outputs=[self.interp], api_visibility="private"
         )
+        texts = [self.prompt, self.negative, *(s.text for s in self.slots)]
+        for text in texts:
+            text.change(
+                self._unknown_note,
+                inputs=[
+                    self.prompt,
+                    self.negative,
+                    self.mix_count,
+                    *(c for s in self.slots for c in (s.kind, s.text)),
+                ],
+                outputs=[self.unknown_note],
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_visibility="private",
+            )
+        for forcing in (self.guidance_image, self.guidance_scale, self.mix_count):
+            forcing.change(
+                self._candidates_forced,
+                inputs=[self.guidance_image, self.guidance_scale, self.mix_count],
+                outputs=[self.candidates],
+                show_progress="hidden",
+                api_visibility="private",
+            )
         for n, slot in enumerate(self.slots):
             slot.kind.change(
                 self._kind_switch,
@@ -419,6 +452,33 @@ class GenerateTab:
         guard(self.studio, request)
         return [gr.Textbox(visible=kind != "image"), gr.Image(visible=kind == "image")]
 
+    def _unknown_note(
+        self, request: gr.Request, prompt: str, negative_prompt: str, mix_count: int, *slots: Any
+    ) -> str:
+        """Name the words the model does not know, per field, as the user types (`slots`: kind, text of each
+        mix slot; only the shown text ingredients count). `request` first: the slot values are variadic."""
+        guard(self.studio, request)
+        texts = [("prompt", prompt), ("negative_prompt", negative_prompt)] + [
+            (f"mix[{n}].text", slots[2 * n + 1])
+            for n in range(min(int(mix_count or 0), MIX_SLOTS))
+            if slots[2 * n] != "image"
+        ]
+        return "\n\n".join(
+            ("Not known" if field == "prompt" else f"{field_label(field)}: not known")
+            + f" to this model: {escape_md(', '.join(words))}"
+            for field, words in self.studio.jobs.unknown_words(texts)
+        )
+
+    def _candidates_forced(
+        self, guidance_image: str | None, guidance_scale: float, mix_count: int, request: gr.Request
+    ) -> gr.Slider:
+        """A mixed or guided picture starts from one noise (the verifier reads only a text): the slider shows
+        1 and is locked while a mix or a guidance image with a scale is set."""
+        guard(self.studio, request)
+        if int(mix_count or 0) > 0 or (guidance_image and float(guidance_scale or 0) > 0):
+            return gr.Slider(value=1, interactive=False, info=CANDIDATES_FORCED)
+        return gr.Slider(interactive=True, info=FIELDS["candidates"].help)
+
     def _interp_switch(self, on: bool, request: gr.Request) -> gr.Slider:
         """The interpolation slider is usable only while interpolation is on."""
         guard(self.studio, request)
@@ -464,7 +524,7 @@ class GenerateTab:
         try:
             checked = check_image(upload.read_bytes())
         except ApiError as exc:
-            raise gr.Error(f"{field}: {exc.detail}") from None
+            raise user_error(f"{field}: {exc.detail}") from None
         return self.studio.storage.uploads.add(user.id, checked.data).id
 
     def job_request(self, user: UserInfo, data: dict[Any, Any]) -> JobRequest:
@@ -477,7 +537,7 @@ class GenerateTab:
             if data[slot.kind] == "image":
                 upload_id = self._store_image(user, data[slot.image], f"Ingredient {n + 1}")
                 if upload_id is None:
-                    raise gr.Error(f"Ingredient {n + 1}: add an image or switch it to text")
+                    raise user_error(f"Ingredient {n + 1}: add an image or switch it to text")
                 mix.append(MixIngredientRef(weight=weight, upload_id=upload_id))
             else:
                 mix.append(MixIngredientRef(weight=weight, text=str(data[slot.text] or "")))
@@ -572,13 +632,9 @@ class GenerateTab:
         try:
             generation = self.studio.jobs.submit(user, self.job_request(user, data))
         except RequestError as exc:
-            raise gr.Error(f"{field_label(exc.field)}: {exc.message}") from None
-        except (StorageError, ApiError) as exc:
+            raise user_error(f"{field_label(exc.field)}: {exc.message}") from None
+        except (StorageError, ApiError, QueueFull, EngineClosed) as exc:
             raise ui_error(exc) from None
-        except gr.Error:
-            raise
-        except Exception as exc:  # QueueFull, EngineClosed
-            raise gr.Error(str(exc) or type(exc).__name__) from None
         self.studio.jobs.watch(generation.id)
         shown = progress_html(self.studio.jobs.progress(generation.id))
         yield {
@@ -644,7 +700,7 @@ class GenerateTab:
     def _select(self, results: list[dict[str, Any]], evt: gr.SelectData, request: gr.Request) -> list[Any]:
         guard(self.studio, request)
         if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
-            raise gr.Error("Select one of the results.")
+            raise user_error("Select one of the results.")
         chosen = results[int(evt.index)]
         download = gr.DownloadButton(value=chosen["path"], interactive=True)
         return [
@@ -658,7 +714,7 @@ class GenerateTab:
     def _chosen(self, selected: int | None, results: list[dict[str, Any]]) -> dict[str, Any]:
         chosen = next((r for r in results or [] if r["id"] == selected), None)
         if chosen is None:
-            raise gr.Error("Generate an image first, then select it.")
+            raise user_error("Generate an image first, then select it.")
         return chosen
 
     def revising_values(self, image_id: int | None) -> dict[Any, Any]:

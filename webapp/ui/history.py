@@ -15,7 +15,16 @@ from typing import Any
 import gradio as gr
 
 from storage.errors import StorageError
-from storage.types import GenerationInfo, GenerationStatus, HistoryItem, HistoryQuery, ReviewStatus, UserInfo
+from storage.metadata import mixing_settings
+from storage.types import (
+    GenerationInfo,
+    GenerationStatus,
+    HistoryItem,
+    HistoryQuery,
+    PromptInfo,
+    ReviewStatus,
+    UserInfo,
+)
 from webapp.context import Studio
 from webapp.ui.common import (
     ImageFiles,
@@ -25,6 +34,7 @@ from webapp.ui.common import (
     plain_markdown,
     thumbnail_img,
     ui_error,
+    user_error,
     when,
 )
 from webapp.ui.generate import GenerateTab
@@ -259,11 +269,18 @@ class HistoryTab:
         generation = storage.generations.get(user.id, generation_id)
         prompt = storage.prompts.get(user.id, generation.prompt_id)
         lineage = f" · remix of prompt #{prompt.parent_id}" if prompt.parent_id else ""
+        mixing = self._mixing(user, prompt, generation.params)
+        shown_prompt = (
+            escape_md(prompt.text)
+            if prompt.text.strip() or "Mix" not in mixing
+            else f"(mix only) {escape_md(mixing['Mix'])}"
+        )
         text = (
             f"**Generation #{generation.id}** by **{escape_md(generation.username)}**, "
             f"{when(generation.created_at)} · {generation.status.value}{lineage}\n\n"
-            f"**Prompt:** {escape_md(prompt.text) or '(mix only)'}\n\n"
+            f"**Prompt:** {shown_prompt or '(empty)'}\n\n"
             + (f"**Negative:** {escape_md(prompt.negative_prompt)}\n\n" if prompt.negative_prompt else "")
+            + "".join(f"**{key}:** {escape_md(value)}\n\n" for key, value in mixing.items())
             + f"**Seed:** {generation.seed} · **Steps:** {generation.params.get('steps')} · "
             f"**CFG:** {generation.params.get('guidance_scale')} · "
             f"**Size:** {generation.params.get('width')}x{generation.params.get('height')} · "
@@ -292,11 +309,39 @@ class HistoryTab:
             only,
         ]
 
+    def _mixing(self, user: UserInfo, prompt: PromptInfo, params: dict[str, Any]) -> dict[str, str]:
+        """Image guidance, the mix and interpolation as the PNG's A1111 recipe writes them (images by short hash)."""
+        uploads = self.studio.storage.uploads
+
+        def sha256(upload_id: int | None) -> str | None:
+            try:
+                return None if upload_id is None else uploads.get(user.id, upload_id).sha256
+            except StorageError:  # removed since: the recipe still says an image was there
+                return None
+
+        guidance = prompt.guidance
+        return mixing_settings(
+            None
+            if guidance is None
+            else {
+                "upload_sha256": sha256(guidance.upload_id),
+                "scale": guidance.scale,
+                "decay": guidance.decay.value,
+            },
+            [
+                {"weight": item.weight, "text": item.text}
+                if item.text is not None
+                else {"weight": item.weight, "upload_sha256": sha256(item.upload_id)}
+                for item in prompt.mix
+            ],
+            params.get("interpolation"),
+        )
+
     def _select(self, ids: list[int], evt: gr.EventData, request: gr.Request) -> list[Any]:
         user = guard(self.studio, request)
         index = getattr(evt, "index", None)
         if not ids or not isinstance(index, int) or not 0 <= index < len(ids):
-            raise gr.Error("Select one of the results.")
+            raise user_error("Select one of the results.")
         try:
             return self.details(user, ids[int(index)])
         except StorageError as exc:
@@ -306,7 +351,7 @@ class HistoryTab:
         def load(generation_id: int | None, request: gr.Request) -> dict[Any, Any]:
             user = guard(self.studio, request)
             if generation_id is None:
-                raise gr.Error("Select one of the results first.")
+                raise user_error("Select one of the results first.")
             try:
                 values = self.generate.recipe_values(user, int(generation_id), remix=remix)
             except StorageError as exc:
@@ -335,7 +380,7 @@ class HistoryTab:
     ) -> list[Any]:
         user = guard(self.studio, request)
         if generation_id is None:
-            raise gr.Error("Select one of the results first.")
+            raise user_error("Select one of the results first.")
         storage = self.studio.storage
         try:
             generation = storage.generations.get(user.id, int(generation_id))
@@ -351,7 +396,7 @@ class HistoryTab:
     def _pick_image(self, image_ids: list[int], evt: gr.SelectData, request: gr.Request) -> int:
         guard(self.studio, request)
         if not image_ids or evt.index is None or not 0 <= int(evt.index) < len(image_ids):
-            raise gr.Error("Select one of the images.")
+            raise user_error("Select one of the images.")
         return image_ids[int(evt.index)]
 
     def _submit(
@@ -372,12 +417,12 @@ class HistoryTab:
         """Submit the picked image of one's own generation for review, optionally as a revision."""
         user = guard(self.studio, request)
         if generation_id is None:
-            raise gr.Error("Select one of the results first.")
+            raise user_error("Select one of the results first.")
         if image_id is None or image_id not in (image_ids or []):
-            raise gr.Error("Select the image to submit.")
+            raise user_error("Select the image to submit.")
         revises_id = (revision_of or "").strip().lstrip("#")
         if revises_id and not revises_id.isdigit():
-            raise gr.Error(
+            raise user_error(
                 "As a revision of image #: give the number of an earlier image, or leave it empty."
             )
         storage = self.studio.storage

@@ -13,7 +13,7 @@ import gradio as gr
 from storage.errors import StorageError
 from storage.types import Decision, InboxItem, UserInfo
 from webapp.context import Studio
-from webapp.ui.common import ImageFiles, guard, plain_markdown, thumbnail_img, ui_error, when
+from webapp.ui.common import ImageFiles, guard, plain_markdown, thumbnail_img, ui_error, user_error, when
 from webapp.ui.generate import GenerateTab
 from webapp.ui.history import CARD_CLICKS_JS
 
@@ -102,7 +102,7 @@ class InboxTab:
         user = guard(self.studio, request)
         index = getattr(evt, "index", None)
         if not image_ids or not isinstance(index, int) or not 0 <= index < len(image_ids):
-            raise gr.Error("Choose Revise on one of the decisions.")
+            raise user_error("Choose Revise on one of the decisions.")
         image_id = image_ids[index]
         try:
             image = self.studio.storage.generations.image(user.id, image_id)

@@ -40,6 +40,7 @@ from webapp.ui.common import (
     plain_markdown,
     thumbnail_img,
     ui_error,
+    user_error,
     when,
 )
 
@@ -225,14 +226,14 @@ class ReviewTab:
     def _select(self, items: list[dict[str, Any]], evt: gr.SelectData, request: gr.Request) -> list[Any]:
         user = guard(self.studio, request, STAFF)
         if not items or evt.index is None or not 0 <= int(evt.index) < len(items):
-            raise gr.Error("Select an image from the queue.")
+            raise user_error("Select an image from the queue.")
         return self._view(user, items, int(evt.index), refill=False)
 
     def _stepper(self, step: int) -> Callable[..., list[Any]]:
         def move(items: list[dict[str, Any]], selected: int | None, request: gr.Request) -> list[Any]:
             user = guard(self.studio, request, STAFF)
             if not items:
-                raise gr.Error("Nothing is waiting for review.")
+                raise user_error("Nothing is waiting for review.")
             index = _position(items, selected)
             return self._view(
                 user, items, (index + step) % len(items) if index is not None else 0, refill=False
@@ -252,7 +253,7 @@ class ReviewTab:
         ) -> list[Any]:
             user = guard(self.studio, request, STAFF)
             if image_id is None:
-                raise gr.Error("Select an image from the queue first.")
+                raise user_error("Select an image from the queue first.")
             try:
                 self.studio.storage.reviews.decide(user.id, int(image_id), decision, comment or "")
             except StorageError as exc:
