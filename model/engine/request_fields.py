@@ -68,6 +68,21 @@ class RequestField:
     ui_span: tuple[float, float] | None = None
     """The span a UI slider shows when the full range would be unwieldy (typed values are still checked)."""
 
+    @property
+    def slider_span(self) -> tuple[float, float]:
+        """The span a UI slider shows: `ui_span` when set, else the declared range."""
+        low, high = self.ui_span or (self.low, self.high)
+        if low is None or high is None:
+            raise ValueError(f"{self.name} has no numeric range to show")
+        return low, high
+
+    @property
+    def number_default(self) -> int | float:
+        """The declared default of a numeric field (for a UI control's initial value)."""
+        if not isinstance(self.default, int | float):
+            raise ValueError(f"{self.name} has no numeric default")
+        return self.default
+
     def describe(self) -> str:
         """The rule in words, as docs/LIMITS.md states it."""
         if self.choices:

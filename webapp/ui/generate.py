@@ -118,8 +118,7 @@ class GenerateTab:
                             *bounds["steps"], value=info.default_steps, step=1, label="Steps", elem_id="steps"
                         )
                         self.cfg = gr.Slider(
-                            FIELDS["guidance_scale"].low,
-                            FIELDS["guidance_scale"].high,
+                            *FIELDS["guidance_scale"].slider_span,
                             value=info.default_guidance,
                             step=0.5,
                             label="CFG scale",
@@ -129,7 +128,7 @@ class GenerateTab:
                         self.size = gr.Dropdown(self.sizes, value=self.sizes[0], label="Size", elem_id="size")
                         self.count = gr.Slider(
                             *bounds["num_images"],
-                            value=FIELDS["num_images"].default,
+                            value=FIELDS["num_images"].number_default,
                             step=1,
                             label="Images",
                             elem_id="count",
@@ -162,9 +161,8 @@ class GenerateTab:
                     with gr.Row():
                         scale = FIELDS["image_guidance_scale"]
                         self.guidance_scale = gr.Slider(
-                            scale.low,
-                            scale.high,
-                            value=scale.default,
+                            *scale.slider_span,
+                            value=scale.number_default,
                             step=0.005,
                             label="Guidance scale",
                             elem_id="guidance-scale",
@@ -172,7 +170,7 @@ class GenerateTab:
                         decay = FIELDS["image_guidance_decay"]
                         self.guidance_decay = gr.Radio(
                             list(decay.choices),
-                            value=decay.default,
+                            value=str(decay.default),
                             label="Decay over the steps",
                             elem_id="guidance-decay",
                         )
@@ -192,8 +190,7 @@ class GenerateTab:
                         )
                         interpolation = FIELDS["interpolation"]
                         self.interp = gr.Slider(
-                            interpolation.low,
-                            interpolation.high,
+                            *interpolation.slider_span,
                             value=0.5,
                             step=0.05,
                             label="Interpolation",
@@ -237,8 +234,8 @@ class GenerateTab:
                 )
                 declared = FIELDS["mix.weight"]
                 weight = gr.Slider(
-                    *declared.ui_span or (),
-                    value=declared.default,
+                    *declared.slider_span,
+                    value=declared.number_default,
                     step=0.05,
                     label="Weight",
                     elem_id=f"mix-weight-{n}",
@@ -661,7 +658,7 @@ class GenerateTab:
                 )
             }
         paths = [self.files.image(image) for image in images]
-        results = [
+        results: list[dict[str, Any]] = [
             {"id": image.id, "generation_id": generation.id, "path": path}
             for image, path in zip(images, paths, strict=True)
         ]
