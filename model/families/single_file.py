@@ -105,9 +105,8 @@ def load_single_file(
     path: Path, *, device: torch.device, dtype: torch.dtype, config_dir: Path | None = None
 ) -> StableDiffusionFamily:
     """Load an SD 1.x / SDXL single-file checkpoint with the shipped configs (or ``config_dir``)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.loaders.single_file_utils import SingleFileComponentError
-
-    from model.families.row_cfg import RowCFGStableDiffusionPipeline, RowCFGStableDiffusionXLPipeline
 
     kind = checkpoint_type(path)
     if kind not in CHECKPOINT_TYPES:
@@ -117,7 +116,7 @@ def load_single_file(
     folder, family = CHECKPOINT_TYPES[kind]
     xl = family == FAMILY_SDXL
     config = config_dir or CONFIGS / folder
-    cls = RowCFGStableDiffusionXLPipeline if xl else RowCFGStableDiffusionPipeline
+    cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     tokenizers = _tokenizers(config, ("tokenizer", "tokenizer_2") if xl else ("tokenizer",))
     try:
         pipe = cls.from_single_file(
