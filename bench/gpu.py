@@ -25,6 +25,7 @@ Run: python bench/gpu.py --out DIR [--families sd15,kandinsky22,sdxl] [--budget-
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import json
 import statistics
@@ -109,6 +110,7 @@ class FamilyResult:
     batch: int
     params_m: dict[str, float]
     weights_gib: float | None
+    build_s: float = 0.0
     figures: dict[str, Figure] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -132,8 +134,11 @@ def _model_components(root: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def build_component(root: Path, name: str, library: str, class_name: str, overrides: dict[str, Any]) -> Any:
-    """One component from its JSON config: models random-initialised, tokenizers from the shipped CLIP BPE."""
+def build_component(
+    root: Path, name: str, library: str, class_name: str, *, device: torch.device, overrides: dict[str, Any]
+) -> Any:
+    """One component from its JSON config: models random-initialised on ``device``, tokenizers from the shipped
+    CLIP BPE, schedulers and image processors on the CPU as ``from_pretrained`` makes them."""
     cls = _component_class(library, class_name)
     folder = root / name
     if class_name.endswith("Tokenizer"):
@@ -142,11 +147,12 @@ def build_component(root: Path, name: str, library: str, class_name: str, overri
         return cls.from_pretrained(root, subfolder=name)
     if class_name.endswith("ImageProcessor"):
         return cls.from_pretrained(folder)
-    if library == "diffusers":
-        return cls.from_config({**cls.load_config(folder), **overrides}).eval()
-    from transformers import AutoConfig
+    with torch.device(device):
+        if library == "diffusers":
+            return cls.from_config({**cls.load_config(folder), **overrides}).eval()
+        from transformers import AutoConfig
 
-    return cls(AutoConfig.from_pretrained(folder)).eval()
+        return cls(AutoConfig.from_pretrained(folder)).eval()
 
 
 def random_pipeline(
@@ -160,17 +166,16 @@ def random_pipeline(
     pipeline_cls = _component_class("diffusers", index["_class_name"])
     accepted = inspect.signature(pipeline_cls.__init__).parameters
     parts: dict[str, Any] = {}
-    with torch.device(device):
-        for name, spec in index.items():
-            if name.startswith("_") or name not in accepted:
-                continue
-            if not isinstance(spec, list):
-                parts[name] = spec  # a pipeline flag (requires_safety_checker, force_zeros_for_empty_prompt)
-            elif spec[0] is None:
-                parts[name] = None
-            else:
-                overrides = {"sample_size": unet_sample_size} if name == "unet" and unet_sample_size else {}
-                parts[name] = build_component(root, name, spec[0], spec[1], overrides)
+    for name, spec in index.items():
+        if name.startswith("_") or name not in accepted:
+            continue
+        if not isinstance(spec, list):
+            parts[name] = spec  # a pipeline flag (requires_safety_checker, force_zeros_for_empty_prompt)
+        elif spec[0] is None:
+            parts[name] = None
+        else:
+            overrides = {"sample_size": unet_sample_size} if name == "unet" and unet_sample_size else {}
+            parts[name] = build_component(root, name, spec[0], spec[1], device=device, overrides=overrides)
     pipe = pipeline_cls(**parts).to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -194,12 +199,14 @@ def build_family(name: str, *, device: torch.device, dtype: torch.dtype, size: i
 def parameter_counts() -> dict[str, float]:
     """Every weighted component's parameter count in millions, built on the meta device (no memory, no init)."""
     counts = {}
-    with torch.device("meta"):
-        for folders, _ in FAMILIES.values():
-            for folder in folders:
-                for name, (library, class_name) in _model_components(CONFIGS / folder).items():
-                    model = build_component(CONFIGS / folder, name, library, class_name, {})
-                    counts[f"{folder}/{name}"] = sum(p.numel() for p in model.parameters()) / 1e6
+    meta = torch.device("meta")
+    for folders, _ in FAMILIES.values():
+        for folder in folders:
+            for name, (library, class_name) in _model_components(CONFIGS / folder).items():
+                model = build_component(
+                    CONFIGS / folder, name, library, class_name, device=meta, overrides={}
+                )
+                counts[f"{folder}/{name}"] = sum(p.numel() for p in model.parameters()) / 1e6
     return counts
 
 
@@ -404,15 +411,18 @@ def markdown(results: list[FamilyResult], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, results: list[FamilyResult], meta: dict[str, Any]) -> None:
+def write(out: Path, results: list[FamilyResult], errors: dict[str, str], meta: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "families": [asdict(result) for result in results]}
+    payload = {**meta, "families": [asdict(result) for result in results], "errors": errors}
     (out / "gpu_bench.json").write_text(json.dumps(payload, indent=2))
     header = (
         f"{meta['card']}, torch {meta['torch']}, {meta['dtype']}, CFG on, "
         f"random weights at real size ({meta['weights']})"
     )
-    (out / "gpu_bench.md").write_text(markdown(results, header))
+    failed = [f"{name}: {error}" for name, error in errors.items()]
+    (out / "gpu_bench.md").write_text(
+        markdown(results, header) + ("\nFailed: " + "; ".join(failed) + "\n" if failed else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,30 +467,39 @@ def main(argv: list[str] | None = None) -> int:
     for problem in off:
         print(f"parameter count off the published size: {problem}", file=sys.stderr)
     results: list[FamilyResult] = []
+    errors: dict[str, str] = {}  # a family that fails is reported, and the next one still runs
     for name in names:
         if not budget.fits(0):
             print(f"{name}: skipped, time budget spent", flush=True)
             continue
         started = time.monotonic()
-        family = call_on_fresh_thread(partial(build_family, name, device=device, dtype=dtype, size=plan.size))
-        built_s = time.monotonic() - started
         kept: list[Any] = []
-        result = measure(family, name, plan, budget, kept)
-        result.params_m = {key: value for key, value in counts.items() if key.split("/")[0] == name}
-        results.append(result)
-        write(args.out, results, meta)
-        if args.smoke:
-            for index, image in enumerate(kept):
-                image.save(args.out / f"smoke_{name}_{index}.png")
-        print(
-            f"{name}: built in {built_s:.0f}s, measured in {time.monotonic() - started - built_s:.0f}s",
-            flush=True,
-        )
-        del family, kept
+        family: Family | None = None
+        try:
+            family = call_on_fresh_thread(
+                partial(build_family, name, device=device, dtype=dtype, size=plan.size)
+            )
+            built_s = time.monotonic() - started
+            result = measure(family, name, plan, budget, kept)
+        except Exception as error:  # one run on a lent GPU: keep the other families' figures
+            errors[name] = f"{type(error).__name__}: {error}"
+            print(f"{name}: failed: {errors[name]}", file=sys.stderr, flush=True)
+        else:
+            result.build_s = built_s
+            result.params_m = {key: value for key, value in counts.items() if key.split("/")[0] == name}
+            results.append(result)
+            if args.smoke:
+                for index, image in enumerate(kept):
+                    image.save(args.out / f"smoke_{name}_{index}.png")
+            print(f"{name}: built in {built_s:.0f}s, measured in {time.monotonic() - started - built_s:.0f}s")
+        write(args.out, results, errors, meta)
+        family = None  # free this family's weights before the next one is built
+        kept.clear()
+        gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print((args.out / "gpu_bench.md").read_text() if results else "no family measured")
-    return 1 if off or not results else 0
+    return 1 if off or errors or not results else 0
 
 
 if __name__ == "__main__":
