@@ -150,7 +150,7 @@ FIELDS: dict[str, RequestField] = {
             "image_guidance_scale",
             float,
             "How far the steps pull the picture toward the guidance image in total, the same at any step "
-            "count: 0.1 a hint of it, 0.25 its colours, 0.5 (the thesis with linear decay) its layout and "
+            "count: 0.1 a hint of it, 0.25 its layout, 0.5 (the thesis with linear decay) its layout and "
             "colours, 1 the thesis's full pull, all but the reference itself",
             default=0.0,
             low=0.0,
