@@ -1,16 +1,18 @@
 """Image guidance at rising scales on the embedded model: a figure for docs/ and the numbers behind it.
 
 The reference is a world scene (a green square on black); the prompt asks for a red circle on white. For
-each scale the script prints the mean pixel distance to the reference and whether the world's analyzer
-still sees the prompt's red circle, and writes a grid (rows: decay none / linear; columns: scales) to
-docs/images/guidance_scale.png.
+each decay, step count and scale the script prints the mean pixel distance to the reference and whether
+the world's analyzer still sees the prompt's red circle, and writes a grid (rows: decay x steps; columns:
+the reference, then the scales) to docs/images/guidance_scale.png. The scale is the total pull, so a scale
+should give about the same distance at every step count.
 
-Run: .venv/bin/python bench/guidance_figure.py [--model model/weights/embedded] [--seeds 8]
+Run: .venv/bin/python bench/guidance_figure.py [--model model/weights/embedded] [--seeds 4] [--steps 15 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -26,7 +28,8 @@ from model.world import analyze, render_image  # noqa: E402
 from model.world.scene import Scene, SceneObject  # noqa: E402
 
 PROMPT = "a red circle on a white background"
-SCALES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
+SCALES = (0.0, 0.125, 0.25, 0.375, 0.5)
+DECAYS = ("none", "linear")
 
 
 def reference(size: int) -> Image.Image:
@@ -38,27 +41,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "model" / "weights" / "embedded")
     parser.add_argument("--device")
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, nargs="+", default=[15, 50])
+    parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "guidance_scale.png")
     args = parser.parse_args()
     if not args.model.is_dir():
         print(f"No model at {args.model}; train the embedded model or pass --model PATH.", file=sys.stderr)
         return 1
+    runs = list(itertools.product(DECAYS, args.steps))
     with LocalEngine.from_path(args.model, device=args.device) as engine:
         width, height = engine.model_info.default_size
         ref = reference(width)
         ref_pixels = np.asarray(ref.convert("RGB"), dtype=np.float64)
-        grid = Image.new("RGB", (width * (len(SCALES) + 1), height * 2), "white")
+        grid = Image.new("RGB", (width * (len(args.scales) + 1), height * len(runs)), "white")
         grid.paste(ref, (0, 0))
-        print("| decay | scale | distance to reference (0-255) | red circle seen |\n|---|---|---|---|")
-        for row, decay in enumerate(("none", "linear")):
-            for column, scale in enumerate(SCALES, start=1):
+        print(
+            "| decay | steps | scale | distance to reference (0-255) | red circle seen |\n|---|---|---|---|---|"
+        )
+        for row, (decay, steps) in enumerate(runs):
+            for column, scale in enumerate(args.scales, start=1):
                 handles = [
                     engine.submit(
                         GenerationRequest(
                             prompt=PROMPT,
                             seed=seed,
-                            guidance_image=ref,
+                            steps=steps,
+                            candidates=1,
+                            guidance_image=ref if scale > 0 else None,
                             image_guidance_scale=scale,
                             image_guidance_decay=decay,
                         )
@@ -76,7 +86,7 @@ def main() -> int:
                     ]
                 )
                 grid.paste(images[0], (column * width, row * height))
-                print(f"| {decay} | {scale} | {distance:.1f} | {seen:.0%} |")
+                print(f"| {decay} | {steps} | {scale} | {distance:.1f} | {seen:.0%} |", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(f"wrote {args.out}")

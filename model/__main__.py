@@ -18,7 +18,7 @@ from typing import Any
 import PIL.Image
 
 from model.engine.engine_common import GenerationRequest, GenerationResult, MixIngredient, RequestError
-from model.engine.request_fields import DECAYS
+from model.engine.request_fields import DECAYS, FIELDS
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-guidance-scale",
         type=float,
         default=None,
-        help="pull toward the reference per step, 0..1 (default 0.1 with --guidance-image)",
+        help="total pull toward the reference, 0..1, the same at any step count "
+        f"(default {FIELDS['image_guidance_scale'].ui_default} with --guidance-image)",
     )
     gen.add_argument("--image-guidance-decay", choices=DECAYS, default="none")
     gen.add_argument(
@@ -124,7 +125,8 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
     guidance_image = _open_image(args.guidance_image, "--guidance-image") if args.guidance_image else None
     scale = args.image_guidance_scale
     if scale is None:
-        scale = 0.1 if guidance_image is not None else 0.0
+        declared = FIELDS["image_guidance_scale"]
+        scale = declared.ui_default if guidance_image is not None else declared.default
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,

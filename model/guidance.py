@@ -1,6 +1,13 @@
 """Image guidance, the thesis's contribution: after every denoising step pull each sample toward a reference.
 
-    z <- z + g_t * (z_ref - z),   g_t = scale * decay(t)
+    z <- z + g_t * (z_ref - z),   g_t = g_N * decay(t)
+
+The user's ``scale`` (0..1) says how far the pulls take the sample in total, in units of the thesis's pull
+(Zbinden, arXiv:2209.10948: g = 0.005 at each of 1000 steps, no decay): together the N pulls leave
+``(1 - 0.005) ** (1000 * scale)`` of the way to ``z_ref``, so scale 1 is the thesis's total pull (99.3% of
+the way) and 0.5 the thesis's with linear decay. ``g_N`` is solved from that for the run's step count and
+decay: one scale gives the same total pull at 15 steps as at 50 (a fixed per-step pull would pull 15 steps
+far less), and the decay only decides when the pull happens, early (the layout) or throughout.
 
 ``z_ref`` is the reference image encoded by the model's own autoencoder (movq or VAE). By default it is the
 clean reference, as in the thesis; with ``noised`` it is first noised to the step's noise level (see
@@ -13,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -29,9 +37,52 @@ def decay_factor(decay: str, step: int, total: int) -> float:
     raise ValueError(f"unknown decay {decay!r}")
 
 
+THESIS_PULL = 0.005
+THESIS_STEPS = 1000
+"""The thesis's per-step pull and step count: scale 1 is the total pull of THESIS_STEPS pulls of THESIS_PULL."""
+
+
+def total_pull(per_step: float, decay: str, steps: int) -> float:
+    """The fraction of the way to the reference that ``steps`` pulls of ``per_step * decay(t)`` cover."""
+    remaining = math.prod(1.0 - per_step * decay_factor(decay, step, steps) for step in range(steps))
+    return 1.0 - remaining
+
+
+def scale_total_pull(scale: float) -> float:
+    """The fraction of the way to the reference that guidance at ``scale`` covers, at any steps and decay."""
+    return 1.0 - (1.0 - THESIS_PULL) ** (THESIS_STEPS * scale)
+
+
+def scale_of_per_step_pull(per_step: float, decay: str, steps: int) -> float:
+    """The scale (clipped to 0..1) whose total pull equals that of ``per_step * decay(t)`` over ``steps``
+    steps: how a recipe without ``GUIDANCE_SEMANTICS`` in its params (whose scale was the per-step pull)
+    reads today."""
+    remaining = 1.0 - total_pull(per_step, decay, steps)
+    if remaining <= 0.0:
+        return 1.0
+    return min(max(math.log(remaining) / (THESIS_STEPS * math.log(1.0 - THESIS_PULL)), 0.0), 1.0)
+
+
+@lru_cache(maxsize=256)
+def per_step_pull(scale: float, decay: str, steps: int) -> float:
+    """The ``g_N`` whose pulls over ``steps`` steps with ``decay`` cover ``scale_total_pull(scale)``.
+
+    The total pull rises monotonically with ``g_N`` (decay(t) >= 0, and 1 at the first step), so bisection
+    finds it; 60 halvings leave an error far below float32 latents' precision."""
+    target = scale_total_pull(scale)
+    if decay == "none" or target == 0.0:
+        return 1.0 - (1.0 - target) ** (1.0 / steps)
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if total_pull(middle, decay, steps) < target else (low, middle)
+    return (low + high) / 2
+
+
 @dataclass(frozen=True)
 class RowGuidance:
-    """One row's guidance: its reference latents [C, h, w], scale, decay, and whether to noise the reference."""
+    """One row's guidance: its reference latents [C, h, w], scale (in the thesis's units), decay, and whether
+    to noise the reference."""
 
     reference: torch.Tensor
     scale: float
@@ -67,7 +118,10 @@ class ImageGuidance:
         next_timestep: torch.Tensor | None,
     ) -> torch.Tensor:
         """Return latents pulled toward the references; ``next_timestep`` is the noise level they now carry."""
-        pulls = [0.0 if r is None else r.scale * decay_factor(r.decay, step, total) for r in self._rows]
+        pulls = [
+            0.0 if r is None else per_step_pull(r.scale, r.decay, total) * decay_factor(r.decay, step, total)
+            for r in self._rows
+        ]
         if not any(pulls):
             return latents
         target = self._references

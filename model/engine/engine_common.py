@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import PIL.Image
 
-from model.engine.request_fields import MAX_SIDE, MAX_STEPS
+from model.engine.request_fields import GUIDANCE_SEMANTICS, MAX_SIDE, MAX_STEPS
 
 T = TypeVar("T")
 
@@ -229,6 +229,7 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         "scheduler": request.scheduler,
         "guidance_image_sha256": image_digest(request.guidance_image) if request.guidance_image else None,
         "image_guidance_scale": request.image_guidance_scale,
+        "image_guidance_semantics": GUIDANCE_SEMANTICS,
         "image_guidance_decay": request.image_guidance_decay,
         "image_guidance_noised": request.image_guidance_noised,
         "mix": [

@@ -38,6 +38,9 @@ MAX_USER_CHARS = 200
 MAX_SCHEDULER_CHARS = 32
 Decay = Literal["none", "linear", "cosine"]
 DECAYS: tuple[str, ...] = get_args(Decay)
+GUIDANCE_SEMANTICS = "thesis_total_pull"
+"""What `image_guidance_scale` means (model/guidance.py), recorded in every recipe's params as
+`image_guidance_semantics`. Recipes without it are older: their scale was the per-step pull itself."""
 MAX_IMAGE_SEED = MAX_SEED + MAX_IMAGES - 1
 """Image i of a request uses seed + i, so an image's own seed may pass MAX_SEED by up to MAX_IMAGES - 1."""
 
@@ -67,6 +70,8 @@ class RequestField:
     choices: tuple[str, ...] = ()
     ui_span: tuple[float, float] | None = None
     """The span a UI slider shows when the full range would be unwieldy (typed values are still checked)."""
+    ui_default: float | None = None
+    """Where a UI control starts when that differs from ``default`` (the value an absent field takes)."""
 
     @property
     def slider_span(self) -> tuple[float, float]:
@@ -75,6 +80,11 @@ class RequestField:
         if low is None or high is None:
             raise ValueError(f"{self.name} has no numeric range to show")
         return low, high
+
+    @property
+    def ui_start(self) -> int | float:
+        """Where a UI control starts: `ui_default` when set, else the declared default."""
+        return self.ui_default if self.ui_default is not None else self.number_default
 
     @property
     def number_default(self) -> int | float:
@@ -159,10 +169,14 @@ FIELDS: dict[str, RequestField] = {
         RequestField(
             "image_guidance_scale",
             float,
-            "How strongly each step is pulled toward the guidance image",
+            "How far the steps pull the picture toward the guidance image in total, the same at any step "
+            "count: 0.1 a hint of it, 0.25 its layout, 0.5 (the thesis with linear decay) its layout and "
+            "colours, 1 the thesis's full pull, all but the reference itself",
             default=0.0,
             low=0.0,
             high=1.0,
+            ui_span=(0.0, 0.5),
+            ui_default=0.25,
         ),
         RequestField(
             "image_guidance_decay",

@@ -10,11 +10,12 @@ from typing import Any
 import gradio as gr
 import pytest
 
+from model.engine.request_fields import GUIDANCE_SEMANTICS
 from storage.types import HistoryQuery
 from tests.webapp.conftest import TEST_STEPS, Live, Person
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
 from webapp.ui.common import ImageFiles
-from webapp.ui.generate import GenerateTab
+from webapp.ui.generate import GenerateTab, recorded_guidance_scale
 
 
 @pytest.fixture
@@ -175,3 +176,13 @@ def test_history_search_pages_and_favourites(live: Live) -> None:
     assert history.first_page(word, "mine", "any", False, "", "", request)[1] == []
     with pytest.raises(gr.Error, match="YYYY-MM-DD"):
         history.first_page(word, "everyone", "any", False, "yesterday", "", request)
+
+
+def test_a_recipe_from_before_the_total_pull_scale_loads_as_the_scale_of_the_same_pull() -> None:
+    """Older recipes recorded the per-step pull (no image_guidance_semantics): 0.05 per step over 25
+    steps pulls 72% of the way, which today is scale 0.256; a current recipe's scale loads as recorded."""
+    old = {"steps": 25}
+    assert recorded_guidance_scale(0.05, "none", old) == 0.256
+    assert recorded_guidance_scale(0.05, "linear", old) < recorded_guidance_scale(0.05, "none", old)
+    current = {"steps": 25, "image_guidance_semantics": GUIDANCE_SEMANTICS}
+    assert recorded_guidance_scale(0.05, "none", current) == 0.05

@@ -18,7 +18,8 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import EngineClosed, QueueFull, RequestError
-from model.engine.request_fields import FIELDS, MAX_INGREDIENTS, MAX_SEED, model_bounds
+from model.engine.request_fields import FIELDS, GUIDANCE_SEMANTICS, MAX_INGREDIENTS, MAX_SEED, model_bounds
+from model.guidance import scale_of_per_step_pull
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
 from storage.types import GenerationInfo, GenerationStatus, MixIngredientRef, UserInfo
@@ -67,6 +68,14 @@ def field_label(field: str) -> str:
         part = ingredient[2]
         return f"Ingredient {int(ingredient[1]) + 1}" + ("" if part in (None, "text") else f" {part}")
     return FIELD_LABELS.get(field, field)
+
+
+def recorded_guidance_scale(scale: float, decay: str, params: dict[str, Any]) -> float:
+    """A stored generation's guidance scale as it reads today: recipes made before the scale meant the total
+    pull (no `image_guidance_semantics`) recorded the per-step pull at their step count."""
+    if params.get("image_guidance_semantics") == GUIDANCE_SEMANTICS or not params.get("steps"):
+        return scale
+    return round(scale_of_per_step_pull(scale, decay, int(params["steps"])), 3)
 
 
 def png_parameters(path: str) -> str:
@@ -162,9 +171,10 @@ class GenerateTab:
                         scale = FIELDS["image_guidance_scale"]
                         self.guidance_scale = gr.Slider(
                             *scale.slider_span,
-                            value=scale.number_default,
-                            step=0.005,
+                            value=scale.ui_start,
+                            step=0.025,
                             label="Guidance scale",
+                            info=scale.help,
                             elem_id="guidance-scale",
                         )
                         decay = FIELDS["image_guidance_decay"]
@@ -310,7 +320,9 @@ class GenerateTab:
         if prompt.guidance is not None:
             upload = storage.uploads.get(user.id, prompt.guidance.upload_id)
             values[self.guidance_image] = self.files.upload(upload.sha256)
-            values[self.guidance_scale] = prompt.guidance.scale
+            values[self.guidance_scale] = recorded_guidance_scale(
+                prompt.guidance.scale, prompt.guidance.decay.value, params
+            )
             values[self.guidance_decay] = prompt.guidance.decay.value
         mix = list(prompt.mix)
         values[self.mix_count] = len(mix)
