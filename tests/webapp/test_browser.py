@@ -3,7 +3,8 @@ approves, and History shows the image approved.
 
 Uses Debian's Chromium (/usr/bin/chromium, installed by scripts/system_deps.sh), never a downloaded
 browser. On failure, screenshots of every open page go to test-artifacts/; a passing run with
-DRAFTROOM_SCREENSHOTS=1 refreshes the screenshots of each tab in docs/images/ (the README shows them).
+DRAFTROOM_SCREENSHOTS=1 refreshes the screenshots of Generate, History and Admin in docs/images/ (the README
+shows them; test_browser_studio.py takes Review's, with a guided, mixed image).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ def test_member_generates_reviewer_approves_history_shows_it(
     expect(review.locator("#review-recipe")).to_contain_text(word, timeout=WAIT_MS)
     expect(review.locator("#review-gallery img").first).to_be_visible()
     review.locator("#review-comment").get_by_role("textbox").fill("Clean shapes; approved.")
-    shots["review"] = review.screenshot(full_page=True)
     review.locator("#review-approve").click()
     expect(review.locator("#review-message")).to_contain_text("Approved image", timeout=WAIT_MS)
     expect(review.locator("#review-count")).to_contain_text("Nothing is waiting")

@@ -1,11 +1,12 @@
 """The studio's team loop in Chromium: the reviewer's full picture and decisions, the author's loop
 (submitting a draft from History, the inbox), drafting comfort (Ctrl+Enter) and the phone layout.
 
-Uses the browser, sessions and screenshots-on-failure of test_browser.py.
+Uses the browser, sessions and screenshots-on-failure of browser_session.py.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from storage.types import HistoryQuery
-from tests.webapp.browser_session import WAIT_MS, Session
+from tests.webapp.browser_session import DOC_IMAGES, WAIT_MS, Session
 from tests.webapp.conftest import TEST_STEPS, Live
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
 
@@ -66,6 +67,8 @@ def test_the_reviewer_sees_guidance_and_mix_and_cannot_reject_without_a_comment(
     expect(mix.nth(1)).to_contain_text("weight -0.25")
     expect(page.locator("#review-image img")).to_have_css("image-rendering", "pixelated")
     expect(page.locator("#review-gallery .thumbnail-item.selected")).to_have_count(1)
+    if os.environ.get("DRAFTROOM_SCREENSHOTS"):  # the README's Review screenshot: a guided, mixed image
+        (DOC_IMAGES / "review.png").write_bytes(page.screenshot(full_page=True))
 
     page.locator("#review-reject").click()
     expect(page.get_by_text("Say why it is rejected.").first).to_be_visible(timeout=WAIT_MS)

@@ -47,10 +47,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
         with gr.Row():
             plain_markdown("## Draftroom", elem_id="title")
             whoami = plain_markdown("", elem_id="whoami")
-            if (
-                studio.auth.enabled
-            ):  # a form, so signing out is a same-origin POST that lands on the sign-in page
-                gr.HTML(SIGN_OUT_FORM, elem_id="sign-out", min_height=0)
+            # A form, so signing out is a same-origin POST that lands on the sign-in page in this tab.
+            if studio.auth.enabled:
+                gr.HTML(SIGN_OUT_FORM, elem_id="sign-out", min_height=0, container=False)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="tab-generate") as generate_tab:
                 generate = GenerateTab(studio, files)

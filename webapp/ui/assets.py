@@ -14,7 +14,8 @@ CSS = """
 #progress .previews { display: flex; flex-wrap: wrap; gap: 0.4em; }
 #progress img.preview { width: 96px; height: 96px; object-fit: contain;
   border: 1px solid var(--border-color-primary); }
-#sign-out { flex-grow: 0; min-width: max-content; }
+#sign-out { flex: 0 0 auto !important; min-width: 0 !important; width: auto !important; }
+#sign-out-btn { white-space: nowrap; padding: 0.4em 1.2em; border-radius: var(--button-large-radius); }
 #review-image img, #review-gallery img, #history-gallery img, #history-results img, #gallery img,
 .recipe img, .review-context img, #inbox-list img, #progress img { image-rendering: pixelated; }
 #review-image img { width: 100%; height: 100%; object-fit: contain; }
