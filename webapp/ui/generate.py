@@ -266,9 +266,9 @@ class GenerateTab:
     # The form as a whole -----------------------------------------------------------------------
 
     @property
-    def form(self) -> list[gr.components.Component]:
-        """Every input of a generation, in the order Reuse fills them."""
-        parts: list[Any] = [
+    def settings(self) -> list[gr.components.Component]:
+        """The inputs of a generation outside the mix slots, in the order Reuse and Generate take them."""
+        return [
             self.prompt,
             self.negative,
             self.seed,
@@ -286,6 +286,11 @@ class GenerateTab:
             self.interp,
             self.loaded,
         ]
+
+    @property
+    def form(self) -> list[gr.components.Component]:
+        """Every input of a generation, in the order Reuse fills them."""
+        parts: list[Any] = self.settings
         for slot in self.slots:
             parts += [slot.group, slot.kind, slot.text, slot.image, slot.weight]
         return parts
@@ -396,22 +401,7 @@ class GenerateTab:
                 api_name=f"mix_remove_{n}",
             )
         self.generate_inputs = [
-            self.prompt,
-            self.negative,
-            self.seed,
-            self.steps,
-            self.cfg,
-            self.size,
-            self.count,
-            self.scheduler,
-            self.candidates,
-            self.guidance_image,
-            self.guidance_scale,
-            self.guidance_decay,
-            self.mix_count,
-            self.interp_on,
-            self.interp,
-            self.loaded,
+            *self.settings,
             *(c for s in self.slots for c in (s.kind, s.text, s.image, s.weight)),
         ]
         self.generate_btn.click(
