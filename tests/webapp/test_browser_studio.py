@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from storage.metadata import read_png_metadata
 from storage.types import HistoryQuery
 from tests.webapp.browser_session import DOC_IMAGES, WAIT_MS, Session
 from tests.webapp.conftest import TEST_STEPS, Live
@@ -109,6 +110,26 @@ def test_ctrl_enter_in_the_prompt_generates(live: Live, browser: Browser, sessio
     expect(page.locator("#gallery .selected").first).to_be_visible()
     expect(page.locator("#submit-review-btn")).to_be_enabled(timeout=WAIT_MS)
     expect(page.locator("#reuse-btn")).to_be_enabled()
+    page.locator("#submit-review-btn").click()
+    expect(page.locator("#gallery")).to_contain_text(
+        "pending", timeout=WAIT_MS
+    )  # the caption of its thumbnail
+
+
+def test_the_third_image_of_a_generation_shows_its_own_seed_to_the_reviewer(
+    live: Live, browser: Browser, sessions: list[Session]
+) -> None:
+    member = live.person("member", prefix="ada")
+    author = live.client(member)
+    done = generate(author, f"a blue square {unique_word()}", num_images=3, candidates=1)
+    third = sorted(done["images"], key=lambda image: image["id"])[2]
+    author.post(f"/api/v1/images/{third['id']}/submit").raise_for_status()
+    png_seed = read_png_metadata(author.get(f"/api/v1/images/{third['id']}").content).seed
+    assert png_seed is not None and png_seed != done["seed"]
+
+    page = open_review(browser, live, sessions, member.name).page
+    seed_line = page.locator("#review-recipe dt", has_text="Seed").locator("xpath=following-sibling::dd[1]")
+    expect(seed_line).to_have_text(str(png_seed), timeout=WAIT_MS)
 
 
 RECORD_PROGRESS_JS = """

@@ -58,6 +58,20 @@ def size_choices(info: Any) -> list[str]:
 
 
 CANDIDATES_FORCED = "1 while a mix or a guidance image is set: those pictures start from one noise"
+
+
+def gallery_items(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The results gallery: each image captioned with its id, its own seed and, once submitted, its review status."""
+    return [
+        (
+            result["path"],
+            f"#{result['id']} · seed {result['seed']}"
+            + ("" if result["status"] == "draft" else f" · {result['status']}"),
+        )
+        for result in results
+    ]
+
+
 FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
 
 
@@ -210,7 +224,7 @@ class GenerateTab:
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="results"):
                 self.progress = gr.HTML("", elem_id="progress", min_height=0)
                 self.gallery = gr.Gallery(
                     label="Results", columns=2, height=320, format="png", elem_id="gallery", interactive=False
@@ -439,7 +453,7 @@ class GenerateTab:
         self.submit_btn.click(
             self._submit,
             inputs=[self.selected, self.results, self.revising],
-            outputs=[self.message, self.results, self.revising, self.revising_note],
+            outputs=[self.message, self.results, self.revising, self.revising_note, self.gallery],
             api_name="submit_for_review",
         )
         self.reuse_btn.click(
@@ -661,7 +675,13 @@ class GenerateTab:
             }
         paths = [self.files.image(image) for image in images]
         results: list[dict[str, Any]] = [
-            {"id": image.id, "generation_id": generation.id, "path": path}
+            {
+                "id": image.id,
+                "generation_id": generation.id,
+                "path": path,
+                "seed": image.seed,
+                "status": image.review_status.value,
+            }
             for image, path in zip(images, paths, strict=True)
         ]
         first = results[0]
@@ -669,9 +689,7 @@ class GenerateTab:
             self.progress: finished_html(
                 f"Done: {len(images)} image(s), seed {generation.seed}", succeeded=True
             ),
-            self.gallery: [
-                (path, f"#{image.id} · seed {image.seed}") for image, path in zip(images, paths, strict=True)
-            ],
+            self.gallery: gallery_items(results),
             self.results: results,
             self.selected: first["id"],
             self.recipe: png_parameters(first["path"]),
@@ -736,11 +754,13 @@ class GenerateTab:
             raise ui_error(exc) from None
         revises = f" as a revision of image #{image.revision_of}" if image.revision_of else ""
         done = self.revising_values(None)
+        chosen["status"] = image.review_status.value
         return [
             f"Image #{image.id} is submitted for review{revises} ({image.review_status.value}).",
             results,
             done[self.revising],
             done[self.revising_note],
+            gr.Gallery(value=gallery_items(results), selected_index=results.index(chosen)),
         ]
 
     def _reuse(
