@@ -53,6 +53,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/v1/images/{image_id}/submit"): cells(403, 403, 403),  # only the author submits
     ("POST", "/api/v1/images/{image_id}/reviews"): cells(403, 201, 201),
     ("GET", "/api/v1/images/{image_id}/reviews"): cells(200, 200, 200),
+    ("GET", "/api/v1/images/{image_id}/lineage"): cells(200, 200, 200),
     ("GET", "/api/v1/prompts"): cells(200, 200, 200),
     ("GET", "/api/v1/export"): cells(403, 200, 200),
     ("GET", "/api/v1/users"): cells(403, 403, 200),

@@ -21,7 +21,7 @@ def test_repeated_failures_get_429_with_the_reason_then_an_audit_row(
     engine = LocalEngine.from_path(model_path, device="cpu")
     with open_test_storage(tmp_path) as storage:
         admin = storage.users.create(OPERATOR, "ada", role="admin", password=PASSWORD).user
-        with TestClient(create_app(storage, engine)) as client:
+        with TestClient(create_app(storage, engine), base_url="http://localhost") as client:
             for _ in range(ACCOUNT_FAILURES):
                 wrong = client.post("/login", data={"username": "ada", "password": "not the password"})
                 assert wrong.status_code == 400
