@@ -17,8 +17,10 @@ from .db import Database, make_database_engine, upgrade
 from .images import ImageStore
 from .services import (
     AuditService,
+    BrowserSessionService,
     CheckService,
     ExportService,
+    FrontendService,
     GenerationService,
     HistoryService,
     PromptService,
@@ -47,6 +49,8 @@ class Storage:
     export: ExportService
     audit: AuditService
     check: CheckService
+    frontends: FrontendService
+    sessions: BrowserSessionService
 
     def close(self) -> None:
         self.db.close()
@@ -92,4 +96,6 @@ def open_storage(
         export=ExportService(db, images),
         audit=AuditService(db),
         check=CheckService(db, images, upload_store, data_dir / "quarantine"),
+        frontends=FrontendService(db),
+        sessions=BrowserSessionService(db),
     )

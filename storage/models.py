@@ -191,6 +191,8 @@ class Generation(Base):
     finished_at: Mapped[datetime | None]
     queue_wait_s: Mapped[float | None] = mapped_column(Float)
     model_s: Mapped[float | None] = mapped_column(Float)
+    frontend_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The front-end (`Frontend.id`) that holds the job's engine handle; None: no live front-end does."""
 
     user: Mapped[User] = relationship()
     prompt: Mapped[Prompt] = relationship()
@@ -251,3 +253,32 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Frontend(Base):
+    """A running `app.py serve`: its instance id and its last sign of life (docs/RELIABILITY.md)."""
+
+    __tablename__ = "frontends"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BrowserSession(Base):
+    """A browser signed in to the UI: the SHA-256 of its cookie's token, valid on every front-end."""
+
+    __tablename__ = "browser_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(SHA256_LEN), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Setting(Base):
+    """A value every process of one database shares (`session_cookie_id`), drawn by a migration."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.errors import NotFound, PermissionDenied
 from storage.services.login_throttle import LoginThrottled
-from storage.services.users import username_key
 from storage.types import OPERATOR, Role, UserInfo
 from webapp.errors import ApiError
 
@@ -70,12 +69,50 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BrowserSessions:
-    """The UI's sign-in sessions. Gradio keeps them in memory on its mounted app: the cookie's token names
-    the user; a token that is no longer there is signed out (the next request shows the sign-in page)."""
+class StoredSignIns:
+    """What Gradio keeps in `App.tokens` (in its own memory: sign-in token -> username), kept in the database
+    instead (`storage.sessions`), so every front-end of one database knows every signed-in browser.
 
-    def __init__(self, gradio_app: GradioApp) -> None:
+    Gradio reads it with `get` on every request and writes it on sign-in; the studio signs out through
+    BrowserSessions (its `POST /logout` replaces Gradio's), so no one lists the tokens.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, token: object, default: str | None = None) -> str | None:
+        name = self.storage.sessions.username(token) if isinstance(token, str) and token else None
+        return default if name is None else name
+
+    def __getitem__(self, token: str) -> str:
+        name = self.get(token)
+        if name is None:
+            raise KeyError(token)
+        return name
+
+    def __contains__(self, token: object) -> bool:
+        return self.get(token) is not None
+
+    def __setitem__(self, token: str, username: str) -> None:
+        self.storage.sessions.start(token, username)
+
+    def __delitem__(self, token: str) -> None:
+        if not self.storage.sessions.end(token):
+            raise KeyError(token)
+
+
+class BrowserSessions:
+    """The UI's sign-in sessions. Gradio names the user behind a browser's cookie token through `App.tokens`;
+    here that memory is the database (StoredSignIns) and the cookie's name is the database's
+    `session_cookie_id`, not one drawn by each process, so a browser signed in through one front-end is
+    signed in on all, and a token that is no longer stored is signed out everywhere (the next request shows
+    the sign-in page)."""
+
+    def __init__(self, gradio_app: GradioApp, storage: Storage) -> None:
+        self.storage = storage
         self.gradio_app = gradio_app
+        gradio_app.cookie_id = storage.sessions.cookie_id()
+        gradio_app.tokens = StoredSignIns(storage)  # type: ignore[assignment]  # Gradio only uses it as above
 
     @property
     def cookie_names(self) -> tuple[str, str]:
@@ -89,24 +126,16 @@ class BrowserSessions:
 
     def username(self, cookies: Mapping[str, str]) -> str | None:
         token = self.token(cookies)
-        return self.gradio_app.tokens.get(token) if token else None
+        return self.storage.sessions.username(token) if token else None
 
     def end(self, token: str | None) -> None:
-        """Sign out the one browser that holds `token`."""
+        """Sign out the one browser that holds `token`, on every front-end."""
         if token:
-            self.gradio_app.tokens.pop(token, None)
+            self.storage.sessions.end(token)
 
     def end_all(self, username: str, *, keep: str | None = None) -> int:
         """Sign out every browser of `username` (matched as sign-in matches it, ignoring case) except `keep`."""
-        key = username_key(username)
-        ended = [
-            token
-            for token, name in list(self.gradio_app.tokens.items())
-            if username_key(name) == key and token != keep
-        ]
-        for token in ended:
-            self.gradio_app.tokens.pop(token, None)
-        return len(ended)
+        return self.storage.sessions.end_all(username, keep=keep)
 
 
 class Auth:

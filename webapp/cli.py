@@ -79,6 +79,13 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="other web origins (scheme://host[:port]) whose pages may call the studio with "
         "the user's browser session (default: none; the studio's own origin always may)",
     )
+    serve.add_argument(
+        "--instance-id",
+        default=None,
+        metavar="ID",
+        help="this front-end's name among those sharing one database, kept across restarts "
+        "(default: the machine's name and --port, e.g. box:7860; docs/DEPLOY.md)",
+    )
     serve.set_defaults(handler=serve_command)
     return serve
 
@@ -105,6 +112,11 @@ def serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from storage.services.frontends import MAX_FRONTEND_ID
+
+    if args.instance_id is not None and not 0 < len(args.instance_id) <= MAX_FRONTEND_ID:
+        print(f"error: --instance-id: 1 to {MAX_FRONTEND_ID} characters", file=sys.stderr)
+        return 2
     from model.hub import HubError, resolve_model
     from storage.db import resolve_data_dir
 
@@ -121,6 +133,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from storage import open_storage
     from storage.db import resolve_database_url
     from webapp.server import allowed_hosts_for, create_app
+    from webapp.services.generation_jobs import default_frontend_id
 
     with open_storage(data_dir, resolve_database_url()) as storage:
         created = storage.users.ensure_bootstrap_admin()
@@ -146,6 +159,7 @@ def serve_command(args: argparse.Namespace) -> int:
                 auth_enabled=not args.no_auth,
                 allowed_hosts=args.allowed_hosts or allowed_hosts_for(args.host),
                 allowed_origins=args.allowed_origins,
+                frontend_id=args.instance_id or default_frontend_id(args.port),
             )
             log.info(
                 "data in %s; serving http://%s:%d (auth %s)",

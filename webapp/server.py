@@ -32,7 +32,7 @@ from webapp.security import (
     SecurityHeaders,
     SessionPerUser,
 )
-from webapp.services.generation_jobs import GenerationJobs
+from webapp.services.generation_jobs import FrontendTiming, GenerationJobs
 from webapp.ui import CSS, build_ui
 from webapp.uploads import MAX_UPLOAD_BYTES
 
@@ -112,15 +112,18 @@ def create_app(
     auth_enabled: bool = True,
     allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
     allowed_origins: Sequence[str] = (),
+    frontend_id: str | None = None,
+    frontend_timing: FrontendTiming | None = None,
 ) -> FastAPI:
     """Build the studio around an open storage and a started engine (the caller owns and closes both).
 
-    Generations a previous process left queued or running are marked `interrupted` here, before
-    anything new is accepted (see webapp.services.generation_jobs for why they are not requeued). Requests
-    must name one of `allowed_hosts` in `Host`; browsers may use the studio from its own origin and
-    `allowed_origins`.
+    The studio is one front-end, named `frontend_id` (default: this machine's name), of the database:
+    others may share it and the data directory. Generations that no live front-end holds (this one's
+    previous run's, or a front-end's that stopped beating) are marked `interrupted` here, before anything
+    new is accepted (see webapp.services.generation_jobs for why they are not requeued). Requests must name
+    one of `allowed_hosts` in `Host`; browsers may use the studio from its own origin and `allowed_origins`.
     """
-    jobs = GenerationJobs(storage, engine)
+    jobs = GenerationJobs(storage, engine, frontend_id=frontend_id, timing=frontend_timing)
     jobs.recover()
     studio = Studio(storage=storage, engine=engine, jobs=jobs, auth=Auth(storage, enabled=auth_enabled))
 
@@ -162,7 +165,7 @@ def create_app(
     gradio_app = next(
         route.app for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp)
     )
-    studio.auth.browser_sessions = BrowserSessions(gradio_app)
+    studio.auth.browser_sessions = BrowserSessions(gradio_app, storage)
     # Starlette runs the last added middleware first: hosts, then CORS, origins, sizes, sessions.
     app.add_middleware(LaxSessionCookies)
     app.add_middleware(SessionPerUser, sessions=studio.auth.browser_sessions)

@@ -147,21 +147,29 @@ class CheckService(Service):
                 self._mark(model, sha256, True)
         return problems, len(rows), file_count
 
-    def remove_interrupted_writes(self) -> list[Problem]:
-        """Delete temp files and files no row refers to, whatever their age; returns what was deleted.
+    def remove_interrupted_writes(self, older_than_s: float = 0.0) -> list[Problem]:
+        """Delete temp files and files no row refers to, older than `older_than_s` (by default whatever
+        their age); returns what was deleted.
 
         Files are written before their rows commit, so a process killed in between leaves a temp
         file or an orphan that `run` spares for ORPHAN_GRACE_S (it cannot tell them from a write in
-        progress). Call this only at start-up, from the process that owns the stores, before it
-        accepts work (as `GenerationService.mark_interrupted_on_startup`): then no write is in
-        progress and every such file is a dead process's leftover. No file is hashed, so it is cheap.
+        progress). Call this only at start-up, before the process accepts work (as
+        `GenerationService.interrupt_jobs_of`): when no other front-end shares the stores, no write is
+        in progress and every such file is a dead process's leftover. When others are live they may be
+        writing, so pass ORPHAN_GRACE_S, as `run` does. No file is hashed, so it is cheap.
         """
         removed: list[Problem] = []
+        cutoff = time.time() - older_than_s
         for name, (store, model) in self.stores.items():
             with self.db.read() as session:
                 referenced = set(session.scalars(select(model.sha256)))
             for relpath, path in store.walk():
                 sha256 = store.sha256_of_relpath(relpath)
+                try:
+                    if older_than_s and path.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:  # another front-end's write renamed it meanwhile
+                    continue
                 if path.name.startswith(TEMP_PREFIX):
                     path.unlink(missing_ok=True)
                     removed.append(

@@ -1,7 +1,7 @@
 """Generations (jobs) and their images.
 
 Life cycle: queued -> running -> succeeded | failed | cancelled; queued -> cancelled | failed;
-queued | running -> interrupted (the process stopped before the job finished). Every change is a
+queued | running -> interrupted (the front-end holding the job stopped before it finished). Every change is a
 conditional UPDATE on the current status, so two racing changes cannot both win.
 
 Images: files are written (atomically, fsynced) *before* their rows commit; if the commit fails the
@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from model.engine.request_fields import MAX_IMAGE_SEED, MAX_SEED
@@ -26,8 +26,9 @@ from model.engine.request_fields import MAX_IMAGE_SEED, MAX_SEED
 from ..db import Database
 from ..errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from ..images import ImageStore, StoredFile
-from ..models import Generation, Image, utcnow
+from ..models import Frontend, Generation, Image, utcnow
 from ..types import Actor, GenerationInfo, GenerationStatus, ImageInfo, NewImage, ReviewStatus, Role
+from .frontends import check_frontend_id
 from .helpers import (
     Service,
     acting_person,
@@ -122,14 +123,18 @@ class GenerationService(Service):
         model_hash: str,
         params: dict[str, Any],
         seed: int | None = None,
+        frontend_id: str | None = None,
     ) -> GenerationInfo:
-        """Record a requested generation as `queued`; counts as a use of its prompt."""
+        """Record a requested generation as `queued`; counts as a use of its prompt. `frontend_id` names the
+        front-end that will hold its engine handle (FrontendService)."""
         if not isinstance(model_id, str) or not 0 < len(model_id) <= 200:
             raise ValidationFailed("model_id", "A model id is 1 to 200 characters.")
         if not isinstance(model_hash, str) or len(model_hash) > 128:
             raise ValidationFailed("model_hash", "A model hash has at most 128 characters.")
         params = _check_params(params)
         seed = _check_seed(seed)
+        if frontend_id is not None:
+            check_frontend_id(frontend_id)
         with self.write() as session:
             user = acting_person(session, actor)
             prompt = visible_prompt(session, user, prompt_id)
@@ -141,6 +146,7 @@ class GenerationService(Service):
                 params=params,
                 seed=seed,
                 status=Q.value,
+                frontend_id=frontend_id,
             )
             session.add(generation)
             count_use(session, prompt.id)
@@ -272,20 +278,52 @@ class GenerationService(Service):
                 )
             return self._move(session, generation_id, GenerationStatus.CANCELLED, LIVE, finished_at=utcnow())
 
-    def mark_interrupted_on_startup(self) -> int:
-        """Turn jobs left queued or running by a stopped process into `interrupted`; returns how many.
+    def interrupt_jobs_of(self, frontend_id: str) -> int:
+        """Mark `interrupted` the queued and running jobs of one front-end; returns how many.
 
-        Call it once, from the process that owns the engine, before it accepts work: every other
-        process (a CLI command, a second reader) would interrupt jobs that are alive.
+        A front-end calls it about itself: when it starts (a restart under the same id: its previous run's
+        engine handles are gone) and when it stops. It never touches another live front-end's jobs.
         """
         with self.write() as session:
-            return changed_rows(
-                session,
-                update(Generation)
-                .where(Generation.status.in_([s.value for s in LIVE]))
-                .values(
-                    status=GenerationStatus.INTERRUPTED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()
-                ),
+            return self._interrupt(session, Generation.frontend_id == frontend_id)
+
+    def interrupt_orphaned(self, stale_after_s: float) -> int:
+        """Mark `interrupted` the queued and running jobs no live front-end holds: those of a front-end whose
+        heartbeat is older than `stale_after_s` seconds (or gone), and those recorded with none. Whichever
+        front-end notices first does it; the stale front-ends' rows are removed. Returns how many jobs."""
+        cutoff = utcnow() - timedelta(seconds=stale_after_s)
+        with self.write() as session:
+            live = select(Frontend.id).where(Frontend.heartbeat_at >= cutoff)
+            count = self._interrupt(
+                session, or_(Generation.frontend_id.is_(None), Generation.frontend_id.not_in(live))
+            )
+            session.execute(delete(Frontend).where(Frontend.heartbeat_at < cutoff))
+            return count
+
+    @staticmethod
+    def _interrupt(session: Session, which: ColumnElement[bool]) -> int:
+        return changed_rows(
+            session,
+            update(Generation)
+            .where(Generation.status.in_([s.value for s in LIVE]), which)
+            .values(
+                status=GenerationStatus.INTERRUPTED.value, error=INTERRUPTED_MESSAGE, finished_at=utcnow()
+            ),
+        )
+
+    def finished_among(self, generation_ids: Iterable[int]) -> set[int]:
+        """Which of these jobs are no longer queued or running in the database: a front-end that holds their
+        engine handles learns this way that another one cancelled them (or took it for dead)."""
+        ids = list(generation_ids)
+        if not ids:
+            return set()
+        with self.db.read() as session:
+            return set(
+                session.scalars(
+                    select(Generation.id).where(
+                        Generation.id.in_(ids), Generation.status.not_in([s.value for s in LIVE])
+                    )
+                )
             )
 
     @staticmethod

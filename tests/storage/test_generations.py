@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from sqlalchemy import update
 
 from storage import Storage
 from storage.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
+from storage.models import Frontend, utcnow
 from storage.types import GenerationStatus, NewImage, ReviewStatus
 
 from .conftest import People
@@ -72,7 +76,7 @@ def test_finished_generations_cannot_change_again(
         "succeeded": lambda: storage.generations.mark_succeeded(gid),
         "failed": lambda: storage.generations.mark_failed(gid, "out of memory"),
         "cancelled": lambda: storage.generations.cancel(people.alice, gid),
-        "interrupted": storage.generations.mark_interrupted_on_startup,
+        "interrupted": lambda: storage.generations.interrupt_orphaned(60),
     }
     for step in steps:
         actions[step]()
@@ -92,7 +96,7 @@ def test_startup_turns_jobs_left_by_a_crash_into_interrupted(storage: Storage, p
     storage.generations.mark_running(running)
     storage.generations.mark_running(done)
     storage.generations.mark_succeeded(done)
-    assert storage.generations.mark_interrupted_on_startup() == 2
+    assert storage.generations.interrupt_orphaned(60) == 2  # recorded with no front-end: nobody holds them
     statuses = [storage.generations.get(people.alice, g).status for g in (queued, running, done)]
     assert statuses == [
         GenerationStatus.INTERRUPTED,
@@ -100,7 +104,51 @@ def test_startup_turns_jobs_left_by_a_crash_into_interrupted(storage: Storage, p
         GenerationStatus.SUCCEEDED,
     ]
     assert "server stopped" in (storage.generations.get(people.alice, queued).error or "")
-    assert storage.generations.mark_interrupted_on_startup() == 0
+    assert storage.generations.interrupt_orphaned(60) == 0
+
+
+def _held_by(storage: Storage, user: int, frontend_id: str) -> int:
+    prompt = storage.prompts.create(user, text="a green triangle")
+    return storage.generations.create(
+        user, prompt.id, model_id="embedded", model_hash="h", params={}, frontend_id=frontend_id
+    ).id
+
+
+def test_only_jobs_of_a_front_end_that_stopped_beating_are_interrupted(
+    storage: Storage, people: People
+) -> None:
+    storage.frontends.register("alive")
+    storage.frontends.register("dead")
+    with storage.db.write() as session:  # "dead" last beat two minutes ago
+        session.execute(
+            update(Frontend).where(Frontend.id == "dead").values(heartbeat_at=utcnow() - timedelta(minutes=2))
+        )
+    alive, dead, gone = (_held_by(storage, people.alice, name) for name in ("alive", "dead", "never-seen"))
+    storage.generations.mark_running(alive)
+    assert storage.generations.interrupt_orphaned(60) == 2
+    status = {g: storage.generations.get(people.alice, g).status for g in (alive, dead, gone)}
+    assert status == {
+        alive: GenerationStatus.RUNNING,
+        dead: GenerationStatus.INTERRUPTED,
+        gone: GenerationStatus.INTERRUPTED,
+    }
+    assert storage.frontends.live(60) == ["alive"]
+    assert not storage.frontends.beat("dead")  # it was taken for dead: it comes back registered
+    assert sorted(storage.frontends.live(60)) == ["alive", "dead"]
+    assert storage.generations.finished_among([alive, dead, gone]) == {dead, gone}
+    assert storage.generations.interrupt_jobs_of("alive") == 1
+    assert storage.generations.get(people.alice, alive).status == GenerationStatus.INTERRUPTED
+
+
+def test_a_front_end_id_is_checked(storage: Storage, people: People) -> None:
+    prompt = storage.prompts.create(people.alice, text="a green triangle")
+    with pytest.raises(ValidationFailed, match="front-end") as refused:
+        storage.generations.create(
+            people.alice, prompt.id, model_id="m", model_hash="h", params={}, frontend_id="x" * 65
+        )
+    assert refused.value.field == "frontend_id"
+    with pytest.raises(ValidationFailed, match="front-end"):
+        storage.frontends.register("")
 
 
 def test_only_the_requester_or_an_admin_cancels(storage: Storage, people: People) -> None:

@@ -67,6 +67,21 @@ def test_start_up_removes_what_a_killed_process_wrote_but_never_recorded(
     assert [p.kind for p in storage.check.run().problems] == [ProblemKind.STRAY_FILE]
 
 
+def test_with_other_front_ends_live_start_up_removes_only_old_leftovers(
+    storage: Storage, people: People
+) -> None:
+    """Another front-end may be between writing a file and committing its row: young files stay."""
+    young = storage.images.put(png(color=(1, 2, 3)))
+    old = storage.images.put(png(color=(7, 8, 9)))
+    young_temp = storage.images.path_for(young.sha256).parent / f"{TEMP_PREFIX}young"
+    young_temp.write_bytes(b"\x89PNG half")
+    an_hour_ago = time.time() - 3600
+    os.utime(storage.images.path_for(old.sha256), (an_hour_ago, an_hour_ago))
+    removed = storage.check.remove_interrupted_writes(older_than_s=15 * 60)
+    assert [(p.kind, p.relpath) for p in removed] == [(ProblemKind.ORPHAN_FILE, old.relpath)]
+    assert storage.images.exists(young.sha256) and young_temp.exists()
+
+
 def test_a_sign_in_with_a_nul_in_the_name_fails_and_is_audited(storage: Storage, people: People) -> None:
     with pytest.raises(PermissionDenied):
         storage.users.authenticate("alice\x00", PASSWORD)

@@ -15,11 +15,18 @@ what it returns, so the same checks and the same bookkeeping apply to both:
    `failed` / `cancelled`.
 
 The database is the record of every job's state; the engine's queue is only the work in progress,
-held in this process's memory. Where the two disagree the database wins: a row that is already final
-(cancelled by its owner a moment before the engine finished) stays as it is, and the late engine
-event is dropped. On restart the engine's queue is gone, and rows still `queued` or `running` are
-marked `interrupted`, never requeued: silently re-running a job minutes or hours later, maybe on a
-different model, would surprise its owner more than a clear "interrupted, generate again".
+and each job's engine handle lives in the memory of the front-end that submitted it (its `frontend_id`
+is on the row). Where the two disagree the database wins: a row that is already final (cancelled by its
+owner a moment before the engine finished) stays as it is, and the late engine event is dropped.
+
+Several front-ends may share one database and data directory (docs/DEPLOY.md). Each beats a heartbeat
+(`storage.frontends`) and polls, lightly, for its jobs that became final in the database meanwhile: a
+cancel made through another front-end, which has no handle to cancel, is only recorded there, and the
+front-end holding the handle cancels it through the engine at its next poll. A front-end that stops
+marks its own unfinished jobs `interrupted`; so does a restart under the same id; the jobs of a
+front-end that stopped beating are marked by whichever front-end notices. They are never requeued:
+silently re-running a job minutes or hours later, maybe on a different model, would surprise its owner
+more than a clear "interrupted, generate again".
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import functools
 import io
 import logging
 import queue
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -50,6 +59,8 @@ from model.engine.engine_common import (
 )
 from storage.errors import InvalidState, NotFound
 from storage.metadata import encode_png, image_recipe
+from storage.services.check import ORPHAN_GRACE_S
+from storage.services.frontends import MAX_FRONTEND_ID
 from storage.types import (
     GenerationInfo,
     Guidance,
@@ -64,6 +75,25 @@ if TYPE_CHECKING:
     from storage import Storage
 
 log = logging.getLogger(__name__)
+
+
+def default_frontend_id(port: int | None = None) -> str:
+    """This machine's name, and the port when given: the same after a restart, so the restarted front-end
+    recognises its previous run's jobs as its own (`app.py serve --instance-id` overrides it)."""
+    suffix = "" if port is None else f":{port}"
+    return socket.gethostname()[: MAX_FRONTEND_ID - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class FrontendTiming:
+    """How a front-end shows it is alive and learns what other front-ends did to its jobs."""
+
+    heartbeat_s: float = 10.0
+    """How often it records that it is alive."""
+    stale_after_s: float = 60.0
+    """A front-end silent this long is taken for dead: its unfinished jobs become `interrupted`."""
+    poll_s: float = 1.0
+    """How often it looks for its jobs cancelled (or interrupted) in the database by another front-end."""
 
 
 @dataclass(frozen=True)
@@ -153,37 +183,50 @@ class _RunningJob:
 class GenerationJobs:
     """Submits to the shared engine and keeps storage, the record of every job, in step with it."""
 
-    def __init__(self, storage: Storage, engine: Engine) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        engine: Engine,
+        *,
+        frontend_id: str | None = None,
+        timing: FrontendTiming | None = None,
+    ) -> None:
         self.storage = storage
         self.engine = engine
+        self.frontend_id = frontend_id or default_frontend_id()
+        self.timing = timing or FrontendTiming()
         self._jobs: dict[int, _RunningJob] = {}
         self._lock = threading.Lock()
         self._events: queue.Queue[tuple[int, Progress] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._finisher = threading.Thread(target=self._finish_loop, name="draftroom-finisher", daemon=True)
         self._finisher.start()
+        self._monitor = threading.Thread(target=self._monitor_loop, name="draftroom-frontend", daemon=True)
 
     # Start-up and shutdown -------------------------------------------------------------------
 
     def recover(self) -> int:
-        """At start-up: mark jobs a previous process left unfinished as `interrupted` (returns how
-        many) and delete the files it wrote but never recorded, so `db check` is clean after a crash."""
-        count = self._mark_interrupted()
-        for leftover in self.storage.check.remove_interrupted_writes():
+        """At start-up, before accepting work: register this front-end, mark `interrupted` the jobs no live
+        front-end holds (returns how many): its own previous run's and those of front-ends whose heartbeat
+        went stale; delete the files a dead process wrote but never recorded, so `db check` is clean after
+        a crash; then start beating and polling."""
+        self.storage.frontends.register(self.frontend_id)
+        count = self.storage.generations.interrupt_jobs_of(self.frontend_id)
+        count += self.storage.generations.interrupt_orphaned(self.timing.stale_after_s)
+        if count:
+            log.warning("marked %d unfinished generation(s) as interrupted", count)
+        others = set(self.storage.frontends.live(self.timing.stale_after_s)) - {self.frontend_id}
+        # A live front-end may be between writing a file and committing its row: spare young files then.
+        for leftover in self.storage.check.remove_interrupted_writes(ORPHAN_GRACE_S if others else 0.0):
             log.warning(
                 "removed %s %s/%s (%s)", leftover.kind, leftover.store, leftover.relpath, leftover.detail
             )
-        return count
-
-    def _mark_interrupted(self) -> int:
-        count = self.storage.generations.mark_interrupted_on_startup()
-        if count:
-            log.warning("marked %d unfinished generation(s) as interrupted", count)
+        self._monitor.start()
         return count
 
     def shutdown(self) -> None:
         """Stop: jobs still queued or running leave the engine and are marked `interrupted`, as after a
-        crash; results that arrived before are still recorded."""
+        crash; results that arrived before are still recorded. Other front-ends' jobs are not touched."""
         self._stopping.set()
         with self._lock:
             jobs = list(self._jobs.values())
@@ -191,7 +234,46 @@ class GenerationJobs:
             job.handle.cancel()
         self._events.put(None)
         self._finisher.join(timeout=30)
-        self._mark_interrupted()  # no file sweep here: a finisher that outlived the join may still be writing
+        if self._monitor.ident is not None:
+            self._monitor.join(timeout=30)
+        # No file sweep here: a finisher that outlived the join may still be writing.
+        count = self.storage.generations.interrupt_jobs_of(self.frontend_id)
+        if count:
+            log.warning("marked %d unfinished generation(s) as interrupted", count)
+        self.storage.frontends.remove(self.frontend_id)
+
+    # Other front-ends -------------------------------------------------------------------------
+
+    def _monitor_loop(self) -> None:
+        next_beat = time.monotonic() + self.timing.heartbeat_s
+        while not self._stopping.wait(self.timing.poll_s):
+            try:
+                self.cancel_finished_elsewhere()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.timing.heartbeat_s
+                    self.beat()
+            except Exception:  # a database hiccup must not end the heartbeat for good
+                log.exception("front-end %s: heartbeat or poll failed", self.frontend_id)
+
+    def beat(self) -> None:
+        """Record that this front-end is alive, and interrupt the jobs of front-ends that are not."""
+        if not self.storage.frontends.beat(self.frontend_id):
+            log.warning(
+                "front-end %s was taken for dead; its unfinished jobs were interrupted", self.frontend_id
+            )
+        count = self.storage.generations.interrupt_orphaned(self.timing.stale_after_s)
+        if count:
+            log.warning("marked %d generation(s) of stopped front-ends as interrupted", count)
+
+    def cancel_finished_elsewhere(self) -> int:
+        """Cancel, through their handles, this front-end's jobs that the database says are final: cancelled
+        through another front-end, or interrupted by one that took this one for dead. Returns how many."""
+        with self._lock:
+            held = dict(self._jobs)
+        finished = self.storage.generations.finished_among(held)
+        for generation_id in finished:
+            held[generation_id].handle.cancel()
+        return len(finished)
 
     # Submitting ------------------------------------------------------------------------------
 
@@ -215,6 +297,7 @@ class GenerationJobs:
             model_hash=info.hash,
             params=request_params(checked.request),
             seed=checked.request.seed,
+            frontend_id=self.frontend_id,
         )
         try:
             handle = self.engine.submit(checked.request)
@@ -288,7 +371,8 @@ class GenerationJobs:
     # Following jobs --------------------------------------------------------------------------
 
     def progress(self, generation_id: int) -> Progress | None:
-        """The engine's latest progress for a job this process runs, or None when it is not running here."""
+        """The engine's latest progress for a job this front-end holds, or None when it is not held here
+        (finished, or submitted through another front-end: callers show the stored status)."""
         with self._lock:
             job = self._jobs.get(generation_id)
         return None if job is None else job.handle.progress()
@@ -308,7 +392,8 @@ class GenerationJobs:
         return True if job is None else job.done.wait(timeout)
 
     def cancel(self, user: UserInfo, generation_id: int) -> GenerationInfo:
-        """Owner or admin: storage decides (and records `cancelled`) first, then the engine drops the job."""
+        """Owner or admin: storage decides (and records `cancelled`) first, then the engine drops the job:
+        at once when this front-end holds it, else at the holder's next poll (`cancel_finished_elsewhere`)."""
         generation = self.storage.generations.cancel(user.id, generation_id)
         with self._lock:
             job = self._jobs.get(generation_id)
