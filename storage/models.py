@@ -282,3 +282,16 @@ class Setting(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class LoginFailure(Base):
+    """A failed (or still unchecked) sign-in, counted against its account and its address for a while."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index(None, "key_hash", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(SHA256_LEN))
+    """SHA-256 of the scope ("account" or "address") and the key: a typed name or a network address."""
+    at: Mapped[float] = mapped_column(Float, index=True)
+    """When, in the throttle's clock (Unix seconds)."""

@@ -3,25 +3,30 @@
 Two keys are counted, each in a sliding window: the account (so one account cannot be guessed at from many
 addresses) and the client address (so one address cannot try many accounts). A refusal lasts until the
 oldest failure in the window ages out, never longer: the real user is slowed down, not locked out for good.
-The counts live in the server process (one process serves the studio); a restart forgets them.
+The failures are rows of `login_failures`, shared by every front-end of the database: behind a load
+balancer an attacker gets the same number of tries as against one front-end, and a restart forgets nothing.
+Keys are stored as SHA-256 digests, so a name typed at the sign-in form is never stored there as typed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session
+
+from ..db import Database
 from ..errors import PermissionDenied
+from ..models import LoginFailure
 
 ACCOUNT_FAILURES = 5
 CLIENT_FAILURES = 20
 WINDOW_S = 15 * 60.0
-MAX_KEYS = 10_000
-"""Above this many keys every stale one is dropped, so names made up by an attacker cannot pile up."""
+_PG_THROTTLE_LOCK = 0x6C6F6769  # serialises the count-then-record of concurrent sign-ins on PostgreSQL
 
 
 class LoginThrottled(PermissionDenied):
@@ -42,55 +47,60 @@ class ThrottlePolicy:
     window_s: float = WINDOW_S
 
 
+def _key_hash(scope: str, key: str) -> str:
+    return hashlib.sha256(f"{scope}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class LoginThrottle:
-    """Failure times per key, pruned to the window; thread-safe (sign-ins run on worker threads)."""
+    """Failure times per key in the database, pruned to the window. `clock` is wall-clock seconds: the
+    front-ends sharing the database compare each other's times."""
 
     def __init__(
-        self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic
+        self, db: Database, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.time
     ) -> None:
+        self.db = db
         self.policy = policy or ThrottlePolicy()
         self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def begin(self, account: str, client: str | None) -> float:
+    def begin(self, account: str, client: str | None) -> int | None:
         """Admit one sign-in attempt and return its stamp for `succeeded`, or raise LoginThrottled when the
         account or the address has used up its failures. The attempt counts as a failure until `succeeded`
-        says otherwise, so attempts sent in parallel cannot all pass before the first one has failed."""
+        says otherwise, so attempts sent in parallel (to any front-end) cannot all pass before the first one
+        has failed."""
         now = self._clock()
-        with self._lock:
-            if len(self._failures) > MAX_KEYS:
-                for scope, key in list(self._failures):
-                    self._recent(scope, key, now)
+        with self.db.write() as session:
+            self._serialise(session)
+            session.execute(delete(LoginFailure).where(LoginFailure.at <= now - self.policy.window_s))
             keys = self._keys(account, client)
-            for scope, key, limit in keys:
-                times = self._recent(scope, key, now)
+            for scope, key_hash, limit in keys:
+                times = session.scalars(
+                    select(LoginFailure.at).where(LoginFailure.key_hash == key_hash).order_by(LoginFailure.at)
+                ).all()
                 if len(times) >= limit:
                     raise LoginThrottled(scope, math.ceil(times[0] + self.policy.window_s - now))
-            for scope, key, _limit in keys:
-                self._failures.setdefault((scope, key), deque()).append(now)
-        return now
+            rows = [LoginFailure(key_hash=key_hash, at=now) for _scope, key_hash, _limit in keys]
+            session.add_all(rows)
+            session.flush()
+            return rows[1].id if client else None
 
-    def succeeded(self, account: str, client: str | None, attempt: float) -> None:
+    def succeeded(self, account: str, client: str | None, attempt: int | None) -> None:
         """A right password: the account's count is cleared and the attempt leaves the address's count (the
         address's failures stay: it may be guessing other accounts)."""
-        with self._lock:
-            self._failures.pop(("account", account), None)
-            times = self._failures.get(("address", client)) if client else None
-            if times is not None and attempt in times:
-                times.remove(attempt)
+        with self.db.write() as session:
+            session.execute(
+                delete(LoginFailure).where(LoginFailure.key_hash == _key_hash("account", account))
+            )
+            if attempt is not None:
+                session.execute(delete(LoginFailure).where(LoginFailure.id == attempt))
 
     def _keys(self, account: str, client: str | None) -> list[tuple[str, str, int]]:
-        keys = [("account", account, self.policy.account_failures)]
+        keys = [("account", _key_hash("account", account), self.policy.account_failures)]
         if client:
-            keys.append(("address", client, self.policy.client_failures))
+            keys.append(("address", _key_hash("address", client), self.policy.client_failures))
         return keys
 
-    def _recent(self, scope: str, key: str, now: float) -> deque[float]:
-        """The key's failures still inside the window (older ones dropped, an emptied key forgotten)."""
-        times = self._failures.get((scope, key), deque())
-        while times and times[0] <= now - self.policy.window_s:
-            times.popleft()
-        if not times:
-            self._failures.pop((scope, key), None)
-        return times
+    @staticmethod
+    def _serialise(session: Session) -> None:
+        """SQLite's write transactions already run one at a time (BEGIN IMMEDIATE); PostgreSQL's need a lock."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_THROTTLE_LOCK})

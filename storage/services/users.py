@@ -90,7 +90,7 @@ class UserService(Service):
     def __init__(self, db: Database, hasher: PasswordHasher, throttle: LoginThrottle | None = None) -> None:
         super().__init__(db)
         self.hasher = hasher
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or LoginThrottle(db)
 
     @cached_property
     def _dummy_hash(self) -> str:

@@ -41,6 +41,7 @@ TABLES = {
     "frontends",
     "browser_sessions",
     "settings",
+    "login_failures",
 }
 # Created by the migration on purpose but not described by the ORM (see 0001_initial.py).
 MIGRATION_ONLY = {

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from storage import Storage
+from storage import Storage, open_storage
 from storage.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from storage.models import User
+from storage.models import LoginFailure, User
 from storage.services.login_throttle import LoginThrottle, LoginThrottled, ThrottlePolicy
 from storage.types import OPERATOR, Role
 
-from .conftest import PASSWORD, People
+from .conftest import FAST_HASHER, PASSWORD, People
 
 
 def test_usernames_are_unique_ignoring_case_and_keep_their_spelling(storage: Storage, people: People) -> None:
@@ -178,7 +181,9 @@ class FakeClock:
 
 def test_sign_ins_are_throttled_per_account_then_allowed_again(storage: Storage, people: People) -> None:
     clock = FakeClock()
-    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=3, window_s=600), clock)
+    storage.users.throttle = LoginThrottle(
+        storage.db, ThrottlePolicy(account_failures=3, window_s=600), clock
+    )
     for _ in range(3):
         with pytest.raises(PermissionDenied, match="Wrong username"):
             storage.users.authenticate("alice", "wrong password", client="10.0.0.1")
@@ -200,7 +205,7 @@ def test_sign_ins_are_throttled_per_account_then_allowed_again(storage: Storage,
 def test_sign_ins_are_throttled_per_client_address(storage: Storage, people: People) -> None:
     clock = FakeClock()
     storage.users.throttle = LoginThrottle(
-        ThrottlePolicy(account_failures=3, client_failures=4, window_s=600), clock
+        storage.db, ThrottlePolicy(account_failures=3, client_failures=4, window_s=600), clock
     )
     for name in ("alice", "bob", "rita", "nobody"):
         with pytest.raises(PermissionDenied, match="Wrong username"):
@@ -215,17 +220,17 @@ def test_sign_ins_are_throttled_per_client_address(storage: Storage, people: Peo
 
 
 def test_a_right_password_clears_the_accounts_failures(storage: Storage, people: People) -> None:
-    storage.users.throttle = LoginThrottle(ThrottlePolicy(account_failures=2), FakeClock())
+    storage.users.throttle = LoginThrottle(storage.db, ThrottlePolicy(account_failures=2), FakeClock())
     for _ in range(3):
         with pytest.raises(PermissionDenied, match="Wrong username"):
             storage.users.authenticate("alice", "wrong password")
         storage.users.authenticate("alice", PASSWORD)
 
 
-def test_attempts_in_flight_count_and_right_passwords_leave_the_address_count() -> None:
+def test_attempts_in_flight_count_and_right_passwords_leave_the_address_count(storage: Storage) -> None:
     """Parallel guesses cannot all pass before the first has failed; an office of colleagues signing in
     from one address does not use up its failures."""
-    throttle = LoginThrottle(ThrottlePolicy(account_failures=2, client_failures=2), FakeClock())
+    throttle = LoginThrottle(storage.db, ThrottlePolicy(account_failures=2, client_failures=2), FakeClock())
     throttle.begin("alice", None)
     throttle.begin("alice", None)
     with pytest.raises(LoginThrottled, match="this account"):
@@ -236,3 +241,23 @@ def test_attempts_in_flight_count_and_right_passwords_leave_the_address_count() 
     throttle.begin("mallory-2", "10.0.0.1")
     with pytest.raises(LoginThrottled, match="your network address"):
         throttle.begin("mallory-3", "10.0.0.1")
+
+
+def test_every_front_end_of_the_database_counts_the_same_failures(
+    storage: Storage, people: People, data_dir: Path, database_url: str | None
+) -> None:
+    """Behind a load balancer, failures sent to one front-end count on the others too; names are not kept
+    as typed."""
+    with open_storage(data_dir, database_url, password_hasher=FAST_HASHER) as other:
+        policy = ThrottlePolicy(account_failures=2)
+        storage.users.throttle = LoginThrottle(storage.db, policy)
+        other.users.throttle = LoginThrottle(other.db, policy)
+        for front_end in (storage, other):
+            with pytest.raises(PermissionDenied, match="Wrong username"):
+                front_end.users.authenticate("alice", "wrong password", client="10.0.0.1")
+        with pytest.raises(LoginThrottled, match="this account"):
+            storage.users.authenticate("alice", PASSWORD, client="10.0.0.2")
+        with storage.db.read() as session:
+            stored = session.scalars(select(LoginFailure.key_hash)).all()
+    assert len(stored) == 4  # two failures, each counted for the account and for the address
+    assert all(re.fullmatch("[0-9a-f]{64}", key) for key in stored)

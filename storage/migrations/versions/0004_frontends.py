@@ -8,6 +8,8 @@
   stops, the record of who ran the job stays.
 - `browser_sessions`: the UI's sign-in tokens (SHA-256 hashes), so every front-end knows a browser
   signed in on another one, and a restart signs nobody out.
+- `login_failures`: the sign-in throttle's counts (SHA-256 of the account or address, and when), so
+  every front-end counts the same failures and a load balancer multiplies no attacker's tries.
 - `settings`: `session_cookie_id`, the variable part of the sign-in cookie's name, which every
   front-end of one database must share; drawn here, once per database.
 
@@ -56,6 +58,14 @@ def upgrade() -> None:
         _ts("created_at"),
     )
     op.create_index(op.f("ix_browser_sessions_user_id"), "browser_sessions", ["user_id"])
+    op.create_table(
+        "login_failures",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("key_hash", sa.String(64), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+    )
+    op.create_index(op.f("ix_login_failures_key_hash_at"), "login_failures", ["key_hash", "at"])
+    op.create_index(op.f("ix_login_failures_at"), "login_failures", ["at"])
     settings = op.create_table(
         "settings",
         sa.Column("name", sa.String(64), primary_key=True),
@@ -66,6 +76,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("settings")
+    op.drop_index(op.f("ix_login_failures_at"), table_name="login_failures")
+    op.drop_index(op.f("ix_login_failures_key_hash_at"), table_name="login_failures")
+    op.drop_table("login_failures")
     op.drop_index(op.f("ix_browser_sessions_user_id"), table_name="browser_sessions")
     op.drop_table("browser_sessions")
     op.drop_index(INDEX, table_name="generations")
