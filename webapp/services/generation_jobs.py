@@ -209,7 +209,7 @@ class GenerationJobs:
         """At start-up, before accepting work: register this front-end, mark `interrupted` the jobs no live
         front-end holds (returns how many): its own previous run's and those of front-ends whose heartbeat
         went stale; delete the files a dead process wrote but never recorded, so `db check` is clean after
-        a crash; then start beating and polling."""
+        a crash. `start` then begins the heartbeat."""
         self.storage.frontends.register(self.frontend_id)
         count = self.storage.generations.interrupt_jobs_of(self.frontend_id)
         count += self.storage.generations.interrupt_orphaned(self.timing.stale_after_s)
@@ -221,8 +221,12 @@ class GenerationJobs:
             log.warning(
                 "removed %s %s/%s (%s)", leftover.kind, leftover.store, leftover.relpath, leftover.detail
             )
-        self._monitor.start()
         return count
+
+    def start(self) -> None:
+        """Begin beating the heartbeat and polling for jobs cancelled elsewhere (when the server starts
+        serving: a studio built but never served, as in some tests, leaves no thread behind)."""
+        self._monitor.start()
 
     def shutdown(self) -> None:
         """Stop: jobs still queued or running leave the engine and are marked `interrupted`, as after a
