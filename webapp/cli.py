@@ -2,7 +2,10 @@
 
     serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model NAME|PATH] [--no-auth] [--max-batch N]
           [--max-queue N] [--max-user-jobs N] [--max-user-images N] [--allowed-hosts H ...]
-          [--allowed-origins URL ...]
+          [--allowed-origins URL ...] [--instance-id ID]
+
+Several front-ends may share one database and data directory, each under its own `--instance-id`
+(docs/DEPLOY.md).
 
 Auth is always on, except with an explicit `--no-auth` on a loopback host; any other host with
 `--no-auth` refuses to start. On the first start with no accounts, an `admin` account is created

@@ -5,6 +5,7 @@ process left behind as interrupted; `--no-auth` on loopback acts as the admin, f
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,19 @@ def test_a_restart_marks_unfinished_jobs_interrupted(tmp_path: Path, model_path:
     with open_test_storage(tmp_path) as storage:
         statuses = [storage.generations.get(user.id, g.id).status for g in (queued, running, finished)]
     assert statuses == [GenerationStatus.INTERRUPTED, GenerationStatus.INTERRUPTED, GenerationStatus.FAILED]
+
+
+def test_the_instance_id_names_this_front_end_and_its_jobs(
+    tmp_path: Path, model_path: Path, served: list, capsys: pytest.CaptureFixture
+) -> None:
+    common = ["serve", "--data-dir", str(tmp_path), "--model", str(model_path)]
+    assert draftroom.main([*common, "--port", "7999"]) == 0
+    assert draftroom.main([*common, "--instance-id", "fe-1"]) == 0
+    (default, _), (named, _) = served
+    assert default.state.studio.jobs.frontend_id == f"{socket.gethostname()}:7999"  # stable across restarts
+    assert named.state.studio.jobs.frontend_id == "fe-1"
+    assert draftroom.main([*common, "--instance-id", "x" * 65]) == 2
+    assert "--instance-id" in capsys.readouterr().err
 
 
 def test_no_auth_on_loopback_acts_as_the_admin(tmp_path: Path, model_path: Path, served: list) -> None:

@@ -274,7 +274,7 @@ class GenerationJobs:
         through another front-end, or interrupted by one that took this one for dead. Returns how many."""
         with self._lock:
             held = dict(self._jobs)
-        finished = self.storage.generations.finished_among(held)
+        finished = self.storage.generations.finished_among(held.keys())
         for generation_id in finished:
             held[generation_id].handle.cancel()
         return len(finished)
