@@ -436,7 +436,8 @@ class LocalEngine(Engine):
                 self._running = []
 
     def _run(self, rows: list[Row], isolate: bool = True) -> None:
-        """Run one batch; on an error, rerun each job alone so that only the failing job fails."""
+        """Run one batch; on an error, rerun each job alone so that only the failing job fails; out of GPU memory,
+        rerun the rows in smaller batches (``_out_of_memory``)."""
         control = _Control(self)
         started = time.monotonic()
         out_of_memory = None
