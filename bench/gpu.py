@@ -11,6 +11,11 @@ steps with CFG at 512 px (SDXL: 1024 px):
 - engine overhead: the engine's time vs the raw pipeline's, at batch 1 and 8;
 - peak GPU memory of each figure (torch.cuda.max_memory_allocated).
 
+The model runs as the studio would serve it with the same flags: ``--dtype`` (default fp16 on CUDA), ``--compile``,
+``--channels-last``, ``--cpu-offload`` (model.device_options); the raw pipeline is the same pipeline object, so
+both sides of a comparison run in the same configuration. A batch that runs out of GPU memory is retried in smaller
+batches by the engine (its row cap is reported) rather than failing.
+
 Results go to OUT/gpu_bench.json and OUT/gpu_bench.md, rewritten after each family. ``--budget-s`` bounds the
 run: a figure whose estimated time no longer fits is skipped and listed as such.
 
@@ -19,6 +24,7 @@ call, then through the engine a lone image and two users' images in one batch), 
 checks every component's parameter count against the published one (exit status 1 if one is off).
 
 Run: python bench/gpu.py --out DIR [--families sd15,kandinsky22,sdxl] [--budget-s 540] [--repeats 2]
+                         [--dtype fp16|bf16|fp32] [--compile] [--channels-last] [--cpu-offload]
      python bench/gpu.py --smoke --out DIR
 """
 
@@ -41,11 +47,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.device_options import DeviceOptions, add_device_arguments, device_options
 from model.engine import GenerationRequest
 from model.engine.engine_local import LocalEngine, call_on_fresh_thread
 from model.families import Family, Kandinsky22Family, StableDiffusionFamily
 from model.families.kandinsky22 import DEFAULTS as KANDINSKY_DEFAULTS
-from model.families.loading import pick_device, pick_dtype
+from model.families.loading import ModelLoadError, pick_device
+from model.families.runtime import check_device_options, pick_dtype, place
 from model.families.single_file import CONFIGS, clip_tokenizer
 
 PROMPT = "a red fox in a snowy forest at dawn, detailed, soft light"
@@ -113,6 +121,8 @@ class FamilyResult:
     build_s: float = 0.0
     figures: dict[str, Figure] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # batch kinds that ran out of GPU memory in the engine -> the rows per batch it then held them to
+    row_caps: dict[str, int] = field(default_factory=dict)
 
 
 def _component_class(library: str, class_name: str) -> Any:
@@ -156,12 +166,19 @@ def build_component(
 
 
 def random_pipeline(
-    root: Path, *, device: torch.device, dtype: torch.dtype, unet_sample_size: int | None = None
+    root: Path,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    options: DeviceOptions | None = None,
+    unet_sample_size: int | None = None,
 ) -> Any:
     """The pipeline model_index.json names, every component built from ``root``'s configs with random weights.
 
-    Weights are initialised on ``device`` (fast on a GPU) in float32, then cast to ``dtype``. ``unet_sample_size``
-    sets the UNet's native latent size, which only sets the family's default and allowed picture sizes."""
+    Weights are initialised on ``device`` (fast on a GPU) in float32, cast to ``dtype``, then placed as the
+    studio's loaders place them (``runtime.place``: SDPA, and ``options``' compile, channels_last, offload; the
+    UNet is the denoiser where the pipeline has one). ``unet_sample_size`` sets the UNet's native latent size,
+    which only sets the family's default and allowed picture sizes."""
     index = json.loads((root / "model_index.json").read_text())
     pipeline_cls = _component_class("diffusers", index["_class_name"])
     accepted = inspect.signature(pipeline_cls.__init__).parameters
@@ -176,23 +193,33 @@ def random_pipeline(
         else:
             overrides = {"sample_size": unet_sample_size} if name == "unet" and unet_sample_size else {}
             parts[name] = build_component(root, name, spec[0], spec[1], device=device, overrides=overrides)
-    pipe = pipeline_cls(**parts).to(device, dtype)
+    pipe = pipeline_cls(**parts).to(dtype)
+    place(pipe, device, options or DeviceOptions(), denoisers=("unet",) if "unet" in parts else ())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def build_family(name: str, *, device: torch.device, dtype: torch.dtype, size: int | None = None) -> Family:
+def build_family(
+    name: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    options: DeviceOptions | None = None,
+    size: int | None = None,
+) -> Family:
     """A family of ``name``'s real-size architecture with random weights, as ``load_family`` would wrap it."""
     folders, native = FAMILIES[name]
     size = size or native
     common: dict[str, Any] = {"name": f"{name}-random", "model_hash": RANDOM_WEIGHTS, "settings": {}}
     if name == "kandinsky22":
         prior_root, decoder_root = (CONFIGS / folder for folder in folders)
-        prior = random_pipeline(prior_root, device=device, dtype=dtype)
-        decoder = random_pipeline(decoder_root, device=device, dtype=dtype, unet_sample_size=size // 8)
+        prior = random_pipeline(prior_root, device=device, dtype=dtype, options=options)
+        decoder = random_pipeline(
+            decoder_root, device=device, dtype=dtype, options=options, unet_sample_size=size // 8
+        )
         return Kandinsky22Family(prior, decoder, path=str(CONFIGS / "kandinsky22"), **common)
     root = CONFIGS / folders[0]
-    pipe = random_pipeline(root, device=device, dtype=dtype, unet_sample_size=size // 8)
+    pipe = random_pipeline(root, device=device, dtype=dtype, options=options, unet_sample_size=size // 8)
     return StableDiffusionFamily(pipe, path=str(root), ip_adapter=False, **common)
 
 
@@ -358,6 +385,7 @@ def measure(family: Family, name: str, plan: Plan, budget: Budget, keep: list[An
         figure("users_batching", through(engine, users), batch, unit_s)
     finally:
         engine.shutdown()
+    result.row_caps = {repr(key): cap for key, cap in engine.row_caps.items()}
     if "users_fifo" in wanted:
         fifo = LocalEngine(family, max_batch=1, gather_s=0.0)
         try:
@@ -406,9 +434,26 @@ def markdown(results: list[FamilyResult], header: str) -> str:
             f"| {peak(r, 'engine_b1')} / {peak(r, 'engine_batch')} |"
         )
         skipped += [f"{r.family} {key}" for key in r.skipped]
+    capped = [f"{r.family} {key} at {cap} rows" for r in results for key, cap in r.row_caps.items()]
+    if capped:
+        lines += ["", f"Out of GPU memory, so the engine held these batches smaller: {', '.join(capped)}."]
     if skipped:
         lines += ["", f"Skipped to stay within the time budget: {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
+
+
+def runtime_label(options: DeviceOptions) -> str:
+    """How the models ran, for the table's header: SDPA attention always, then the options that were on."""
+    on = [
+        label
+        for label, flag in (
+            ("compiled", options.compile),
+            ("channels_last", options.channels_last),
+            ("model CPU offload", options.cpu_offload),
+        )
+        if flag
+    ]
+    return " + ".join(["SDPA", *on])
 
 
 def write(out: Path, results: list[FamilyResult], errors: dict[str, str], meta: dict[str, Any]) -> None:
@@ -416,7 +461,7 @@ def write(out: Path, results: list[FamilyResult], errors: dict[str, str], meta: 
     payload = {**meta, "families": [asdict(result) for result in results], "errors": errors}
     (out / "gpu_bench.json").write_text(json.dumps(payload, indent=2))
     header = (
-        f"{meta['card']}, torch {meta['torch']}, {meta['dtype']}, CFG on, "
+        f"{meta['card']}, torch {meta['torch']}, {meta['dtype']}, {meta['runtime']}, CFG on, "
         f"random weights at real size ({meta['weights']})"
     )
     failed = [f"{name}: {error}" for name, error in errors.items()]
@@ -436,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs per figure; the median is reported")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8, help="the batch size and the number of users")
-    parser.add_argument("--device", help="default: cuda (cpu with --smoke)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="default: fp16 on CUDA")
+    add_device_arguments(parser)  # --device (default here: cpu with --smoke), --dtype, --compile, ...
     args = parser.parse_args(argv)
     names = ["sd15"] if args.smoke else args.families.split(",")
     unknown = [name for name in names if name not in FAMILIES]
@@ -449,7 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         plan = Plan(steps=args.steps, batch=args.batch, repeats=args.repeats)
         device = pick_device(args.device)
-    dtype = pick_dtype(device, args.dtype)
+    options = device_options(args)
+    try:
+        dtype = pick_dtype(device, args.dtype)
+        check_device_options(device, options)
+    except ModelLoadError as error:
+        parser.error(str(error))
     budget = Budget(float("inf") if args.smoke else args.budget_s)  # the smoke test runs its whole plan
     counts = parameter_counts()
     off = params_off_published(counts)
@@ -458,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "runtime": runtime_label(options),
+        "options": asdict(options),
         "weights": RANDOM_WEIGHTS,
         "plan": asdict(plan),
         "params_m": counts,
@@ -477,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         family: Family | None = None
         try:
             family = call_on_fresh_thread(
-                partial(build_family, name, device=device, dtype=dtype, size=plan.size)
+                partial(build_family, name, device=device, dtype=dtype, options=options, size=plan.size)
             )
             built_s = time.monotonic() - started
             result = measure(family, name, plan, budget, kept)

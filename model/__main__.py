@@ -17,6 +17,7 @@ from typing import Any
 
 import PIL.Image
 
+from model.device_options import add_device_arguments, device_options
 from model.engine.engine_common import GenerationRequest, GenerationResult, MixIngredient, RequestError
 from model.engine.request_fields import DECAYS, FIELDS
 
@@ -77,12 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
     gen.add_argument("--dynamic-thresholding", action="store_true")
-    gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    gen.add_argument(
-        "--dtype",
-        choices=("float32", "float16", "bfloat16"),
-        help="weights' dtype (default: float16 on a GPU, float32 on CPU)",
-    )
+    add_device_arguments(gen)
     return parser
 
 
@@ -202,7 +198,11 @@ def generate(args: argparse.Namespace) -> int:
     try:
         request, inputs = _request(args)
         engine = LocalEngine.from_path(
-            args.model, device=args.device, dtype=args.dtype, max_batch=max(1, args.num_images)
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            options=device_options(args),
+            max_batch=max(1, args.num_images),
         )
     except (_InputError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The real-size GPU benchmark (bench/gpu.py) in one command, sized for a GPU machine lent for 15 minutes in all
 # (start-up and transfers included): it measures for at most BUDGET_S seconds (default 420) and writes
-# gpu_bench.json, gpu_bench.md, gpu_bench.log and gpu.txt (the card) into OUTDIR.
-# Usage: scripts/gpu_session.sh [OUTDIR]    (default: $OUT, the folder a lent machine sends back, else bench-out)
+# gpu_bench.json, gpu_bench.md, gpu_bench.log and gpu.txt (the card) into OUTDIR. The models run as `serve` runs
+# them by default on a GPU: fp16, SDPA attention; further arguments go to bench/gpu.py (e.g. --compile,
+# --channels-last, --families sd15) and the table's header names the configuration.
+# Usage: scripts/gpu_session.sh [OUTDIR [BENCH-FLAGS...]]
+#        (OUTDIR default: $OUT, the folder a lent machine sends back, else bench-out)
 #
 # Nothing is installed beyond requirements.txt. The Python that runs it is the first of:
 #  1. .venv/bin/python, if it imports CUDA torch, diffusers and transformers (a venv built from requirements.txt
@@ -51,4 +54,4 @@ print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), diffusers {diffus
 # bench/gpu.py skips figures that would end after the budget and rewrites its results after each family; the
 # timeout is the backstop that keeps the lease, whatever a figure costs
 timeout --signal=INT --kill-after=20 $((budget + 90)) \
-  "$py" bench/gpu.py --out "$out" --budget-s "$budget" 2>&1 | tee "$out/gpu_bench.log"
+  "$py" bench/gpu.py --out "$out" --budget-s "$budget" --dtype fp16 "${@:2}" 2>&1 | tee "$out/gpu_bench.log"

@@ -2,7 +2,8 @@
 
     serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model NAME|PATH] [--no-auth] [--max-batch N]
           [--max-queue N] [--max-user-jobs N] [--max-user-images N] [--allowed-hosts H ...]
-          [--allowed-origins URL ...] [--instance-id ID]
+          [--allowed-origins URL ...] [--instance-id ID] [--device D] [--dtype fp16|bf16|fp32]
+          [--compile] [--channels-last] [--cpu-offload]
 
 Several front-ends may share one database and data directory, each under its own `--instance-id`
 (docs/DEPLOY.md).
@@ -18,6 +19,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from model.device_options import add_device_arguments, device_options
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "model" / "weights" / "embedded"
 DEFAULT_HOST = "127.0.0.1"
@@ -49,7 +52,11 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--no-auth", action="store_true", help="no sign-in; everyone acts as the admin (loopback hosts only)"
     )
     serve.add_argument(
-        "--max-batch", type=int, default=8, help="images per model call across users (default 8)"
+        "--max-batch",
+        type=int,
+        default=8,
+        help="images per model call across users; a kind of batch that runs out of GPU memory is held to "
+        "half as many from then on (default 8)",
     )
     serve.add_argument(
         "--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)"
@@ -66,7 +73,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         default=32,
         help="one user's queued images before their next job gets 429 (default 32)",
     )
-    serve.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    add_device_arguments(serve)
     serve.add_argument(
         "--allowed-hosts",
         nargs="+",
@@ -120,9 +127,20 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.instance_id is not None and not 0 < len(args.instance_id) <= MAX_FRONTEND_ID:
         print(f"error: --instance-id: 1 to {MAX_FRONTEND_ID} characters", file=sys.stderr)
         return 2
+    from model.families import ModelLoadError
+    from model.families.loading import pick_device
+    from model.families.runtime import check_device_options, pick_dtype
     from model.hub import HubError, resolve_model
     from storage.db import resolve_data_dir
 
+    options = device_options(args)
+    try:
+        device = pick_device(args.device)
+        pick_dtype(device, args.dtype)
+        check_device_options(device, options)
+    except (ModelLoadError, RuntimeError) as error:  # RuntimeError: torch does not know the --device
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     data_dir = resolve_data_dir(args.data_dir)
     try:
         model = resolve_model(args.model, data_dir)
@@ -147,14 +165,20 @@ def serve_command(args: argparse.Namespace) -> int:
                 flush=True,
             )
         log.info("loading the model from %s", model)
-        engine = LocalEngine.from_path(
-            model,
-            device=args.device,
-            max_batch=args.max_batch,
-            max_queue=args.max_queue,
-            max_user_jobs=args.max_user_jobs,
-            max_user_images=args.max_user_images,
-        )
+        try:
+            engine = LocalEngine.from_path(
+                model,
+                device=args.device,
+                dtype=args.dtype,
+                options=options,
+                max_batch=args.max_batch,
+                max_queue=args.max_queue,
+                max_user_jobs=args.max_user_jobs,
+                max_user_images=args.max_user_images,
+            )
+        except ModelLoadError as error:
+            print(f"error: --model: {error}", file=sys.stderr)
+            return 2
         try:
             app = create_app(
                 storage,

@@ -8,6 +8,8 @@
   ``JobHandle.subscribe``; live previews of the images of jobs someone watches (``want_previews``).
 - Cancel: a queued job leaves the queue; a running job's rows leave the batch at the next step.
 - A failing batch is retried job by job, so a failing job fails alone.
+- Out of GPU memory: a batch that does not fit halves its batch key's row cap (remembered, at most
+  ``max_batch``) and its rows run again in batches of the new cap; only an image that does not fit alone fails.
 - A bounded queue (QueueFull), with a share per user checked first, and a graceful shutdown.
 """
 
@@ -24,7 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import PIL.Image
+import torch
 
+from model.device_options import DeviceOptions
 from model.engine.engine_base import Engine, JobHandle
 from model.engine.engine_common import (
     EngineClosed,
@@ -235,6 +239,8 @@ class LocalEngine(Engine):
         self._step_s: float | None = None  # seconds per denoising step of a batch (moving average)
         # seconds from a batch's start to its denoising loop: prior, encoders (moving average)
         self._prelude_s: float | None = None
+        # rows per batch that a batch key's batches fit in (GPU memory), learned from out-of-memory errors
+        self._row_caps: dict[Hashable, int] = {}
         self._thread = threading.Thread(
             target=self._work, name=f"draftroom-engine-{family.info.device}", daemon=True
         )
@@ -247,7 +253,8 @@ class LocalEngine(Engine):
         *,
         device: str | None = None,
         dtype: str | None = None,
-        **options: int | float,
+        options: DeviceOptions | None = None,
+        **limits: int | float,
     ) -> LocalEngine:
         """Load the model at ``source`` (see model.families.load_family) and start its worker.
 
@@ -255,8 +262,16 @@ class LocalEngine(Engine):
         live thread that has run torch's CPU kernels."""
         from model.families import load_family
 
-        family = call_on_fresh_thread(lambda: load_family(source, device=device, dtype=dtype))
-        return cls(family, **options)  # type: ignore[arg-type]
+        family = call_on_fresh_thread(
+            lambda: load_family(source, device=device, dtype=dtype, options=options)
+        )
+        return cls(family, **limits)  # type: ignore[arg-type]
+
+    @property
+    def row_caps(self) -> dict[Hashable, int]:
+        """Batch keys whose batches ran out of GPU memory, each with the rows per batch it is now held to."""
+        with self._lock:
+            return dict(self._row_caps)
 
     def __enter__(self) -> LocalEngine:
         return self
@@ -401,7 +416,8 @@ class LocalEngine(Engine):
             if idle and self._gather_s > 0:
                 time.sleep(self._gather_s)
             with self._lock:
-                items = self._queue.take(self.max_batch)
+                key = self._queue.next_key()
+                items = self._queue.take(self._row_caps.get(key, self.max_batch))
                 jobs = list(dict.fromkeys(job for job, _ in items))
                 updates = []
                 self._batch_started = time.monotonic()
@@ -420,13 +436,17 @@ class LocalEngine(Engine):
                 self._running = []
 
     def _run(self, rows: list[Row], isolate: bool = True) -> None:
-        """Run one batch; on an error, rerun each job alone so that only the failing job fails."""
+        """Run one batch; on an error, rerun each job alone so that only the failing job fails; out of GPU memory,
+        rerun the rows in smaller batches (``_out_of_memory``)."""
         control = _Control(self)
         started = time.monotonic()
+        out_of_memory = None
         try:
             images = self._family.generate(rows, control, _Previews(self))
         except BatchCancelled:
             images = [None] * len(rows)
+        except torch.OutOfMemoryError as error:
+            out_of_memory = str(error)  # handled below, once the error's frames (and their tensors) are freed
         except Exception as error:
             jobs = _jobs(rows)
             if isolate and len(jobs) > 1:
@@ -436,6 +456,9 @@ class LocalEngine(Engine):
                 return
             log.exception("job failed")
             self._fail(jobs, f"{type(error).__name__}: {error}")
+            return
+        if out_of_memory is not None:
+            self._out_of_memory(rows, out_of_memory)
             return
         elapsed = time.monotonic() - started
         updates = []
@@ -454,6 +477,50 @@ class LocalEngine(Engine):
                     job._finish(JobStatus.SUCCEEDED)
                 updates.append((job, job._snapshot()))
         self._emit(updates)
+
+    def _out_of_memory(self, rows: list[Row], error: str) -> None:
+        """A batch ran out of GPU memory: halve its key's row cap, keep it for later batches (logged once per
+        change), and run the same rows again in batches of the new cap, so nobody's job fails for sharing a
+        batch. A lone image that does not fit fails its job, saying so."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # return the failed batch's cached blocks before the smaller ones run
+        with self._lock:
+            for row in rows:
+                _job(row).steps_done.pop(row.index, None)
+        request = rows[0].request
+        if len(rows) == 1:
+            log.error("out of GPU memory for a lone image: %s", error)
+            candidates = int(request.candidates or 1)
+            self._fail(
+                _jobs(rows),
+                f"out of GPU memory for one {request.width}x{request.height} image"
+                + (f" with {candidates} candidates" if candidates > 1 else "")
+                + ", even alone: ask for a smaller size"
+                + (" or fewer candidates" if candidates > 1 else ""),
+            )
+            return
+        key = _job(rows[0]).key
+        cap = max(1, len(rows) // 2)
+        with self._lock:
+            lowered = cap < self._row_caps.get(key, self.max_batch)
+            if lowered:
+                self._row_caps[key] = cap
+        if lowered:
+            log.warning(
+                "out of GPU memory with %d rows of %dx%d px, %s steps; batches of that kind now take at most %d "
+                "rows (%s)",
+                len(rows),
+                request.width,
+                request.height,
+                request.steps,
+                cap,
+                error.splitlines()[0] if error else "",
+            )
+        left = rows
+        while left:  # each part at the cap as it is then: a part that ran out of memory has lowered it
+            cap = self.row_caps.get(key, cap)
+            self._run(left[:cap])
+            left = left[cap:]
 
     def _fail(self, jobs: Sequence[_Job], message: str) -> None:
         updates = []

@@ -49,6 +49,10 @@ class FairQueue(Generic[Job]):
             self._drop_user(job.user)
         return True
 
+    def next_key(self) -> Hashable | None:
+        """The batch key ``take`` will serve next (its first user's head job's), None when nothing is queued."""
+        return self._jobs[self._turns[0]][0].key if self._turns else None
+
     def take(self, max_rows: int) -> list[tuple[Job, int]]:
         """The next batch: (job, image index) pairs, round-robin over users, all with the first one's key."""
         if not self._turns:

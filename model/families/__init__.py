@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from model.device_options import DeviceOptions
 from model.families.base import BatchCancelled, BatchControl, Family, Row
 from model.families.kandinsky22 import FAMILY as KANDINSKY22
 from model.families.kandinsky22 import Kandinsky22Family, load_kandinsky22
@@ -22,10 +23,10 @@ from model.families.loading import (
     model_hash,
     model_index_class,
     pick_device,
-    pick_dtype,
     read_settings,
     resolve_source,
 )
+from model.families.runtime import check_device_options, pick_dtype
 from model.families.single_file import load_single_file, single_file_family
 from model.families.stable_diffusion import (
     FAMILY_SD,
@@ -37,6 +38,7 @@ from model.families.stable_diffusion import (
 __all__ = [
     "BatchCancelled",
     "BatchControl",
+    "DeviceOptions",
     "Family",
     "Kandinsky22Family",
     "ModelLoadError",
@@ -62,12 +64,23 @@ def family_of(source: Path) -> str | None:
     return _PIPELINE_FAMILIES.get(model_index_class(source) or "")
 
 
-def load_family(source: str | Path, *, device: str | None = None, dtype: str | None = None) -> Family:
-    """Load the model at ``source`` on ``device`` (default: cuda, mps, cpu) in ``dtype`` (fp32 on CPU)."""
+def load_family(
+    source: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    options: DeviceOptions | None = None,
+) -> Family:
+    """Load the model at ``source`` on ``device`` (default: cuda, mps, cpu) in ``dtype`` (a runtime.DTYPES name;
+    default fp16 on a GPU, fp32 on CPU), run as ``options`` say (compile, channels_last, CPU offload)."""
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
+    options = options or DeviceOptions()
+    check_device_options(torch_device, options)
     if Path(source).expanduser().is_file():
-        return load_single_file(Path(source).expanduser().resolve(), device=torch_device, dtype=torch_dtype)
+        return load_single_file(
+            Path(source).expanduser().resolve(), device=torch_device, dtype=torch_dtype, options=options
+        )
     root = resolve_source(source)
     settings = read_settings(root)
     name = settings.get("name") or (str(source) if not Path(source).expanduser().is_dir() else root.name)
@@ -77,6 +90,7 @@ def load_family(source: str | Path, *, device: str | None = None, dtype: str | N
         "settings": settings,
         "device": torch_device,
         "dtype": torch_dtype,
+        "options": options,
     }
     family = family_of(root)
     try:

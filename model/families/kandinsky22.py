@@ -22,11 +22,13 @@ import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
+from model.device_options import DeviceOptions
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, Stage, resolved
 from model.families.base import BatchControl, Family, Row, WordVocabulary
 from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
+from model.families.runtime import place
 from model.families.schedulers import DynamicThreshold, SchedulerBank
 from model.families.verifier import AttributeVerifier
 from model.mixing import mix_embeddings
@@ -88,7 +90,7 @@ class Kandinsky22Family(Family):
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
         multiple = scale * scale  # the pipeline rounds sizes up to this
-        self._zero_embed = prior.get_zero_embed(1)
+        self._zero_embed = prior.get_zero_embed(1, device=prior._execution_device)
         default_scheduler = settings.get("default_scheduler", self._schedulers.default_name)
         sizes = tuple((int(w), int(h)) for w, h in settings.get("sizes", []))
         self.info = ModelInfo(
@@ -107,7 +109,7 @@ class Kandinsky22Family(Family):
             max_size=int(settings.get("max_size", 2 * native)),
             max_images=int(settings.get("max_images", 8)),
             image_ingredients=True,
-            device=str(decoder.device),
+            device=str(decoder._execution_device),
             dtype=str(decoder.unet.dtype).removeprefix("torch."),
             prior_steps=self._prior_steps,
             default_candidates=decoder_candidates,
@@ -128,8 +130,9 @@ class Kandinsky22Family(Family):
         if control is not None:
             control.on_stage(Stage.PRIOR, rows)
         embeds, negatives = self.embed_rows(rows)
+        self.prior.maybe_free_model_hooks()  # under model CPU offload: the prior's models leave the GPU
         unet = self.decoder.unet
-        device, dtype = self.decoder.device, unet.dtype
+        device, dtype = self.decoder._execution_device, unet.dtype
         decoder_rows, owner, picker = self._candidates(rows)
         embeds, negatives = embeds[owner].to(device, dtype), negatives[owner].to(device, dtype)
         scales = row_cfg_scale(decoder_rows, dtype, device)
@@ -289,7 +292,7 @@ class Kandinsky22Family(Family):
             truncation=True,
             return_tensors="pt",
         ).input_ids
-        return encoder(ids.to(encoder.device)).text_embeds
+        return encoder(ids.to(self.prior._execution_device)).text_embeds
 
     def embed_images(self, images: Sequence[PIL.Image.Image]) -> torch.Tensor:
         """The images' CLIP image embeddings [B, D], through the prior pipeline's own processor and encoder."""
@@ -297,7 +300,7 @@ class Kandinsky22Family(Family):
             [i.convert("RGB") for i in images], return_tensors="pt"
         ).pixel_values
         encoder = self.prior.image_encoder
-        return encoder(pixels.to(encoder.device, encoder.dtype)).image_embeds
+        return encoder(pixels.to(self.prior._execution_device, encoder.dtype)).image_embeds
 
     def embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
         """An image's CLIP image embedding [D]."""
@@ -307,7 +310,7 @@ class Kandinsky22Family(Family):
         """The guidance image in the decoder's latent space [C, h, w] (movq encoder, before quantisation)."""
         movq = self.decoder.movq
         pixels = self._image_processor.preprocess(image.convert("RGB"), height=height, width=width)
-        return movq.encode(pixels.to(movq.device, movq.dtype)).latents[0]
+        return movq.encode(pixels.to(self.decoder._execution_device, movq.dtype)).latents[0]
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from decoder latents [B, C, h, w] (what the pipeline does after its last step)."""
@@ -344,11 +347,14 @@ def load_kandinsky22(
     settings: dict[str, Any],
     device: torch.device,
     dtype: torch.dtype,
+    options: DeviceOptions,
     verifier_dir: Path | None = None,
 ) -> Kandinsky22Family:
     common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
-    prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common).to(device)
-    decoder = KandinskyV22Pipeline.from_pretrained(decoder_dir, **common).to(device)
+    prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common)
+    place(prior, device, options, denoisers=())  # the prior's transformer runs few, cheap steps
+    decoder = KandinskyV22Pipeline.from_pretrained(decoder_dir, **common)
+    place(decoder, device, options)
     verifier = (
         AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
     )

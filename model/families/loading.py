@@ -1,5 +1,5 @@
 """Where a model comes from (a local folder, or a model id already in the Hugging Face cache), the device
-and dtype it runs in, its hash, and its optional ``draftroom.json`` defaults."""
+it runs on, its hash, and its optional ``draftroom.json`` defaults."""
 
 from __future__ import annotations
 
@@ -47,18 +47,6 @@ def pick_device(requested: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
-    """fp32 on CPU, fp16 on a GPU (``requested`` may say bfloat16 or float32).
-
-    fp16 rather than bf16: with bf16's 8-bit mantissa, DDPM/DDIM steps (computed in the model's dtype)
-    made a job's images differ visibly between a lone and a batched run on an H200; fp16 keeps them
-    within a few levels. VAEs that overflow in fp16 are upcast where they run (diffusers' force_upcast).
-    """
-    if requested:
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
-    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
 # draftroom.json settings that change what a request draws (the others are defaults a request records itself)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from model.device_options import DeviceOptions
 from model.families.loading import ModelLoadError, model_hash
+from model.families.runtime import place
 from model.families.stable_diffusion import FAMILY_SD, FAMILY_SDXL, StableDiffusionFamily
 
 if TYPE_CHECKING:
@@ -102,7 +104,12 @@ def _tokenizers(config_dir: Path, names: tuple[str, ...]) -> dict[str, CLIPToken
 
 
 def load_single_file(
-    path: Path, *, device: torch.device, dtype: torch.dtype, config_dir: Path | None = None
+    path: Path,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    options: DeviceOptions | None = None,
+    config_dir: Path | None = None,
 ) -> StableDiffusionFamily:
     """Load an SD 1.x / SDXL single-file checkpoint with the shipped configs (or ``config_dir``)."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -126,7 +133,7 @@ def load_single_file(
         raise ModelLoadError(
             f"cannot load {path} as {family}: {getattr(error, 'message', None) or error}"
         ) from error
-    pipe.to(device)
+    place(pipe, device, options or DeviceOptions())
     return StableDiffusionFamily(
         pipe, name=path.stem, path=str(path), model_hash=model_hash([path]), settings={}, ip_adapter=False
     )

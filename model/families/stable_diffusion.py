@@ -17,10 +17,12 @@ import PIL.Image
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+from model.device_options import DeviceOptions
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError, resolved
 from model.families.base import BatchControl, Family, Row
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
+from model.families.runtime import place
 from model.families.schedulers import DynamicThreshold, SchedulerBank
 from model.mixing import mix_embeddings
 
@@ -103,7 +105,7 @@ class StableDiffusionFamily(Family):
             max_size=int(settings.get("max_size", 2 * native)),
             max_images=int(settings.get("max_images", 8)),
             image_ingredients=ip_adapter,
-            device=str(pipe.device),
+            device=str(pipe._execution_device),
             dtype=str(pipe.unet.dtype).removeprefix("torch."),
         )
         self._vae_processor = pipe.image_processor
@@ -138,7 +140,7 @@ class StableDiffusionFamily(Family):
     ) -> list[PIL.Image.Image | None]:
         first = rows[0].request
         pipe, unet = self.pipe, self.pipe.unet
-        device, dtype = pipe.device, unet.dtype
+        device, dtype = pipe._execution_device, unet.dtype
         conditioning: dict[int, _Conditioning] = {}
         for row in rows:
             if id(row.request) not in conditioning:
@@ -241,7 +243,7 @@ class StableDiffusionFamily(Family):
         """(prompt, negative[, pooled, negative pooled]) embeddings of one text, by the pipeline's own encoder."""
         return self.pipe.encode_prompt(
             prompt=text,
-            device=self.pipe.device,
+            device=self.pipe._execution_device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=True,
             negative_prompt=negative or None,
@@ -282,13 +284,15 @@ class StableDiffusionFamily(Family):
         return _Conditioning(prompt, encoded[0][1], pooled, negative_pooled, image)
 
     def _embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
-        embeds, _ = self.pipe.encode_image(image.convert("RGB"), self.pipe.device, 1)
+        embeds, _ = self.pipe.encode_image(image.convert("RGB"), self.pipe._execution_device, 1)
         return embeds[0]
 
     @property
     def _zero_image(self) -> torch.Tensor:
         encoder = self.pipe.image_encoder
-        return torch.zeros(encoder.config.projection_dim, device=encoder.device, dtype=encoder.dtype)
+        return torch.zeros(
+            encoder.config.projection_dim, device=self.pipe._execution_device, dtype=encoder.dtype
+        )
 
     def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:
         """The guidance image in the UNet's latent space [C, h, w]: VAE mean times the scaling factor."""
@@ -296,7 +300,7 @@ class StableDiffusionFamily(Family):
         pixels = self._vae_processor.preprocess(image.convert("RGB"), height=height, width=width)
         dtype = vae.dtype
         with _float32_vae(vae):
-            latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
+            latents = vae.encode(pixels.to(self.pipe._execution_device, vae.dtype)).latent_dist.mean
         return (latents[0] * vae.config.scaling_factor).to(dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -334,11 +338,12 @@ def load_stable_diffusion(
     settings: dict[str, Any],
     device: torch.device,
     dtype: torch.dtype,
+    options: DeviceOptions,
 ) -> StableDiffusionFamily:
     cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipe = cls.from_pretrained(root, dtype=dtype, use_safetensors=True, local_files_only=True)
     ip_adapter = _load_ip_adapter(pipe, root)
-    pipe.to(device)
+    place(pipe, device, options)
     return StableDiffusionFamily(
         pipe, name=name, path=path, model_hash=model_hash, settings=settings, ip_adapter=ip_adapter
     )

@@ -108,6 +108,8 @@ def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None
             ["--prompt", "x", "--candidates", "2"],
             "error: --candidates: must be 1: this model has no verifier",
         ),
+        (["--prompt", "x", "--device", "cpu", "--cpu-offload"], "error: --cpu-offload keeps weights"),
+        (["--prompt", "x", "--device", "cpu", "--dtype", "fp16"], "error: --dtype fp16 on the CPU"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_clear_line(

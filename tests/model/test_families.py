@@ -16,7 +16,7 @@ from model.engine.engine_common import GenerationRequest, MixIngredient, Request
 from model.engine.validation import resolve_request
 from model.families import Family, Kandinsky22Family, ModelLoadError, Row, load_family
 from model.families.kandinsky22 import CANDIDATE_SEED_STRIDE
-from model.families.loading import model_hash, pick_device, pick_dtype
+from model.families.loading import model_hash, pick_device
 
 BLUE = PIL.Image.new("RGB", (40, 40), (20, 40, 220))
 
@@ -243,8 +243,5 @@ def test_model_id_from_the_local_hugging_face_cache(
         load_family("draftroom/not-cached")
 
 
-def test_cpu_runs_in_float32() -> None:
-    import torch
-
-    assert pick_device("cpu").type == "cpu" and pick_dtype(pick_device("cpu")) is torch.float32
-    assert pick_dtype(torch.device("cuda"), "bfloat16") is torch.bfloat16
+def test_cpu_is_picked_when_asked() -> None:
+    assert pick_device("cpu").type == "cpu"

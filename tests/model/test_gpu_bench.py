@@ -46,3 +46,30 @@ def test_smoke_runs_real_size_sd15_through_the_engine(tmp_path: Path) -> None:
     table = (tmp_path / "gpu_bench.md").read_text()
     assert "| sd15 | 64 px, 2 |" in table
     assert "Skipped" not in table
+
+
+def test_the_table_names_dtype_and_options_and_the_batches_held_smaller_for_memory(tmp_path: Path) -> None:
+    from bench.gpu import FamilyResult, Figure, runtime_label, write
+    from model.device_options import DeviceOptions
+
+    assert runtime_label(DeviceOptions()) == "SDPA"
+    assert runtime_label(DeviceOptions(compile=True, channels_last=True)) == "SDPA + compiled + channels_last"
+    result = FamilyResult(
+        family="sdxl",
+        size=1024,
+        steps=30,
+        guidance=5.0,
+        batch=8,
+        params_m={},
+        weights_gib=None,
+        figures={"engine_b1": Figure(1.5, 9.0)},
+        row_caps={"(1024, 1024, 30, 'ddim', False)": 4},
+    )
+    meta = {"card": "NVIDIA H200", "torch": "2.13", "dtype": "float16", "weights": "random-init"}
+    write(tmp_path, [result], {}, {**meta, "runtime": runtime_label(DeviceOptions(compile=True))})
+    table = (tmp_path / "gpu_bench.md").read_text()
+    assert table.startswith("NVIDIA H200, torch 2.13, float16, SDPA + compiled, CFG on")
+    assert "the engine held these batches smaller: sdxl (1024, 1024, 30, 'ddim', False) at 4 rows" in table
+    assert json.loads((tmp_path / "gpu_bench.json").read_text())["families"][0]["row_caps"] == {
+        "(1024, 1024, 30, 'ddim', False)": 4
+    }

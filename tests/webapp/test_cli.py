@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -120,6 +121,35 @@ def test_an_admin_sets_the_per_user_queue_limits_at_serve(
     assert (engine.max_user_jobs, engine.max_user_images, engine.max_queue) == (3, 5, 64)
     assert draftroom.main(["serve", "--max-user-jobs", "0"]) == 2
     assert "--max-user-jobs" in capsys.readouterr().err
+
+
+def test_precision_and_device_flags_reach_the_engine(
+    tmp_path: Path, model_path: Path, served: list, capsys: pytest.CaptureFixture
+) -> None:
+    serve = ["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--device", "cpu"]
+    assert draftroom.main([*serve, "--dtype", "bf16", "--channels-last", "--max-batch", "4"]) == 0
+    [(app, _)] = served
+    engine = app.state.studio.engine
+    assert (engine.model_info.device, engine.model_info.dtype, engine.max_batch) == ("cpu", "bfloat16", 4)
+    conv = next(p for p in engine._family.decoder.unet.parameters() if p.dim() == 4)
+    assert conv.dtype is torch.bfloat16 and conv.is_contiguous(memory_format=torch.channels_last)
+    engine.shutdown()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--cpu-offload"], "error: --cpu-offload keeps weights in CPU memory"),
+        (["--dtype", "fp16"], "error: --dtype fp16 on the CPU"),
+        (["--compile", "--cpu-offload"], "error: --cpu-offload"),
+    ],
+)
+def test_device_flags_this_machine_rules_out_stop_serve_with_the_flag_named(
+    tmp_path: Path, served: list, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--device", "cpu", *flags]) == 2
+    assert capsys.readouterr().err.startswith(message) and served == []
+    assert not (tmp_path / "draftroom.db").exists(), "refused before the data directory is opened"
 
 
 def test_model_takes_a_name_pulled_into_the_data_dir(
