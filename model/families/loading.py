@@ -62,7 +62,7 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
 
 
 # draftroom.json settings that change what a request draws (the others are defaults a request records itself)
-OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "latent_range")
+OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "candidate_pruning", "latent_range")
 
 
 def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:
@@ -101,6 +101,7 @@ _SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "prior_guidance": (int, float),
     "prior_candidates": (int,),
     "decoder_candidates": (int,),
+    "candidate_pruning": (list,),
     "latent_range": (int, float),
     "max_images": (int,),
     "max_size": (int,),
