@@ -40,7 +40,7 @@ DEFAULTS = {
 DECODER_CANDIDATES = 8
 # When the verifier cuts them down ([share of the steps, candidates kept]): most of the candidates' cost is
 # their first steps, and the shape is readable early (MODEL_CARD.md).
-CANDIDATE_PRUNING = [[0.15, 2], [0.3, 1]]
+CANDIDATE_PRUNING = [[0.1, 4], [0.2, 2], [0.3, 1]]
 
 
 SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier")
