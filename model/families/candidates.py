@@ -131,11 +131,11 @@ class CandidatePicker:
         pixels = self._decode(clean).to(parameters.device, parameters.dtype)
         texts = torch.stack([self._texts[owners[i]] for i in contested]).to(pixels)
         scores = self._verifier.score(texts, pixels).tolist()
-        ranked: dict[int, list[tuple[float, int]]] = {}
+        ranked: dict[
+            int, list[tuple[float, int]]
+        ] = {}  # row -> (-score, position): best first, ties: earlier
         for index, score in zip(contested, scores, strict=True):
-            ranked.setdefault(owners[index], []).append(
-                (-score, index)
-            )  # best first; ties: earlier candidate
+            ranked.setdefault(owners[index], []).append((-score, index))
         kept = [index for entries in ranked.values() for _, index in sorted(entries)[:keep]]
         settled = [i for i, row in enumerate(owners) if counts[row] <= keep]
         return sorted(settled + kept)
