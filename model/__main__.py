@@ -194,15 +194,13 @@ def _png(request: GenerationRequest, result: GenerationResult, record: dict[str,
 def generate(args: argparse.Namespace) -> int:
     from model.engine.engine_local import LocalEngine
     from model.families import ModelLoadError
+    from model.families.kandinsky22 import MAX_CANDIDATES
 
     try:
         request, inputs = _request(args)
+        rows = max(1, args.num_images) * (args.candidates or MAX_CANDIDATES)  # the job in one batch
         engine = LocalEngine.from_path(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            options=device_options(args),
-            max_batch=max(1, args.num_images),
+            args.model, device=args.device, dtype=args.dtype, options=device_options(args), max_batch=rows
         )
     except (_InputError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

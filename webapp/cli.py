@@ -54,9 +54,10 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     serve.add_argument(
         "--max-batch",
         type=int,
-        default=8,
-        help="images per model call across users; a kind of batch that runs out of GPU memory is held to "
-        "half as many from then on (default 8)",
+        default=None,
+        help="rows per model call across users, an image taking one per decoder candidate (default: 8 images "
+        "at the model's default candidates, 64 rows on the embedded model); a kind of batch that runs out of "
+        "GPU memory is held to half as many rows from then on",
     )
     serve.add_argument(
         "--max-queue", type=int, default=64, help="queued jobs before new ones get 429 (default 64)"
@@ -116,7 +117,7 @@ def serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if min(args.max_batch, args.max_queue, args.max_user_jobs, args.max_user_images) < 1:
+    if min(args.max_batch or 1, args.max_queue, args.max_user_jobs, args.max_user_images) < 1:
         print(
             "error: --max-batch, --max-queue, --max-user-jobs and --max-user-images must be at least 1",
             file=sys.stderr,

@@ -1,8 +1,9 @@
 """The shared worker: one thread per device owns the model; every user's jobs enter its queue.
 
 - Cross-user batching: compatible jobs (same family batch key: size, steps, scheduler, thresholding) run
-  in one pipeline call, up to ``max_batch`` images. Each image is a row with its own seed, prompt
-  embedding, CFG scale and guidance image, so a job's images do not depend on its batch-mates.
+  in one pipeline call, up to ``max_batch`` rows (an image takes one per decoder candidate). Each image
+  has its own seed, prompt embedding, CFG scale and guidance image, so a job's images do not depend on its
+  batch-mates.
 - Fair turns: round-robin between users, one image per turn (fair_queue.FairQueue).
 - Progress: queue position, the stage (prior, denoising), each image's step i/N, ETA, through
   ``JobHandle.subscribe``; live previews of the images of jobs someone watches (``want_previews``).
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Subscriber = Callable[[Progress], None]
 T = TypeVar("T")
+BATCH_IMAGES = 8  # the default batch: this many images at the model's default decoder candidates, in rows
 
 
 class _Job(JobHandle):
@@ -59,6 +61,7 @@ class _Job(JobHandle):
         self.request = request
         self.user = request.user
         self.key = key
+        self.rows = int(request.candidates or 1)  # batch rows per image: its decoder candidates
         self.pending: deque[int] = deque(range(request.num_images))
         self.images: dict[int, PIL.Image.Image] = {}
         self.steps_done: dict[int, int] = {}
@@ -205,18 +208,21 @@ class LocalEngine(Engine):
         self,
         family: Family,
         *,
-        max_batch: int = 8,
+        max_batch: int | None = None,
         max_queue: int = 64,
         max_user_jobs: int = 8,
         max_user_images: int = 32,
         gather_s: float = 0.01,
         preview_every_s: float = 0.5,
     ) -> None:
-        """``max_batch``: images per pipeline call; ``max_queue``: queued jobs (all users) before QueueFull;
+        """``max_batch``: rows per pipeline call, an image taking one per decoder candidate (default: BATCH_IMAGES
+        images at the model's default candidates); ``max_queue``: queued jobs (all users) before QueueFull;
         ``max_user_jobs`` / ``max_user_images``: one user's queued jobs / images not yet started, checked
         before ``max_queue`` so one user's burst cannot lock the others out;
         ``gather_s``: after an idle spell, wait this long so requests sent together share a batch;
         ``preview_every_s``: the pause between live previews of a batch (the first comes at its first step)."""
+        if max_batch is None:
+            max_batch = BATCH_IMAGES * family.info.default_candidates
         if min(max_batch, max_queue, max_user_jobs, max_user_images) < 1:
             raise ValueError("max_batch, max_queue, max_user_jobs and max_user_images must be at least 1")
         if preview_every_s < 0:
@@ -254,7 +260,7 @@ class LocalEngine(Engine):
         device: str | None = None,
         dtype: str | None = None,
         options: DeviceOptions | None = None,
-        **limits: int | float,
+        **limits: int | float | None,
     ) -> LocalEngine:
         """Load the model at ``source`` (see model.families.load_family) and start its worker.
 
@@ -347,8 +353,7 @@ class LocalEngine(Engine):
             assert isinstance(job, _Job)
             eta = None
             if self._step_s is not None:
-                batches = math.ceil((ahead + len(job.pending)) / self.max_batch)
-                eta = running_left + batches * self._batch_s(job)
+                eta = running_left + self._batches(ahead + len(job.pending), job) * self._batch_s(job)
             if job.status is JobStatus.QUEUED:
                 if (job.queue_position, job.eta_s) != (position, eta):
                     job.queue_position, job.eta_s = position, eta
@@ -357,6 +362,10 @@ class LocalEngine(Engine):
             else:
                 job.eta_s = eta
         return updates
+
+    def _batches(self, images: int, job: _Job) -> int:
+        """Batches that ``images`` images take, each as many rows as ``job``'s."""
+        return math.ceil(images / max(1, self.max_batch // job.rows))
 
     def _batch_s(self, job: _Job) -> float:
         """Seconds a batch of ``job``'s images takes, by the moving averages (lock held, ``_step_s`` known)."""
@@ -380,7 +389,7 @@ class LocalEngine(Engine):
         """A running job's ETA: the rest of its batch, then batches for its images still waiting."""
         if self._step_s is None:
             return None
-        later = math.ceil(len(job.pending) / self.max_batch) * self._batch_s(job)
+        later = self._batches(len(job.pending), job) * self._batch_s(job)
         return self._batch_seconds_left(job) + later
 
     def _cancel_locked(self, job: _Job) -> list[tuple[_Job, Progress]]:
@@ -500,7 +509,8 @@ class LocalEngine(Engine):
             )
             return
         key = _job(rows[0]).key
-        cap = max(1, len(rows) // 2)
+        held = sum(_job(row).rows for row in rows)  # model rows: an image takes one per decoder candidate
+        cap = max(1, held // 2)
         with self._lock:
             lowered = cap < self._row_caps.get(key, self.max_batch)
             if lowered:
@@ -509,7 +519,7 @@ class LocalEngine(Engine):
             log.warning(
                 "out of GPU memory with %d rows of %dx%d px, %s steps; batches of that kind now take at most %d "
                 "rows (%s)",
-                len(rows),
+                held,
                 request.width,
                 request.height,
                 request.steps,
@@ -519,8 +529,17 @@ class LocalEngine(Engine):
         left = rows
         while left:  # each part at the cap as it is then: a part that ran out of memory has lowered it
             cap = self.row_caps.get(key, cap)
-            self._run(left[:cap])
-            left = left[cap:]
+            part, used = (
+                [left[0]],
+                _job(left[0]).rows,
+            )  # at least one image, even one with more rows than the cap
+            for row in left[1:]:
+                if used + _job(row).rows > cap:
+                    break
+                part.append(row)
+                used += _job(row).rows
+            self._run(part)
+            left = left[len(part) :]
 
     def _fail(self, jobs: Sequence[_Job], message: str) -> None:
         updates = []

@@ -1,8 +1,11 @@
 """Fair turns: per-user FIFO queues served round-robin, one image per turn (InvokeAI's rule).
 
 A batch takes its first image from the user whose turn it is; that job's batch key then decides which
-other users' head jobs may join (same size, steps, scheduler, ...). Users whose head job did not fit get the
-next batch's first turn, so an incompatible request is never starved.
+other users' head jobs may join (same size, steps, scheduler, ...). A batch's size is counted in rows: an
+image takes as many as its job's ``rows`` (its decoder candidates), so one user's many-candidate images fill
+a batch as they cost, and a batch-mate is never held behind more than the cap. Users whose head job did not
+fit (another key, or too many rows for what is left) get the next batch's first turn, so no request is
+starved; the first image of a batch is always taken, however many rows it has.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Generic, Protocol, TypeVar
 class QueuedJob(Protocol):
     user: str
     key: Hashable
+    rows: int  # batch rows each of its images takes (its decoder candidates)
     pending: deque[int]  # image indices not yet handed to a batch
 
 
@@ -54,28 +58,31 @@ class FairQueue(Generic[Job]):
         return self._jobs[self._turns[0]][0].key if self._turns else None
 
     def take(self, max_rows: int) -> list[tuple[Job, int]]:
-        """The next batch: (job, image index) pairs, round-robin over users, all with the first one's key."""
+        """The next batch: (job, image index) pairs, round-robin over users, all with the first one's key, of at
+        most ``max_rows`` rows in all (or one image that alone has more)."""
         if not self._turns:
             return []
         users = list(self._turns)
         key = self._jobs[users[0]][0].key
         taken: list[tuple[Job, int]] = []
+        rows = 0
         skipped: list[str] = []
         last_served = 0
-        while len(taken) < max_rows:
+        while rows < max_rows:
             progress = False
             for position, user in enumerate(users):
-                if len(taken) >= max_rows:
+                if rows >= max_rows:
                     break
                 jobs = self._jobs.get(user)
                 if not jobs:
                     continue
                 job = jobs[0]
-                if job.key != key:
+                if job.key != key or (taken and rows + job.rows > max_rows):
                     if user not in skipped:
                         skipped.append(user)
                     continue
                 taken.append((job, job.pending.popleft()))
+                rows += job.rows
                 last_served, progress = position, True
                 if not job.pending:
                     jobs.popleft()

@@ -6,8 +6,9 @@ pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_c
 settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
 section 2.1, which draws two). With a ``verifier/`` folder, each plain-text picture may start from several
 noises and finish only the one the verifier judges best (candidates.py): ``decoder_candidates`` in the
-settings is the default count, and a request may ask for 1 to MAX_CANDIDATES. The decoder runs in our own
-denoising loop (denoising.py) over the decoder's UNet, scheduler and movq.
+settings is the default count, and a request may ask for 1 to MAX_CANDIDATES; ``candidate_pruning`` says
+when the verifier cuts them down. The decoder runs in our own denoising loop (denoising.py) over the
+decoder's UNet, scheduler and movq.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from diffusers.image_processor import VaeImageProcessor
 from model.device_options import DeviceOptions
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, Stage, resolved
 from model.families.base import BatchControl, Family, Row, WordVocabulary
-from model.families.candidates import CANDIDATE_SEED_STRIDE, CandidatePicker, collapse, expand_rows
+from model.families.candidates import (
+    CANDIDATE_SEED_STRIDE,
+    LEGACY_PRUNING,
+    CandidatePicker,
+    collapse,
+    expand_rows,
+    parse_pruning,
+)
 from model.families.denoising import DenoisingLoop, StepHook, classifier_free_guidance, row_cfg_scale
 from model.families.loading import ModelLoadError
 from model.families.runtime import place
@@ -86,6 +94,10 @@ class Kandinsky22Family(Family):
             raise ModelLoadError(f"{path}: decoder_candidates needs a verifier/ folder to judge them")
         if decoder_candidates > MAX_CANDIDATES:
             raise ModelLoadError(f"{path}: decoder_candidates must be at most {MAX_CANDIDATES}")
+        try:
+            self._pruning = parse_pruning(settings.get("candidate_pruning", list(LEGACY_PRUNING)))
+        except ValueError as error:
+            raise ModelLoadError(f"{path}: {error}") from error
         scale = decoder.movq_scale_factor
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
@@ -192,6 +204,7 @@ class Kandinsky22Family(Family):
             self.verifier,
             self.decode_latents,
             resolved(rows[0].request.steps),
+            self._pruning,
         )
         return decoder_rows, owner, picker
 

@@ -50,7 +50,7 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 # draftroom.json settings that change what a request draws (the others are defaults a request records itself)
-OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "latent_range")
+OUTPUT_SETTINGS = ("prior_steps", "prior_guidance", "prior_candidates", "candidate_pruning", "latent_range")
 
 
 def model_hash(folders: Sequence[Path], settings: dict[str, Any] | None = None) -> str:
@@ -89,6 +89,7 @@ _SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "prior_guidance": (int, float),
     "prior_candidates": (int,),
     "decoder_candidates": (int,),
+    "candidate_pruning": (list,),
     "latent_range": (int, float),
     "max_images": (int,),
     "max_size": (int,),

@@ -2,7 +2,7 @@
 
 Weights are stored as fp16 safetensors (half the bytes in git; loaders upcast to fp32 on CPU), beside a
 `draftroom.json` with the model's defaults that the engine reads. A trained verifier (stage `verifier`) goes
-to `verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates.
+to `verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates, pruned by CANDIDATE_PRUNING.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ DEFAULTS = {
 }
 # Written only beside a verifier, which judges them: shape 0.645 -> 0.93 (MODEL_CARD.md).
 DECODER_CANDIDATES = 8
+# When the verifier cuts them down ([share of the steps, candidates kept]): most of the candidates' cost is
+# their first steps, and the shape is readable early (MODEL_CARD.md).
+CANDIDATE_PRUNING = [[0.1, 4], [0.2, 2], [0.3, 1]]
 
 
 SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier")
@@ -110,6 +113,7 @@ def export(out: Path, target: Path) -> None:
         verifier = AttributeVerifier.from_pretrained(out / "verifier" / "model")
         verifier.to(torch.float16).save_pretrained(staging / "verifier")
         settings["decoder_candidates"] = DECODER_CANDIDATES
+        settings["candidate_pruning"] = CANDIDATE_PRUNING
     _pin_image_processor_class(staging / "prior" / "model_index.json")
     _drop_run_paths(staging)
     (staging / "draftroom.json").write_text(json.dumps(settings, indent=2) + "\n")

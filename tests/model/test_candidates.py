@@ -24,13 +24,13 @@ from model.engine.engine_common import (
 )
 from model.engine.validation import resolve_request
 from model.families import BatchCancelled, Kandinsky22Family, ModelLoadError, Row, load_family
-from model.families.candidates import CANDIDATE_SEED_STRIDE, select_step
+from model.families.candidates import CANDIDATE_SEED_STRIDE, parse_pruning, pruning_steps, stage_step
 from model.families.schedulers import predicted_clean
 from model.families.verifier import ANY_OF, ONE_OF, AttributeVerifier, LabelGroup
 
 RED = PIL.Image.new("RGB", (32, 32), (200, 30, 30))
 CANDIDATES = 3
-STEPS = 4  # candidates are judged after step select_step(4) + 1 = 2
+STEPS = 4  # without a candidate_pruning setting, candidates are judged after step stage_step(0.3, 4) + 1 = 2
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,22 @@ def judged(tiny_root: Path, kandinsky_path: Path) -> Kandinsky22Family:
         shutil.copytree(kandinsky_path, root)
         tiny_models.add_verifier(root)
         (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "decoder_candidates": CANDIDATES}))
+    family = load_family(root, device="cpu")
+    assert isinstance(family, Kandinsky22Family)
+    return family
+
+
+PRUNING = [[0.25, 2], [0.5, 1]]  # on STEPS = 4: 4 candidates -> 2 after the first step -> 1 after the second
+
+
+@pytest.fixture(scope="module")
+def pruned(tiny_root: Path, kandinsky_path: Path) -> Kandinsky22Family:
+    root = tiny_root / "pruned"
+    if not root.exists():
+        shutil.copytree(kandinsky_path, root)
+        tiny_models.add_verifier(root)
+        settings = {**TINY_SETTINGS, "decoder_candidates": 4, "candidate_pruning": PRUNING}
+        (root / "draftroom.json").write_text(json.dumps(settings))
     family = load_family(root, device="cpu")
     assert isinstance(family, Kandinsky22Family)
     return family
@@ -81,6 +97,94 @@ class ScriptedScores:
     def __call__(self, text_embeds: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
         self.calls.append((text_embeds.shape[0], tuple(pixels.shape[1:])))
         return torch.tensor(self.scores[: len(pixels)])
+
+
+class ScoresPerCall:
+    """Stands in for the verifier's score: one list of scores per call, recording how many it was asked."""
+
+    def __init__(self, *scores: list[float]) -> None:
+        self.scores, self.calls = list(scores), list[int]()
+
+    def __call__(self, text_embeds: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(pixels))
+        return torch.tensor(self.scores[len(self.calls) - 1])
+
+
+def unet_batch_sizes(
+    family: Kandinsky22Family, batch: list[Row]
+) -> tuple[list[PIL.Image.Image | None], list[int]]:
+    """The family's pictures for ``batch``, and the rows the decoder's UNet ran at each step."""
+    sizes: list[int] = []
+    hook = family.decoder.unet.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    try:
+        return family.generate(batch), sizes
+    finally:
+        hook.remove()
+
+
+def test_pruning_drops_rows_stage_by_stage_and_finishes_the_last_pick(
+    pruned: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted = ScoresPerCall([0.0, 5.0, 1.0, 4.0], [2.0, 7.0])  # keeps candidates 1 and 3, then 3
+    monkeypatch.setattr(pruned.verifier, "score", scripted)
+    row = rows(pruned, ["a red circle on a white background"])[0]
+    images, sizes = unet_batch_sizes(pruned, [row])
+    cfg = sizes[-1]  # a row is 2 UNet rows with CFG
+    assert sizes == [4 * cfg, 2 * cfg, cfg, cfg], "4 candidates, then 2, then 1 through the loop"
+    assert scripted.calls == [4, 2], "judged twice: all 4, then the 2 kept"
+    expected = finished_alone(pruned, row, row.seed + 3 * CANDIDATE_SEED_STRIDE)
+    assert max_pixel_diff(images[0], expected) <= 2, "the last pick finishes as it would alone"
+
+
+def test_pruning_finishes_the_full_run_pick_when_each_stage_keeps_it(
+    pruned: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pick of one judgement of all candidates at the last stage's step, if the earlier stages keep it.
+
+    Not in general: a candidate cut at the first stage might have scored best at the last (the verifier judges
+    blurrier predictions earlier), which is the accuracy the schedule trades for time (MODEL_CARD.md)."""
+    row = rows(pruned, ["a blue square"], seed=21)[0]
+    monkeypatch.setattr(pruned.verifier, "score", ScoresPerCall([0.0, 5.0, 1.0, 7.0]))
+    monkeypatch.setattr(pruned, "_pruning", parse_pruning([[0.5, 1]]))
+    full, full_sizes = unet_batch_sizes(pruned, [row])
+    monkeypatch.setattr(pruned.verifier, "score", ScoresPerCall([0.0, 5.0, 1.0, 7.0], [5.0, 7.0]))
+    monkeypatch.setattr(pruned, "_pruning", parse_pruning(PRUNING))
+    early, early_sizes = unet_batch_sizes(pruned, [row])
+    assert sum(early_sizes) < sum(full_sizes)
+    assert max_pixel_diff(early[0], full[0]) <= 2, "the same candidate, finished the same"
+    assert max_pixel_diff(early[0], finished_alone(pruned, row, row.seed + 3 * CANDIDATE_SEED_STRIDE)) <= 2
+
+
+def test_a_seed_reproduces_its_picture_with_pruning(pruned: Kandinsky22Family) -> None:
+    first = pruned.generate(rows(pruned, ["a green star"], seed=11))[0]
+    again = pruned.generate(rows(pruned, ["a red circle", "a green star"], seed=10))[1]
+    assert max_pixel_diff(first, again) <= 2, "the same seed keeps the same candidates, in any batch"
+
+
+def test_a_many_row_job_does_not_hold_a_one_row_job_beyond_the_cap(
+    judged: Kandinsky22Family, engine_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[list[tuple[str, int]]] = []
+    generate = judged.generate
+
+    def spy(batch: list[Row], *args: object) -> list[PIL.Image.Image | None]:
+        batches.append([(row.request.user, int(row.request.candidates or 1)) for row in batch])
+        return generate(batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(judged, "generate", spy)
+    engine = engine_for(judged, max_batch=8, gather_s=0.2)
+    many = GenerationRequest(prompt="a red circle", seed=1, steps=STEPS, num_images=8, candidates=8, user="a")
+    one = GenerationRequest(prompt="a blue square", seed=2, steps=STEPS, candidates=1, user="b")
+    big, small = engine.submit(many), engine.submit(one)
+    assert len(small.result(60).images) == 1 and len(big.result(120).images) == 8
+    assert batches[:2] == [[("a", 8)], [("b", 1)]], "b's row waits for one 8-row batch, not for a's 64 rows"
+    assert all(sum(rows for _, rows in batch) <= 8 for batch in batches)
+
+
+def test_the_default_batch_is_eight_images_at_the_models_candidates(
+    judged: Kandinsky22Family, kandinsky: Kandinsky22Family, engine_for
+) -> None:
+    assert (engine_for(judged).max_batch, engine_for(kandinsky).max_batch) == (8 * CANDIDATES, 8)
 
 
 def test_each_picture_is_the_candidate_the_verifier_scores_highest(
@@ -192,8 +296,29 @@ def test_predicted_clean_inverts_the_forward_process(prediction_type: str) -> No
     assert torch.allclose(predicted_clean(scheduler, t, noisy, with_variance), clean, atol=1e-4)
 
 
-def test_select_step_is_a_share_of_the_schedule() -> None:
-    assert [select_step(n) for n in (1, 2, 10, 25, 50)] == [0, 0, 2, 7, 14]
+def test_stage_step_is_a_share_of_the_schedule() -> None:
+    assert [stage_step(0.3, n) for n in (1, 2, 10, 25, 50)] == [0, 0, 2, 7, 14]
+    assert pruning_steps(((0.15, 2), (0.3, 1)), 15) == {2: 2, 4: 1}
+    assert pruning_steps(((0.15, 2), (0.3, 1)), 2) == {0: 1}, "stages on one step keep the fewest"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "pairs"),
+        ([[0.3]], "pairs"),
+        ([[0, 1]], "above 0"),
+        ([[1.5, 1]], "above 0"),
+        ([[0.3, 0]], ">= 1"),
+        ([[0.3, 2.5]], ">= 1"),
+        ([[0.3, 2], [0.2, 1]], "rise"),
+        ([[0.1, 2], [0.3, 2], [0.5, 1]], "fall"),
+        ([[0.1, 4], [0.3, 2]], "keep 1"),
+    ],
+)
+def test_a_pruning_schedule_is_checked(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_pruning(value)
 
 
 def test_verifier_scores_a_picture_showing_the_asked_labels_highest() -> None:
@@ -246,6 +371,13 @@ def test_loading_rules_for_candidates(tmp_path: Path, kandinsky_path: Path) -> N
     assert one != without, "the verifier's weights are part of the model's hash"
     (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "prior_candidates": 2}))
     assert load_family(root, device="cpu").info.hash != one, "so is a setting that changes what is drawn"
+    (root / "draftroom.json").write_text(
+        json.dumps({**TINY_SETTINGS, "candidate_pruning": [[0.2, 2], [0.4, 1]]})
+    )
+    assert load_family(root, device="cpu").info.hash != one, "and when the verifier prunes the candidates"
+    (root / "draftroom.json").write_text(json.dumps({**TINY_SETTINGS, "candidate_pruning": [[0.2, 2]]}))
+    with pytest.raises(ModelLoadError, match="candidate_pruning: the last stage must keep 1"):
+        load_family(root, device="cpu")
     (root / "draftroom.json").write_text(
         json.dumps({**TINY_SETTINGS, "decoder_candidates": 2, "name": "renamed", "default_steps": 7})
     )

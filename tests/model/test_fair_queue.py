@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from model.engine.fair_queue import FairQueue
 
@@ -14,6 +15,7 @@ class Job:
     images: int = 1
     key: str = "k"
     name: str = ""
+    rows: int = 1
     pending: deque[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,19 @@ def test_incompatible_jobs_wait_for_the_next_batch_but_are_not_starved() -> None
     assert names(queue.take(8)) == ["a0", "c0", "a1", "c1", "a2", "c2"]
     queue.push(Job("a", images=3))
     assert names(queue.take(8)) == ["b0"]
+
+
+def test_a_batch_counts_rows_so_many_candidates_fill_it_as_they_cost() -> None:
+    queue: FairQueue[Any] = FairQueue()  # the test Job, whose str key mypy holds against Hashable
+    queue.push(Job("a", images=8, rows=8))  # 64 rows
+    queue.push(Job("b"))
+    queue.push(Job("c", rows=4))
+    assert names(queue.take(8)) == ["a0"], "a's image fills the cap; b and c do not fit beside it"
+    assert names(queue.take(8)) == ["b0", "c0"], "so they go first next, together, within the cap"
+    assert names(queue.take(8)) == ["a1"]
+    queue.push(Job("d", rows=16))
+    assert names(queue.take(8)) == ["a2"], "d waits its turn: a is first after a1"
+    assert names(queue.take(8)) == ["d0"], "an image with more rows than the cap runs alone"
 
 
 def test_remove_and_positions() -> None:

@@ -20,7 +20,7 @@ from model.train.__main__ import main as train_main
 from model.train.autoencoder import reconstruction_loss
 from model.train.clip import contrastive_loss, tokenize
 from model.train.common import PRESETS, autocast, seed_everything
-from model.train.export import DECODER_CANDIDATES
+from model.train.export import CANDIDATE_PRUNING, DECODER_CANDIDATES
 from model.train.tokenizer import train_tokenizer
 from model.train.verifier import GROUPS, label_targets
 from model.world import world_batch
@@ -164,6 +164,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     settings = json.loads((export / "draftroom.json").read_text())
     assert (
         settings["decoder_candidates"] == DECODER_CANDIDATES
+        and settings["candidate_pruning"] == CANDIDATE_PRUNING
         and (export / "verifier" / "verifier.json").is_file()
     )
     family = load_family(export, device="cpu")
