@@ -20,6 +20,7 @@ Ray is imported only here, and only ``python app.py serve --engine ray`` imports
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -228,12 +229,12 @@ class _RayJob(JobHandle):
                     self._result = event.result
                     previews = tuple(event.result.images) if event.result and self._previews_wanted else ()
                     self._update(dataclasses.replace(event.progress, previews=previews))
-                else:
-                    self._update(event)
+                    break  # the replica's generator ends here too
+                self._update(event)
         except RequestCancelledError:
             pass  # our own cancel: the job is marked cancelled already
         except Exception as error:
-            log.warning("job %s lost its replica %s: %s", self.id, self.replica, error)
+            log.warning("job %s lost its replica %s (%s)", self.id, self.replica, type(error).__name__)
             message = _REPLICA_LOST.format(replica=self.replica, error=type(error).__name__)
             self._update(self._final(JobStatus.FAILED, message))
         finally:
@@ -306,7 +307,7 @@ class RayEngine(Engine):
         self._owns_ray = not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
         if not ray.is_initialized():
             ray.init(address=address)
-        serve.start(http_options={"location": "NoServer"})  # the front-ends serve HTTP, not Serve's proxy
+        serve.start(proxy_location="Disabled")  # the front-ends serve HTTP: no Serve proxy, handles only
         self.app_name = app_name
         if _app_running(app_name):
             log.info("joining the running Ray Serve application %r (its replicas and options stay)", app_name)
@@ -371,7 +372,12 @@ class RayEngine(Engine):
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is shutting down")
-        return asyncio.run_coroutine_threadsafe(self._start(request), self._loop).result(SUBMIT_TIMEOUT_S)
+        started = asyncio.run_coroutine_threadsafe(self._start(request), self._loop)
+        try:
+            return started.result(SUBMIT_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            started.cancel()  # cancels the request too: no job runs that nobody follows
+            raise EngineClosed(f"no model replica answered within {SUBMIT_TIMEOUT_S:.0f}s") from None
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop this front-end: ``wait`` lets its jobs finish, else cancels them. The deployment stays for
@@ -410,6 +416,9 @@ class RayEngine(Engine):
         assert isinstance(stream, DeploymentResponseGenerator), "a generator method answers with a stream"
         try:
             first = await stream.__anext__()
+        except asyncio.CancelledError:  # submit gave up waiting
+            stream.cancel()
+            raise
         except Exception as error:  # no replica took it (none up, or it died at once)
             raise EngineClosed(f"no model replica took the job ({type(error).__name__}: {error})") from error
         if isinstance(first, _Refused):

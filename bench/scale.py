@@ -1,0 +1,119 @@
+"""Scale-out figures of the Ray engine, measured in one run on one model:
+
+1. throughput and p95 latency when 8 and when 32 users ask for one image each at once, through LocalEngine
+   (in this process), and through RayEngine with 1 and with 2 replicas (a local Ray instance, 1 CPU each);
+2. RayEngine's overhead against LocalEngine on the same model and load: 8 users at once, one batch of 8.
+
+Every request asks one decoder candidate per image (``candidates=1``), as bench/engine.py's figures do.
+Run with one torch thread per engine, so that one replica gets one core as LocalEngine does:
+OMP_NUM_THREADS=1 .venv/bin/python bench/scale.py [--model model/weights/embedded] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.engine import DEFAULT_MODEL, ask, burst, p95
+from model.engine import Engine, GenerationRequest
+from model.engine.engine_local import LocalEngine
+
+USERS = (8, 32)
+
+
+@dataclasses.dataclass
+class Figure:
+    users: int
+    images_per_s: float  # the median run's
+    p95_latency_s: float  # over every request of every run
+    wall_s: float  # the median run's
+
+
+def measure(engine: Engine, users: int, repeats: int) -> Figure:
+    """``users`` ask one image each at once, ``repeats`` times (after one warm-up burst)."""
+    burst(engine, [_one(i, f"warm{i}") for i in range(users)])
+    walls, latencies = [], []
+    for repeat in range(repeats):
+        wall, lat, _ = burst(engine, [_one(repeat * users + i, f"user{i}") for i in range(users)])
+        walls.append(wall)
+        latencies += lat
+    wall = statistics.median(walls)
+    return Figure(users, users / wall, p95(latencies), wall)
+
+
+def _one(index: int, user: str) -> GenerationRequest:
+    return dataclasses.replace(ask(index, user), candidates=1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--repeats", type=int, default=3, help="bursts per figure (default 3)")
+    parser.add_argument("--max-batch", type=int, default=8)
+    args = parser.parse_args()
+    if not args.model.is_dir():
+        print(f"No model at {args.model}; pass --model PATH.", file=sys.stderr)
+        return 1
+    options = {"max_batch": args.max_batch}
+    print(
+        f"model {args.model}, max batch {args.max_batch}, {os.cpu_count()} CPU cores, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.repeats} bursts per figure"
+    )
+    results: dict[str, list[Figure]] = {}
+    local = LocalEngine.from_path(args.model, device="cpu", **options)
+    results["LocalEngine (in-process)"] = [measure(local, users, args.repeats) for users in USERS]
+    local.shutdown()
+
+    import ray
+
+    from model.engine.engine_ray import RayEngine
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    for replicas in (1, 2):
+        started = time.perf_counter()
+        engine = RayEngine(
+            args.model,
+            app_name=f"bench-{replicas}",
+            replicas=replicas,
+            cpus_per_replica=1,
+            device="cpu",
+            **options,
+        )
+        print(f"{replicas} replica(s) deployed in {time.perf_counter() - started:.0f}s", flush=True)
+        results[f"RayEngine, {replicas} replica(s)"] = [
+            measure(engine, users, args.repeats) for users in USERS
+        ]
+        engine.shutdown()
+        from ray import serve
+
+        serve.delete(f"bench-{replicas}")
+    ray.shutdown()
+
+    print()
+    print("| engine | users | throughput | p95 latency | burst wall time |")
+    print("|---|---|---|---|---|")
+    for name, figures in results.items():
+        for figure in figures:
+            print(
+                f"| {name} | {figure.users} | {figure.images_per_s:.2f} img/s | {figure.p95_latency_s:.2f}s | "
+                f"{figure.wall_s:.2f}s |"
+            )
+    local_8 = results["LocalEngine (in-process)"][0]
+    ray_8 = results["RayEngine, 1 replica(s)"][0]
+    print(
+        f"\nRayEngine overhead at batch {args.max_batch} (8 users at once, 1 replica vs LocalEngine): "
+        f"{ray_8.wall_s:.3f}s vs {local_8.wall_s:.3f}s = **{100 * (ray_8.wall_s / local_8.wall_s - 1):+.1f}%** "
+        "(goal: within 5%)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
