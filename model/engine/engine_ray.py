@@ -343,6 +343,10 @@ class RayEngine(Engine):
             )
         self._streaming = self._handle.options(stream=True)
         self.model_info, self.engine_options = self._control(self._handle.describe.remote())
+        if self.engine_options != engine_options:
+            log.warning(
+                "the running replicas keep their options %s, not %s", self.engine_options, engine_options
+            )
         self._lock = threading.RLock()
         self._jobs: dict[str, _RayJob] = {}
         self._closed = False
