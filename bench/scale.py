@@ -3,6 +3,7 @@
 1. throughput and p95 latency when 8 and when 32 users ask for one image each at once, through LocalEngine
    (in this process), and through RayEngine with 1 and with 2 replicas (a local Ray instance, 1 CPU each);
 2. RayEngine's overhead against LocalEngine on the same model and load: 8 users at once, one batch of 8.
+   LocalEngine and the one-replica RayEngine take turns burst by burst, so both see the same machine load.
 
 Every request asks one decoder candidate per image (``candidates=1``), as bench/engine.py's figures do.
 Run with one torch thread per engine, so that one replica gets one core as LocalEngine does:
@@ -36,16 +37,28 @@ class Figure:
     wall_s: float  # the median run's
 
 
-def measure(engine: Engine, users: int, repeats: int) -> Figure:
-    """``users`` ask one image each at once, ``repeats`` times (after one warm-up burst)."""
-    burst(engine, [_one(i, f"warm{i}") for i in range(users)])
-    walls, latencies = [], []
+def measure(engines: dict[str, Engine], users: int, repeats: int) -> dict[str, Figure]:
+    """``users`` ask one image each at once, ``repeats`` times per engine (after one warm-up burst each).
+
+    The engines take turns burst by burst, so on a shared machine they see the same load."""
+    walls: dict[str, list[float]] = {name: [] for name in engines}
+    latencies: dict[str, list[float]] = {name: [] for name in engines}
+    for engine in engines.values():
+        burst(engine, [_one(i, f"warm{i}") for i in range(users)])
     for repeat in range(repeats):
-        wall, lat, _ = burst(engine, [_one(repeat * users + i, f"user{i}") for i in range(users)])
-        walls.append(wall)
-        latencies += lat
-    wall = statistics.median(walls)
-    return Figure(users, users / wall, p95(latencies), wall)
+        for name, engine in engines.items():
+            wall, lat, _ = burst(engine, [_one(repeat * users + i, f"user{i}") for i in range(users)])
+            walls[name].append(wall)
+            latencies[name] += lat
+    return {
+        name: Figure(
+            users,
+            users / statistics.median(walls[name]),
+            p95(latencies[name]),
+            statistics.median(walls[name]),
+        )
+        for name in engines
+    }
 
 
 def _one(index: int, user: str) -> GenerationRequest:
@@ -68,10 +81,9 @@ def main() -> int:
     )
     results: dict[str, list[Figure]] = {}
     local = LocalEngine.from_path(args.model, device="cpu", **options)
-    results["LocalEngine (in-process)"] = [measure(local, users, args.repeats) for users in USERS]
-    local.shutdown()
 
     import ray
+    from ray import serve
 
     from model.engine.engine_ray import RayEngine
 
@@ -87,13 +99,16 @@ def main() -> int:
             **options,
         )
         print(f"{replicas} replica(s) deployed in {time.perf_counter() - started:.0f}s", flush=True)
-        results[f"RayEngine, {replicas} replica(s)"] = [
-            measure(engine, users, args.repeats) for users in USERS
-        ]
+        # LocalEngine takes turns with the one-replica deployment: the overhead compares like with like
+        engines: dict[str, Engine] = {"LocalEngine (in-process)": local} if replicas == 1 else {}
+        engines[f"RayEngine, {replicas} replica(s)"] = engine
+        for users in USERS:
+            for name, figure in measure(engines, users, args.repeats).items():
+                results.setdefault(name, []).append(figure)
+                print(f"{name}, {users} users: {figure}", flush=True)
         engine.shutdown()
-        from ray import serve
-
         serve.delete(f"bench-{replicas}")
+    local.shutdown()
     ray.shutdown()
 
     print()
