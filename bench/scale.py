@@ -1,6 +1,7 @@
 """Scale-out figures of the Ray engine, measured in one run on one model:
 
-1. throughput and p95 latency when 8 and when 32 users ask for one image each at once, through LocalEngine
+1. throughput and p95 latency when 8 and when 32 users ask for one image each at once (one thread each, as
+   concurrent HTTP requests), through LocalEngine
    (in this process), and through RayEngine with 1 and with 2 replicas (a local Ray instance, 1 CPU each);
 2. RayEngine's overhead against LocalEngine on the same model and load: 8 users at once, one batch of 8.
    LocalEngine and the one-replica RayEngine take turns burst by burst, so both see the same machine load.
@@ -17,12 +18,13 @@ import dataclasses
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.engine import DEFAULT_MODEL, ask, burst, p95
+from bench.engine import DEFAULT_MODEL, ask, p95
 from model.engine import Engine, GenerationRequest
 from model.engine.engine_local import LocalEngine
 
@@ -37,6 +39,31 @@ class Figure:
     wall_s: float  # the median run's
 
 
+def burst(engine: Engine, requests: list[GenerationRequest]) -> tuple[float, list[float]]:
+    """Every user submits from a thread of their own at once, as the studio's concurrent HTTP requests do;
+    (wall seconds until all are done, each request's submit-to-result seconds).
+
+    Not bench/engine.py's one-thread burst: through RayEngine each submit waits for the replica's answer,
+    so submits in a row would reach the replica one round trip apart and miss each other's batch."""
+    latencies = [0.0] * len(requests)
+    ready = threading.Barrier(len(requests) + 1)
+
+    def user(index: int, request: GenerationRequest) -> None:
+        ready.wait()
+        sent = time.perf_counter()
+        engine.submit(request).result()
+        latencies[index] = time.perf_counter() - sent
+
+    threads = [threading.Thread(target=user, args=item) for item in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, latencies
+
+
 def measure(engines: dict[str, Engine], users: int, repeats: int) -> dict[str, Figure]:
     """``users`` ask one image each at once, ``repeats`` times per engine (after one warm-up burst each).
 
@@ -47,7 +74,7 @@ def measure(engines: dict[str, Engine], users: int, repeats: int) -> dict[str, F
         burst(engine, [_one(i, f"warm{i}") for i in range(users)])
     for repeat in range(repeats):
         for name, engine in engines.items():
-            wall, lat, _ = burst(engine, [_one(repeat * users + i, f"user{i}") for i in range(users)])
+            wall, lat = burst(engine, [_one(repeat * users + i, f"user{i}") for i in range(users)])
             walls[name].append(wall)
             latencies[name] += lat
     return {
