@@ -236,3 +236,25 @@ def test_a_broken_subscriber_does_not_stop_the_engine(engine: Engine) -> None:
     handle.subscribe(lambda progress: 1 / 0)
     assert handle.result(60).images
     assert engine.submit(ask("y", 2)).result(60).images
+
+
+def test_ray_streams_a_queued_jobs_new_eta_at_most_every_half_second(
+    ray_app: str, kandinsky_path: Path
+) -> None:
+    """Every step re-estimates every queued job's ETA; RayEngine's replica sends a queued job whose place has
+    not changed a new ETA at most every QUEUED_ETA_EVERY_S, or 32 queued jobs cost more than the batches."""
+    from model.engine.engine_ray import QUEUED_ETA_EVERY_S, RayEngine
+
+    engine = RayEngine(kandinsky_path, app_name=ray_app, device="cpu", **OPTIONS)
+    try:
+        release = hold(engine)
+        queued = engine.submit(ask("waiting", 1, "a"))
+        events: list[Progress] = []
+        queued.subscribe(events.append)
+        time.sleep(4 * QUEUED_ETA_EVERY_S)
+        etas = [event.eta_s for event in events if event.status is JobStatus.QUEUED]
+        release()
+        queued.result(60)
+    finally:
+        engine.shutdown(wait=False)
+    assert 2 <= len(etas) <= 5, etas
