@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusers import KandinskyV22Pipeline
 
-from model.engine import GenerationRequest, Progress
+from model.engine import Engine, GenerationRequest, Progress
 from model.engine.engine_local import LocalEngine, call_on_fresh_thread
 from model.families import Family, Kandinsky22Family, StableDiffusionFamily, load_family
 from model.families.schedulers import SchedulerBank
@@ -108,7 +108,7 @@ def _stamp_when_finished(finished: list[float], index: int, progress: Progress) 
         finished[index] = time.perf_counter()
 
 
-def burst(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[float, list[float], list[float]]:
+def burst(engine: Engine, requests: list[GenerationRequest]) -> tuple[float, list[float], list[float]]:
     """Submit all at once; (wall seconds until all done, per-request latencies, per-request queue waits)."""
     start = time.perf_counter()
     submitted, finished = [], [0.0] * len(requests)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or refresh .venv from requirements*.txt. A stamp keyed on the requirement files'
+# Create or refresh .venv from requirements*.txt (run: requirements.txt; test: requirements-test.txt, which
+# adds requirements-ray.txt, so the Ray engine tests run). A stamp keyed on the requirement files'
 # hash makes a second run instant. Usage: scripts/install.sh run|test
 set -euo pipefail
 cd "$(dirname "$0")/.."

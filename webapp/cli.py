@@ -3,10 +3,12 @@
     serve [--host 127.0.0.1] [--port 7860] [--data-dir D] [--model NAME|PATH] [--no-auth] [--max-batch N]
           [--max-queue N] [--max-user-jobs N] [--max-user-images N] [--allowed-hosts H ...]
           [--allowed-origins URL ...] [--instance-id ID] [--device D] [--dtype fp16|bf16|fp32]
-          [--compile] [--channels-last] [--cpu-offload]
+          [--compile] [--channels-last] [--cpu-offload] [--engine local|ray] [--ray-address ADDR]
+          [--replicas N] [--min-replicas N --max-replicas N] [--gpus-per-replica G] [--cpus-per-replica C]
 
 Several front-ends may share one database and data directory, each under its own `--instance-id`
-(docs/DEPLOY.md).
+(docs/DEPLOY.md). `--engine ray` runs the model as a Ray Serve deployment (model/engine/engine_ray.py); Ray
+is imported only then, so the default install does not need it.
 
 Auth is always on, except with an explicit `--no-auth` on a loopback host; any other host with
 `--no-auth` refuses to start. On the first start with no accounts, an `admin` account is created
@@ -19,6 +21,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.engine import Engine
 
 from model.device_options import add_device_arguments, device_options
 
@@ -97,6 +103,35 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="this front-end's name among those sharing one database, kept across restarts "
         "(default: the machine's name and --port, e.g. box:7860; docs/DEPLOY.md)",
     )
+    engine = serve.add_argument_group("engine", "where the model runs (docs/ENGINE.md)")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in this process (default); ray: a Ray Serve deployment of model replicas "
+        "(needs requirements-ray.txt)",
+    )
+    engine.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to join, e.g. ray://head:10001 or head:6379 (default: $RAY_ADDRESS, else a "
+        "local Ray instance is started)",
+    )
+    engine.add_argument("--replicas", type=int, default=1, help="model replicas, a fixed number (default 1)")
+    engine.add_argument(
+        "--min-replicas", type=int, default=None, help="with --max-replicas: let Ray Serve autoscale"
+    )
+    engine.add_argument("--max-replicas", type=int, default=None, help="with --min-replicas")
+    engine.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=None,
+        help="GPUs each replica reserves (default 1 when the cluster has GPUs, else 0)",
+    )
+    engine.add_argument(
+        "--cpus-per-replica", type=float, default=1.0, help="CPUs each replica reserves (default 1)"
+    )
     serve.set_defaults(handler=serve_command)
     return serve
 
@@ -151,7 +186,6 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
-    from model.engine.engine_local import LocalEngine
     from storage import open_storage
     from storage.db import resolve_database_url
     from webapp.server import allowed_hosts_for, create_app
@@ -167,18 +201,12 @@ def serve_command(args: argparse.Namespace) -> int:
             )
         log.info("loading the model from %s", model)
         try:
-            engine = LocalEngine.from_path(
-                model,
-                device=args.device,
-                dtype=args.dtype,
-                options=options,
-                max_batch=args.max_batch,
-                max_queue=args.max_queue,
-                max_user_jobs=args.max_user_jobs,
-                max_user_images=args.max_user_images,
-            )
+            engine = start_engine(args, model)
         except ModelLoadError as error:
             print(f"error: --model: {error}", file=sys.stderr)
+            return 2
+        except (ImportError, ValueError) as error:
+            print(f"error: --engine {args.engine}: {error}", file=sys.stderr)
             return 2
         try:
             app = create_app(
@@ -200,3 +228,39 @@ def serve_command(args: argparse.Namespace) -> int:
         finally:
             engine.shutdown(wait=False)
     return 0
+
+
+def start_engine(args: argparse.Namespace, model: Path) -> Engine:
+    """The engine ``--engine`` names, with the serve command's queue options. Raises ValueError for bad
+    engine options and ImportError when ``--engine ray`` finds no Ray Serve installed."""
+    options = {
+        "max_batch": args.max_batch,
+        "max_queue": args.max_queue,
+        "max_user_jobs": args.max_user_jobs,
+        "max_user_images": args.max_user_images,
+    }
+    if args.engine == "local":
+        from model.engine.engine_local import LocalEngine
+
+        return LocalEngine.from_path(
+            model, device=args.device, dtype=args.dtype, options=device_options(args), **options
+        )
+    try:
+        from model.engine.engine_ray import RayEngine
+    except ImportError as error:
+        raise ImportError(
+            f"Ray Serve is not installed ({error}): pip install -r requirements-ray.txt"
+        ) from error
+    return RayEngine(
+        model,
+        address=args.ray_address,
+        replicas=args.replicas,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        gpus_per_replica=args.gpus_per_replica,
+        cpus_per_replica=args.cpus_per_replica,
+        device=args.device,
+        dtype=args.dtype,
+        device_options=device_options(args),
+        **options,
+    )

@@ -281,8 +281,30 @@ class TokenInfoOut(BaseModel):
     revoked_at: datetime | None
 
 
+class ReplicaOut(BaseModel):
+    """One model replica (``--engine ray``): no user names, job ids or addresses, as health needs no token."""
+
+    id: str
+    state: str
+    running_jobs: int
+    queued_jobs: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class EngineOut(BaseModel):
+    kind: str = Field(
+        description="local: the model runs in the studio's process; ray: a Ray Serve deployment"
+    )
+    state: str | None = Field(None, description="ray: the Serve deployment's status, e.g. HEALTHY")
+    replica_states: dict[str, int] = Field(default_factory=dict, description="ray: replicas per Serve state")
+    replicas: list[ReplicaOut] = Field(default_factory=list, description="ray: each replica that answered")
+
+
 class HealthOut(BaseModel):
     status: str
     model: str
     family: str
     auth: bool
+    engine: EngineOut

@@ -1,6 +1,7 @@
 """The engine interface: submit a request, get a handle with progress, a result and cancel.
 
-The web app, the CLI and a later distributed engine (Ray Serve) all code against these two classes.
+The web app and the CLI code against these two classes; ``LocalEngine`` (one process) and ``RayEngine`` (a Ray
+Serve deployment of replicas) implement them.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from model.engine.engine_common import GenerationRequest, GenerationResult, ModelInfo, Progress
+from model.engine.engine_common import EngineStatus, GenerationRequest, GenerationResult, ModelInfo, Progress
 
 
 class JobHandle(ABC):
@@ -39,6 +40,7 @@ class JobHandle(ABC):
 
 class Engine(ABC):
     model_info: ModelInfo
+    kind: str  # "local" | "ray": named by the health endpoint
 
     @abstractmethod
     def validate(self, request: GenerationRequest) -> GenerationRequest:
@@ -56,3 +58,7 @@ class Engine(ABC):
     @abstractmethod
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking jobs. wait=True: finish the queue, then stop; False: cancel what is left."""
+
+    def status(self) -> EngineStatus:
+        """The engine's kind and, for a distributed engine, its replicas (the health endpoint shows it)."""
+        return EngineStatus(kind=self.kind)

@@ -28,6 +28,10 @@ class RequestError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[RequestError], tuple[str, str]]:
+        """Pickle with both fields, so the error crosses a process boundary (the Ray engine's replicas)."""
+        return (type(self), (self.field, self.message))
+
 
 class JobCancelled(Exception):
     """The job was cancelled before it finished."""
@@ -46,6 +50,10 @@ class QueueFull(Exception):
     def __init__(self, limit: str, message: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+    def __reduce__(self) -> tuple[type[QueueFull], tuple[str, str]]:
+        """Pickle with both fields, so the error crosses a process boundary (the Ray engine's replicas)."""
+        return (type(self), (self.limit, str(self)))
 
 
 class EngineClosed(RuntimeError):
@@ -243,3 +251,27 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         "dynamic_thresholding": request.dynamic_thresholding,
         "candidates": request.candidates,
     }
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One model replica of a distributed engine, as the health endpoint shows it: no user names, no job
+    ids, no addresses (the endpoint needs no sign-in)."""
+
+    id: str  # the replica's stable id (Ray Serve's replica id)
+    state: str  # "RUNNING" for a replica that answered; Ray Serve's replica state names
+    running_jobs: int  # jobs with images in the batch now running
+    queued_jobs: int  # jobs waiting in the replica's fair queue
+    succeeded: int  # jobs the replica finished, by outcome, since it started
+    failed: int
+    cancelled: int
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Which engine runs and, for a distributed one, its replicas (``Engine.status``)."""
+
+    kind: str  # "local" | "ray"
+    state: str | None = None  # Ray: the Serve deployment's status (HEALTHY, UPSCALING, UNHEALTHY, ...)
+    replica_states: dict[str, int] = field(default_factory=dict)  # Ray: replicas per Serve replica state
+    replicas: tuple[ReplicaStatus, ...] = ()

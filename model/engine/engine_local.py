@@ -204,6 +204,8 @@ class LocalEngine(Engine):
     On a CPU, load ``family`` on a thread that does no other torch work while the engine runs (``from_path``
     does; see ``call_on_fresh_thread``)."""
 
+    kind = "local"
+
     def __init__(
         self,
         family: Family,

@@ -84,3 +84,19 @@ def engine_for() -> Iterator:
     for engine in engines:
         engine.shutdown(wait=False)
         engine._thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def ray_instance() -> Iterator[None]:
+    """One local Ray instance for the session's Ray engine tests (2 logical CPUs: one per tiny replica).
+
+    Skips only where Ray Serve is not installed (``requirements-ray.txt``; ``make test`` installs it)."""
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install -r requirements-ray.txt")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()

@@ -1,4 +1,6 @@
-"""The shared worker: batching equivalence, fair turns, progress, cancel, error isolation, limits, shutdown."""
+"""LocalEngine's worker from the inside: batching equivalence, fair turns, previews, cancel, error isolation,
+shutdown. The Engine contract every engine meets (progress, limits, cancel, shutdown through the interface
+only) is in test_engine_contract.py, run against LocalEngine and RayEngine."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from model.engine import (
     JobStatus,
     MixIngredient,
     Progress,
-    QueueFull,
-    RequestError,
 )
 from model.families import Family, Row
 
@@ -111,20 +111,6 @@ def test_batched_jobs_match_the_same_jobs_run_alone(
     assert mean_pixel_diff(batched[0][0], batched[1][0]) > 5, "jobs kept their own prompts"
 
 
-def test_result_records_seed_params_model_and_times(kandinsky: Family, engine_for) -> None:
-    engine = engine_for(kandinsky)
-    result = engine.submit(
-        ask("a red circle", 5, num_images=2, guidance_image=REFERENCE, image_guidance_scale=0.2)
-    ).result(60)
-    assert result.seed == 5 and result.seeds == [5, 6] and result.params["seeds"] == [5, 6]
-    assert (
-        result.params["steps"] == 2 and result.params["width"] == 32 and result.params["scheduler"] == "ddpm"
-    )
-    assert len(result.params["guidance_image_sha256"]) == 64
-    assert (result.model_name, result.model_hash) == (kandinsky.info.name, kandinsky.info.hash)
-    assert result.model_s > 0 and result.queue_wait_s >= 0
-
-
 def test_fair_turns_across_users(kandinsky: Family, engine_for, recorded) -> None:
     recorder = recorded(kandinsky)
     engine = engine_for(kandinsky, max_batch=2)
@@ -136,28 +122,6 @@ def test_fair_turns_across_users(kandinsky: Family, engine_for, recorded) -> Non
         handle.result(60)
     users = [[row.request.user for row in batch] for batch in recorder.batches[1:]]
     assert users == [["greedy", "bob"], ["cid", "greedy"], ["greedy", "greedy"]]
-
-
-def test_progress_events_report_position_steps_and_eta(kandinsky: Family, engine_for) -> None:
-    engine = engine_for(kandinsky, max_batch=1)
-    release = blocker(engine, kandinsky)
-    first = engine.submit(ask("first", 1, "a"))
-    second = engine.submit(ask("second", 2, "b", steps=3))
-    events: list[Progress] = []
-    second.subscribe(events.append)
-    assert first.progress().queue_position == 0 and second.progress().queue_position == 1
-    assert first.progress().eta_s is not None, "the blocker's steps give an ETA"
-    release.set()
-    second.result(60)
-    statuses = [event.status for event in events]
-    assert statuses[0] is JobStatus.QUEUED and statuses[-1] is JobStatus.SUCCEEDED
-    assert [e.queue_position for e in events if e.status is JobStatus.QUEUED][-1] == 0, "moved up the queue"
-    running = [(e.step, e.total) for e in events if e.status is JobStatus.RUNNING]
-    assert running[-1] == (3, 3) and (1, 3) in running
-    assert events[-1].images_done == 1 and events[-1].eta_s == 0.0
-    late: list[Progress] = []
-    second.subscribe(late.append)
-    assert [e.status for e in late] == [JobStatus.SUCCEEDED], "a finished job reports once, at once"
 
 
 class CountedPreviews:
@@ -298,45 +262,6 @@ def test_a_failing_job_fails_alone(kandinsky: Family, engine_for, recorded) -> N
     assert max_pixel_diff(images[0], lone) <= TOLERANCE
 
 
-def test_queue_full(kandinsky: Family, engine_for) -> None:
-    engine = engine_for(kandinsky, max_queue=2)
-    release = blocker(engine, kandinsky)
-    queued = [engine.submit(ask(f"q{i}", i)) for i in range(2)]
-    with pytest.raises(QueueFull) as full:
-        engine.submit(ask("one too many", 3))
-    assert full.value.limit == "max_queue" and "max_queue" in str(full.value)
-    release.set()
-    for handle in queued:
-        handle.result(60)
-    engine.submit(ask("room again", 4)).result(60)
-
-
-def test_one_users_share_of_the_queue_is_checked_before_the_shared_limit(
-    kandinsky: Family, engine_for
-) -> None:
-    engine = engine_for(kandinsky, max_queue=5, max_user_jobs=2, max_user_images=3)
-    release = blocker(engine, kandinsky)
-    mine = [engine.submit(ask("mine", 1, "greedy")), engine.submit(ask("mine", 2, "greedy"))]
-    with pytest.raises(QueueFull) as jobs:
-        engine.submit(ask("a third job", 3, "greedy"))
-    assert jobs.value.limit == "max_user_jobs" and "max_user_jobs = 2" in str(jobs.value)
-    other = engine.submit(ask("someone else", 4, "patient", num_images=2))
-    with pytest.raises(QueueFull) as images:
-        engine.submit(ask("two more images", 5, "patient", num_images=2))
-    assert images.value.limit == "max_user_images" and "max_user_images = 3" in str(images.value)
-    release.set()
-    for handle in [*mine, other]:
-        handle.result(60)
-    engine.submit(ask("room again", 6, "greedy")).result(60)
-
-
-def test_invalid_requests_are_refused_at_submit(kandinsky: Family, engine_for) -> None:
-    engine = engine_for(kandinsky)
-    with pytest.raises(RequestError) as caught:
-        engine.submit(GenerationRequest(prompt="x", width=64, height=64))
-    assert caught.value.field == "width"
-
-
 def test_graceful_shutdown_finishes_the_queue_then_refuses(kandinsky: Family, engine_for) -> None:
     engine = engine_for(kandinsky, max_batch=1)
     handles = [engine.submit(ask(f"p{i}", i)) for i in range(3)]
@@ -356,14 +281,6 @@ def test_shutdown_without_waiting_cancels_what_is_left(kandinsky: Family, engine
     engine._thread.join(30)
     assert not engine._thread.is_alive()
     assert queued.progress().status is JobStatus.CANCELLED
-
-
-def test_a_broken_subscriber_does_not_stop_the_worker(kandinsky: Family, engine_for) -> None:
-    engine = engine_for(kandinsky)
-    handle = engine.submit(ask("x", 1))
-    handle.subscribe(lambda progress: 1 / 0)
-    assert handle.result(60).images
-    assert engine.submit(ask("y", 2)).result(60).images
 
 
 def test_call_on_fresh_thread_returns_the_result_or_raises_the_error() -> None:

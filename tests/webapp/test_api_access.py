@@ -29,6 +29,7 @@ def test_health_needs_no_token_and_everything_else_does(live: Live) -> None:
     anonymous = live.client()
     health = anonymous.get("/api/v1/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["engine"] == {"kind": "local", "state": None, "replica_states": {}, "replicas": []}
     for method, path in PROTECTED:
         response = anonymous.request(method, path)
         assert response.status_code == 401, (method, path, response.text)

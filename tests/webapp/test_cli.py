@@ -209,3 +209,83 @@ def test_allowed_hosts_and_origins(tmp_path: Path, model_path: Path, served: lis
 def test_no_auth_refuses_any_host(capsys: pytest.CaptureFixture, served: list) -> None:
     assert draftroom.main(["serve", "--no-auth", "--allowed-hosts", "*"]) == 2
     assert "--allowed-hosts" in capsys.readouterr().err and served == []
+
+
+def test_the_default_engine_is_local_and_never_imports_ray() -> None:
+    """`make run` installs no Ray: serving with the local engine must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app; args = app.build_parser().parse_args(['serve']); "
+        "import webapp.server, model.engine.engine_local; "
+        "assert args.engine == 'local', args.engine; assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(draftroom.__file__).parent)
+
+
+def test_engine_ray_passes_the_scaling_flags_to_the_ray_engine(
+    tmp_path: Path, model_path: Path, served: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install -r requirements-ray.txt")
+    import model.engine.engine_ray
+    from model.device_options import DeviceOptions
+    from model.engine import LocalEngine
+
+    made: list[tuple[Path, dict]] = []
+
+    def ray_engine(model: Path, **options: object) -> LocalEngine:  # stands in: no cluster needed here
+        made.append((model, options))
+        return LocalEngine.from_path(model, device="cpu")
+
+    monkeypatch.setattr(model.engine.engine_ray, "RayEngine", ray_engine)
+    flags = ["--engine", "ray", "--ray-address", "head:6379", "--min-replicas", "2", "--max-replicas", "4"]
+    flags += ["--gpus-per-replica", "0.5", "--cpus-per-replica", "2", "--max-batch", "4"]
+    assert draftroom.main(["serve", "--data-dir", str(tmp_path), "--model", str(model_path), *flags]) == 0
+    [(model, options)] = made
+    assert model == model_path and options == {
+        "address": "head:6379",
+        "replicas": 1,
+        "min_replicas": 2,
+        "max_replicas": 4,
+        "gpus_per_replica": 0.5,
+        "cpus_per_replica": 2.0,
+        "device": None,
+        "dtype": None,
+        "device_options": DeviceOptions(),
+        "max_batch": 4,
+        "max_queue": 64,
+        "max_user_jobs": 8,
+        "max_user_images": 32,
+    }
+    served[0][0].state.studio.engine.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--min-replicas", "2"], "min_replicas and max_replicas go together"),
+        (["--min-replicas", "3", "--max-replicas", "2"], "1 <= min_replicas <= max_replicas"),
+        (["--replicas", "0"], "replicas must be at least 1"),
+        (["--cpus-per-replica", "-1"], "cpus_per_replica"),
+    ],
+)
+def test_engine_ray_refuses_bad_scaling_flags_before_starting_ray(
+    flags: list[str],
+    named: str,
+    tmp_path: Path,
+    model_path: Path,
+    served: list,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install -r requirements-ray.txt")
+    import ray
+    from ray import serve
+
+    started: list[str] = []
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: started.append("ray.init"))
+    monkeypatch.setattr(serve, "start", lambda *args, **kwargs: started.append("serve.start"))
+    args = ["serve", "--data-dir", str(tmp_path), "--model", str(model_path), "--engine", "ray", *flags]
+    assert draftroom.main(args) == 2
+    assert named in capsys.readouterr().err and served == [] and started == []
