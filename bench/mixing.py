@@ -73,6 +73,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "text": {"mix_space": "text"},
     "text, not renormalised": {"mix_space": "text", "renormalize_mix": False},
     "text, 1 decoder candidate": {"mix_space": "text", "candidates": 1},
+    "text, not renormalised, 1 decoder candidate": {
+        "mix_space": "text",
+        "renormalize_mix": False,
+        "candidates": 1,
+    },
     "image": {"mix_space": "image"},
     "image, not renormalised": {"mix_space": "image", "renormalize_mix": False},
     "plain target prompt": {},
