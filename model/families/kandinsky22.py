@@ -202,7 +202,7 @@ class Kandinsky22Family(Family):
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
 
         Rows carry resolved requests: validation allows more than one candidate only on a model with a verifier,
-        and gives mixes and guided requests one (the verifier reads only a text).
+        and gives guided requests and mixes other than a text-space mix of texts one (the verifier reads a text).
         """
         counts = [int(row.request.candidates or 1) for row in rows]
         decoder_rows, owner = expand_rows(rows, counts)

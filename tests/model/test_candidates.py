@@ -134,12 +134,12 @@ def test_a_seed_reproduces_its_picture_with_candidates(judged: Kandinsky22Family
     assert max_pixel_diff(first, again) <= 2, "the same seed keeps the same candidate, in any batch"
 
 
-def test_mixes_and_guided_rows_keep_one_candidate(
+def test_image_space_mixes_and_guided_rows_keep_one_candidate(
     judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scripted = ScriptedScores([0.0, 9.0, 0.0])
     monkeypatch.setattr(judged.verifier, "score", scripted)
-    mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),))
+    mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),), mix_space="image")
     guided = rows(judged, ["a red circle"], guidance_image=RED, image_guidance_scale=0.5)
     plain = rows(judged, ["a red circle"])
     judged.generate([mixed[0], guided[0], plain[0]])
