@@ -19,7 +19,7 @@ import PIL.Image
 
 from model.device_options import add_device_arguments, device_options
 from model.engine.engine_common import GenerationRequest, GenerationResult, MixIngredient, RequestError
-from model.engine.request_fields import DECAYS, FIELDS
+from model.engine.request_fields import DECAYS, DEFAULT_MIX_SPACE, FIELDS, MIX_SPACES
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "embedded"
 
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
+    gen.add_argument(
+        "--mix-space", choices=MIX_SPACES, default=DEFAULT_MIX_SPACE, help=FIELDS["mix_space"].help
+    )
     gen.add_argument("--dynamic-thresholding", action="store_true")
     add_device_arguments(gen)
     return parser
@@ -140,6 +143,7 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
         mix=mix,
         interpolation=args.interpolation,
         renormalize_mix=not args.no_renormalize,
+        mix_space=args.mix_space,
         dynamic_thresholding=args.dynamic_thresholding,
         candidates=args.candidates,
         user="cli",
@@ -241,6 +245,7 @@ _OPTIONS = {
     "image_guidance_scale": "--image-guidance-scale",
     "image_guidance_decay": "--image-guidance-decay",
     "interpolation": "--interpolation",
+    "mix_space": "--mix-space",
     "dynamic_thresholding": "--dynamic-thresholding",
     "candidates": "--candidates",
 }

@@ -1,9 +1,10 @@
 """Embedding arithmetic: signed weighted sums, renormalisation, and slerp interpolation.
 
-The families embed each ingredient with the model's own encoders (unCLIP: texts through the prior, images
-through the CLIP image encoder; Stable Diffusion: the text encoder, IP-Adapter for images) and call
-``mix_embeddings``. Every operation acts on the last dimension, so it serves one embedding per image
-(unCLIP, shape [D]) and one per token (Stable Diffusion, shape [tokens, D]) alike.
+The families embed each ingredient with the model's own encoders (unCLIP: texts with the CLIP text encoder,
+mixed before the prior or each through the prior, images through the CLIP image encoder; Stable Diffusion:
+the text encoder, IP-Adapter for images) and call ``mix_embeddings``, or ``mix_token_states`` for a text
+encoder's per-token states whose ingredients differ in length. Every operation acts on the last dimension, so
+it serves one embedding per image ([D]) and one per token ([tokens, D]) alike.
 """
 
 from __future__ import annotations
@@ -70,3 +71,35 @@ def mix_embeddings(
         return slerp(weights[0] * embeddings[0], weights[1] * embeddings[1], interpolation)
     mixed = weighted_sum(embeddings, weights)
     return renormalize(mixed, embeddings, weights) if renormalize_result else mixed
+
+
+def mix_token_states(
+    states: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    *,
+    interpolation: float | None = None,
+    renormalize_result: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mix of texts' per-token states [T, D] under their attention masks [T]: (states, mask).
+
+    Each ingredient counts only at its own tokens (its padding states are left out, as the encoder's reader
+    masks them), the mix's mask is the union of the ingredients', and renormalisation gives each token the
+    average norm of the ingredients present there (weighted by |w|). Slerp runs token by token.
+    """
+    if not (len(states) == len(masks) == len(weights)) or not states:
+        raise ValueError("need one mask and one weight per token state, and at least one")
+    present = torch.stack([mask.bool() for mask in masks])  # [n, T]
+    kept = [state * mask.unsqueeze(-1).to(state.dtype) for state, mask in zip(states, present, strict=True)]
+    union = present.any(0)
+    if interpolation is not None:
+        return mix_embeddings(kept, weights, interpolation=interpolation), union
+    mixed = weighted_sum(kept, weights)
+    if not renormalize_result:
+        return mixed, union
+    norms = torch.stack([state.float().norm(dim=-1) for state in kept])  # [n, T]
+    scale = torch.tensor([abs(w) for w in weights], dtype=norms.dtype, device=norms.device)
+    scale = scale.unsqueeze(-1) * present
+    target = (norms * scale).sum(0) / scale.sum(0).clamp_min(_EPS)
+    current = mixed.float().norm(dim=-1).clamp_min(_EPS)
+    return (mixed.float() * (target / current).unsqueeze(-1)).to(mixed.dtype), union

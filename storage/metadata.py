@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, PngImagePlugin
 
+from model.engine.request_fields import recorded_mix_space
+
 from .errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -87,7 +89,11 @@ class Recipe:
             ("Model", self.model_name),
         ]
         settings = {key: str(value) for key, value in pairs if value is not None}
-        settings.update(mixing_settings(self.guidance, self.mix, self.params.get("interpolation")))
+        settings.update(
+            mixing_settings(
+                self.guidance, self.mix, self.params.get("interpolation"), recorded_mix_space(self.params)
+            )
+        )
         settings.update(self.extra)
         return settings
 
@@ -163,10 +169,14 @@ def describe_mix(mix: Sequence[dict[str, Any]]) -> str:
 
 
 def mixing_settings(
-    guidance: dict[str, Any] | None, mix: Sequence[dict[str, Any]], interpolation: object = None
+    guidance: dict[str, Any] | None,
+    mix: Sequence[dict[str, Any]],
+    interpolation: object = None,
+    mix_space: str | None = None,
 ) -> dict[str, str]:
     """The A1111 settings of image guidance and the mix (none for a plain image), from the recipe's shapes:
-    ``guidance`` {"upload_sha256", "scale", "decay"}, ``mix`` [{"weight", "text" | "upload_sha256"}]."""
+    ``guidance`` {"upload_sha256", "scale", "decay"}, ``mix`` [{"weight", "text" | "upload_sha256"}], and
+    ``mix_space``, where the mix's texts were mixed (``recorded_mix_space``)."""
     settings: dict[str, str] = {}
     if guidance is not None:
         settings["Image guidance"] = (
@@ -175,6 +185,8 @@ def mixing_settings(
         )
     if mix:
         settings["Mix"] = describe_mix(mix)
+        if mix_space is not None:
+            settings["Mix space"] = mix_space
     if interpolation is not None:
         settings["Interpolation"] = _number_text(interpolation)
     return settings

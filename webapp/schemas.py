@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from model.engine.request_fields import EMPTY_REQUEST, FIELDS, Decay, interpolation_problem, text_problem
+from model.engine.request_fields import (
+    EMPTY_REQUEST,
+    FIELDS,
+    Decay,
+    MixSpace,
+    interpolation_problem,
+    text_problem,
+)
 from storage.services.reviews import MAX_COMMENT as MAX_COMMENT_CHARS
 from storage.services.users import MIN_PASSWORD
 
@@ -84,6 +91,7 @@ class GenerationBody(StrictBody):
     image_guidance_decay: Decay = declared("image_guidance_decay")
     mix: list[MixIngredientBody] = declared("mix", default_factory=list)
     interpolation: float | None = declared("interpolation")
+    mix_space: MixSpace = declared("mix_space")
 
     @field_validator("prompt", "negative_prompt")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import PIL.Image
 
-from model.engine.request_fields import GUIDANCE_SEMANTICS, MAX_SIDE, MAX_STEPS
+from model.engine.request_fields import DEFAULT_MIX_SPACE, GUIDANCE_SEMANTICS, MAX_SIDE, MAX_STEPS
 
 T = TypeVar("T")
 
@@ -95,6 +95,7 @@ class GenerationRequest:
     mix: tuple[MixIngredient, ...] = ()
     interpolation: float | None = None  # slerp position between the two ingredients
     renormalize_mix: bool = True
+    mix_space: str = DEFAULT_MIX_SPACE  # "text": texts mixed before one prior call; "image": each alone
     dynamic_thresholding: bool = False
     user: str = "anonymous"  # fairness key
     image_guidance_noised: bool = (
@@ -248,6 +249,7 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         ],
         "interpolation": request.interpolation,
         "renormalize_mix": request.renormalize_mix,
+        "mix_space": request.mix_space,
         "dynamic_thresholding": request.dynamic_thresholding,
         "candidates": request.candidates,
     }

@@ -38,6 +38,19 @@ MAX_USER_CHARS = 200
 MAX_SCHEDULER_CHARS = 32
 Decay = Literal["none", "linear", "cosine"]
 DECAYS: tuple[str, ...] = get_args(Decay)
+MixSpace = Literal["text", "image"]
+MIX_SPACES: tuple[str, ...] = get_args(MixSpace)
+DEFAULT_MIX_SPACE: MixSpace = "text"
+"""Texts mixed in CLIP text space before one prior call: the arithmetic that draws the asked swap (model card)."""
+
+
+def recorded_mix_space(params: dict[str, object]) -> str:
+    """The space a stored generation's mix used: its recipe's `mix_space`, or "image" for recipes older than
+    the field (every mix was summed in image space then)."""
+    space = params.get("mix_space")
+    return space if isinstance(space, str) and space in MIX_SPACES else "image"
+
+
 GUIDANCE_SEMANTICS = "thesis_total_pull"
 """What `image_guidance_scale` means (model/guidance.py), recorded in every recipe's params as
 `image_guidance_semantics`. Recipes without it are older: their scale was the per-step pull itself."""
@@ -201,6 +214,14 @@ FIELDS: dict[str, RequestField] = {
             ui_span=(-2.0, 2.0),
         ),
         RequestField("mix.text", str, "A text ingredient", max_length=MAX_TEXT_CHARS),
+        RequestField(
+            "mix_space",
+            str,
+            "Where texts are mixed: text (their CLIP text embeddings, before one prior call; the reliable "
+            "arithmetic) or image (each text through the prior alone, then summed); images mix in image space",
+            default=DEFAULT_MIX_SPACE,
+            choices=MIX_SPACES,
+        ),
         RequestField(
             "interpolation",
             float,

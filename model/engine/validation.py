@@ -70,8 +70,14 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         _image(request.guidance_image, "guidance_image")
     elif image_scale > 0:
         raise RequestError("guidance_image", "is required when image_guidance_scale is above 0")
-    if mix or (request.guidance_image is not None and image_scale > 0):
-        candidates = 1  # the verifier reads only a text: mixes and guided pictures start from one noise
+    mix_spaces = FIELDS["mix_space"].choices
+    if request.mix_space not in mix_spaces:
+        raise RequestError("mix_space", f"must be one of {', '.join(mix_spaces)}, not {request.mix_space!r}")
+    judged_mix = request.mix_space == "text" and all(item.text is not None for item in mix)
+    if (mix and not judged_mix) or (request.guidance_image is not None and image_scale > 0):
+        # the verifier reads a text embedding: a text-space mix of texts has one, image mixes and guided
+        # pictures do not, so they start from one noise
+        candidates = 1
     interpolation = None
     if request.interpolation is not None:
         interpolation = _real(request.interpolation, "interpolation")

@@ -1,19 +1,22 @@
 """Kandinsky 2.2 (and the embedded model, which uses its exact classes): a prior folder and a decoder folder.
 
-Text reaches the decoder as a CLIP image embedding made by the prior; mixing happens on those embeddings
-(texts through the prior, images through the prior pipeline's own CLIP image encoder), as in the prior
-pipeline's ``interpolate``, extended to signed weights and slerp. With ``prior_candidates`` > 1 in the model's
-settings, each text draws that many prior samples and keeps the one nearest its own text embedding (DALL-E 2,
-section 2.1, which draws two). With a ``verifier/`` folder, each plain-text picture may start from several
-noises and finish only the one the verifier judges best (candidates.py): ``decoder_candidates`` in the
-settings is the default count, and a request may ask for 1 to MAX_CANDIDATES; ``candidate_pruning`` says
-when the verifier cuts them down. The decoder runs in our own denoising loop (denoising.py) over the
-decoder's UNet, scheduler and movq.
+Text reaches the decoder as a CLIP image embedding made by the prior. A mix's texts are mixed in CLIP text
+space by default (``mix_space`` "text": their pooled embeddings and the prior's per-token text states, under
+their attention masks, before one prior call), or each goes through the prior alone and the samples are
+summed in image space ("image", as the prior pipeline's ``interpolate``); images are always mixed in image
+space (the prior pipeline's own CLIP image encoder), with signed weights or slerp. With ``prior_candidates``
+> 1 in the model's settings, each text draws that many prior samples and keeps the one nearest its own text
+embedding (DALL-E 2, section 2.1, which draws two). With a ``verifier/`` folder, each picture of a prompt or a
+text-space mix of texts may start from several noises and finish only the one the verifier judges best
+(candidates.py): ``decoder_candidates`` in the settings is the default count, and a request may ask for 1 to
+MAX_CANDIDATES; ``candidate_pruning`` says when the verifier cuts them down. The decoder runs in our own denoising loop (denoising.py) over the decoder's UNet, scheduler
+and movq.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,14 @@ from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from model.device_options import DeviceOptions
-from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, Stage, resolved
+from model.engine.engine_common import (
+    GenerationRequest,
+    MixIngredient,
+    ModelInfo,
+    RequestError,
+    Stage,
+    resolved,
+)
 from model.families.base import BatchControl, Family, Row, WordVocabulary
 from model.families.candidates import (
     CANDIDATE_SEED_STRIDE,
@@ -39,7 +49,7 @@ from model.families.loading import ModelLoadError
 from model.families.runtime import place
 from model.families.schedulers import DynamicThreshold, SchedulerBank
 from model.families.verifier import AttributeVerifier
-from model.mixing import mix_embeddings
+from model.mixing import mix_embeddings, mix_token_states
 
 FAMILY = "kandinsky22"
 DEFAULTS = {
@@ -54,14 +64,31 @@ MAX_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
+class TextConditioning:
+    """What the prior reads of a text: CLIP's pooled, projected embedding [D], the last hidden states [T, H]
+    and their attention mask [T]. A text-space mix is one of these, made of its texts' own."""
+
+    pooled: torch.Tensor
+    hidden: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
 class _PriorRun:
-    """One text through the prior for one row; ``ingredient`` None: the run only gives the negative."""
+    """One prior sample for one row: of ``text``, or of ``conditioning`` when that is given (a text-space mix;
+    ``text`` then only holds its place in the pipeline's batch). ``ingredient`` None: the run only gives the
+    negative; ``TEXT_PART``: the run is the row's text-space mix."""
 
     row: int
     ingredient: int | None
     text: str
     negative: str
     seed: int
+    conditioning: TextConditioning | None = None
+
+
+TEXT_PART = -1
+"""The ingredient index of a row's text-space mix (its texts mixed before one prior call)."""
 
 
 class Kandinsky22Family(Family):
@@ -189,7 +216,7 @@ class Kandinsky22Family(Family):
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
 
         Rows carry resolved requests: validation allows more than one candidate only on a model with a verifier,
-        and gives mixes and guided requests one (the verifier reads only a text).
+        and gives guided requests and mixes other than a text-space mix of texts one (the verifier reads a text).
         """
         counts = [int(row.request.candidates or 1) for row in rows]
         decoder_rows, owner = expand_rows(rows, counts)
@@ -197,7 +224,7 @@ class Kandinsky22Family(Family):
             return decoder_rows, owner, None
         assert self.verifier is not None
         judged = [index for index, count in enumerate(counts) if count > 1]
-        texts = self.embed_texts([rows[index].request.prompt for index in judged])
+        texts = self.verifier_texts([rows[index].request for index in judged])
         picker = CandidatePicker(
             owner,
             dict(zip(judged, texts, strict=True)),
@@ -208,6 +235,46 @@ class Kandinsky22Family(Family):
         )
         return decoder_rows, owner, picker
 
+    def check_request(self, request: GenerationRequest) -> None:
+        """A text-space mix draws one prior sample of its mixed texts, which needs a text to draw: at least one
+        with a positive weight (subtracting texts alone leaves a direction, not a picture's text). Slerp between
+        two texts takes the weights as they are."""
+        texts = [item for item in _ingredients(request) if item.text is not None]
+        if not request.mix or request.mix_space != "text" or not texts or _slerps_texts(request, texts):
+            return
+        if not any(item.weight > 0 for item in texts):
+            raise RequestError(
+                "mix_space",
+                "text needs a text ingredient with a positive weight (a written prompt counts, at 1); "
+                "choose image to subtract texts from images",
+            )
+
+    def text_part(self, request: GenerationRequest) -> tuple[TextConditioning, float] | None:
+        """A text-space mix's texts mixed into one conditioning for one prior call (their signed sum, or slerp
+        between two, as ``mix_embeddings`` makes it), and the weight the prior's sample of it takes among the
+        mix's images: the texts' positive weights added up (subtracting "red" removes an attribute, not an
+        amount of text). None where texts go through the prior one by one (image space, or no mix)."""
+        texts = [item for item in _ingredients(request) if item.text is not None]
+        if not request.mix or request.mix_space != "text" or not texts:
+            return None
+        encoded = self.encode_texts([resolved(item.text) for item in texts])
+        weights = [item.weight for item in texts]
+        interpolation = request.interpolation if _slerps_texts(request, texts) else None
+        pooled = mix_embeddings(
+            [c.pooled for c in encoded],
+            weights,
+            interpolation=interpolation,
+            renormalize_result=request.renormalize_mix,
+        )
+        hidden, mask = mix_token_states(
+            [c.hidden for c in encoded],
+            [c.mask for c in encoded],
+            weights,
+            interpolation=interpolation,
+            renormalize_result=request.renormalize_mix,
+        )
+        return TextConditioning(pooled, hidden, mask), sum(w for w in weights if w > 0)
+
     @torch.no_grad()
     def embed_rows(self, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's CLIP image embedding (its prompt, or its mix) and negative embedding, [B, D] each.
@@ -216,13 +283,21 @@ class Kandinsky22Family(Family):
         row's seed: rows with a negative prompt (the prior's own negative handling: the negative is both the
         prior's unconditional text and, through the prior, the decoder's negative embedding) and rows
         without one (the decoder's negative is the embedding of an empty image, as in the prior pipeline).
+        A text-space mix is one prior sample of its mixed texts; image space samples each text alone. Either
+        way the mix's images join the prior's samples in image space.
         """
         runs: list[_PriorRun] = []
+        text_part_weights: dict[int, float] = {}
         for index, row in enumerate(rows):
-            texts = [
-                (k, item.text) for k, item in enumerate(_ingredients(row.request)) if item.text is not None
-            ]
+            ingredients = _ingredients(row.request)
             negative = row.request.negative_prompt
+            part = self.text_part(row.request)
+            if part is not None:
+                conditioning, text_part_weights[index] = part
+                placeholder = next(resolved(item.text) for item in ingredients if item.text is not None)
+                runs.append(_PriorRun(index, TEXT_PART, placeholder, negative, row.seed, conditioning))
+                continue
+            texts = [(k, item.text) for k, item in enumerate(ingredients) if item.text is not None]
             runs += [_PriorRun(index, k, text, negative, row.seed) for k, text in texts]
             if negative and not texts:
                 runs.append(_PriorRun(index, None, negative, negative, row.seed))
@@ -239,22 +314,32 @@ class Kandinsky22Family(Family):
                 if with_negative:
                     negative_embeds[run.row] = negative
         image_embeds: dict[int, torch.Tensor] = {}
+
+        def embed_once(image: PIL.Image.Image | None) -> torch.Tensor:
+            if id(image) not in image_embeds:
+                image_embeds[id(image)] = self.embed_image(resolved(image))
+            return image_embeds[id(image)]
+
         positives: list[torch.Tensor] = []
         for index, row in enumerate(rows):
             ingredients = _ingredients(row.request)
-            embeddings = []
-            for k, item in enumerate(ingredients):
-                if item.text is not None:
-                    embeddings.append(text_embeds[(index, k)])
-                else:
-                    if id(item.image) not in image_embeds:
-                        image_embeds[id(item.image)] = self.embed_image(resolved(item.image))
-                    embeddings.append(image_embeds[id(item.image)])
-            if row.request.mix:
+            if index in text_part_weights:
+                images = [item for item in ingredients if item.text is None]
+                embeddings = [text_embeds[(index, TEXT_PART)], *(embed_once(item.image) for item in images)]
+                weights = [text_part_weights[index], *(item.weight for item in images)]
+            else:
+                embeddings = [
+                    text_embeds[(index, k)] if item.text is not None else embed_once(item.image)
+                    for k, item in enumerate(ingredients)
+                ]
+                weights = [item.weight for item in ingredients]
+            if len(embeddings) == 1 and index in text_part_weights:
+                positives.append(embeddings[0])  # the mix is all texts: the prior's sample of them is it
+            elif row.request.mix:
                 positives.append(
                     mix_embeddings(
                         embeddings,
-                        [item.weight for item in ingredients],
+                        weights,
                         interpolation=row.request.interpolation,
                         renormalize_result=row.request.renormalize_mix,
                     )
@@ -270,8 +355,9 @@ class Kandinsky22Family(Family):
         """One batched prior call for ``group``: each run's image embedding and negative embedding, [B, D] each.
 
         The batch holds ``prior_candidates`` copies of the group, candidate-major; each run keeps the candidate
-        whose embedding is nearest (cosine) its text's CLIP embedding. Candidate 0 is seeded with the run's seed,
-        so one candidate gives exactly the plain prior pipeline's result, and the negative always comes from it.
+        whose embedding is nearest (cosine) its text's CLIP embedding (a mix's: the mixed one). Candidate 0 is
+        seeded with the run's seed, so one candidate gives exactly the plain prior pipeline's result, and the
+        negative always comes from it.
         """
         count = self.prior_candidates
         seeds = [run.seed + k * CANDIDATE_SEED_STRIDE for k in range(count) for run in group]
@@ -279,33 +365,62 @@ class Kandinsky22Family(Family):
         negatives = [run.negative for run in group] * count if with_negative else None
         # the prior appends the negatives as extra rows, which need their own generators
         generators = [torch.Generator().manual_seed(seed) for seed in seeds * (2 if with_negative else 1)]
-        output = self.prior(
-            prompt=texts,
-            negative_prompt=negatives,
-            generator=generators,
-            num_inference_steps=self._prior_steps,
-            guidance_scale=self._prior_guidance,
-        )
+        conditioned = {
+            position: run.conditioning
+            for position, run in enumerate(group * count)
+            if run.conditioning is not None
+        }
+        with _conditioned(self.prior, conditioned):
+            output = self.prior(
+                prompt=texts,
+                negative_prompt=negatives,
+                generator=generators,
+                num_inference_steps=self._prior_steps,
+                guidance_scale=self._prior_guidance,
+            )
         candidates = output.image_embeds.unflatten(0, (count, len(group)))  # [K, B, D]
         if count > 1:
             text = self.embed_texts([run.text for run in group]).to(candidates)
+            for position, run in enumerate(group):
+                if run.conditioning is not None:
+                    text[position] = run.conditioning.pooled.to(text)
             best = torch.nn.functional.cosine_similarity(candidates, text.unsqueeze(0), dim=-1).argmax(dim=0)
             chosen = candidates[best, torch.arange(len(group))]
         else:
             chosen = candidates[0]
         return chosen, output.negative_image_embeds[: len(group)]
 
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """The texts' CLIP text embeddings [B, D] (the projected embeddings the prior is conditioned on)."""
+    def verifier_texts(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
+        """The text embedding [B, D] the verifier judges each request's candidates by: its prompt's, or its
+        text-space mix's mixed one (validation gives other mixes one candidate)."""
+        texts = self.embed_texts([request.prompt for request in requests])
+        for position, request in enumerate(requests):
+            part = self.text_part(request)
+            if part is not None:
+                texts[position] = part[0].pooled.to(texts)
+        return texts
+
+    def encode_texts(self, texts: list[str]) -> list[TextConditioning]:
+        """What the prior reads of each text, encoded as the prior pipeline encodes a prompt."""
         tokenizer, encoder = self.prior.tokenizer, self.prior.text_encoder
-        ids = tokenizer(
+        tokens = tokenizer(
             texts,
             padding="max_length",
             max_length=tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
-        ).input_ids
-        return encoder(ids.to(self.prior._execution_device)).text_embeds
+        )
+        device = self.prior._execution_device
+        output = encoder(tokens.input_ids.to(device))
+        masks = tokens.attention_mask.bool().to(device)
+        return [
+            TextConditioning(pooled, hidden, mask)
+            for pooled, hidden, mask in zip(output.text_embeds, output.last_hidden_state, masks, strict=True)
+        ]
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """The texts' CLIP text embeddings [B, D] (the projected embeddings the prior is conditioned on)."""
+        return torch.stack([c.pooled for c in self.encode_texts(texts)])
 
     def embed_images(self, images: Sequence[PIL.Image.Image]) -> torch.Tensor:
         """The images' CLIP image embeddings [B, D], through the prior pipeline's own processor and encoder."""
@@ -348,6 +463,50 @@ class Kandinsky22Family(Family):
 
 def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:
     return request.ingredients() or (MixIngredient(weight=1.0, text=request.prompt),)
+
+
+def _slerps_texts(request: GenerationRequest, texts: Sequence[MixIngredient]) -> bool:
+    """Whether the request slerps between two texts (in text space, their encodings are slerped)."""
+    return request.interpolation is not None and len(texts) == 2
+
+
+@contextmanager
+def _conditioned(
+    prior: KandinskyV22PriorPipeline, conditioned: dict[int, TextConditioning]
+) -> Iterator[None]:
+    """Inside the block, the prior pipeline's calls read ``conditioned``'s conditionings for those positions
+    of their prompt list instead of encoding the texts there.
+
+    The pipeline's ``__call__`` takes only texts; its own encoding step is wrapped, so its sampling loop,
+    schedulers, guidance and negative handling stay the pipeline's.
+    """
+    if not conditioned:
+        yield
+        return
+    encode = prior._encode_prompt
+
+    def encode_with_mixes(
+        prompt: list[str],
+        device: torch.device,
+        num_images_per_prompt: int,
+        do_classifier_free_guidance: bool,
+        negative_prompt: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pooled, hidden, mask = encode(
+            prompt, device, num_images_per_prompt, do_classifier_free_guidance, negative_prompt
+        )
+        offset = pooled.shape[0] // 2 if do_classifier_free_guidance else 0  # the unconditional half first
+        for position, conditioning in conditioned.items():
+            pooled[offset + position] = conditioning.pooled.to(pooled)
+            hidden[offset + position] = conditioning.hidden.to(hidden)
+            mask[offset + position] = conditioning.mask.to(mask)
+        return pooled, hidden, mask
+
+    prior._encode_prompt = encode_with_mixes
+    try:
+        yield
+    finally:
+        del prior._encode_prompt
 
 
 def load_kandinsky22(

@@ -112,7 +112,12 @@ class StableDiffusionFamily(Family):
         self._latent_rgb = torch.tensor(LATENT_RGB[family], dtype=torch.float32)
 
     def check_request(self, request: GenerationRequest) -> None:
-        """Stable Diffusion can only slerp between two texts or two images (different embedding spaces)."""
+        """Stable Diffusion mixes texts as prompt embeddings (text space: it has no prior), and can only slerp
+        between two texts or two images (different embedding spaces)."""
+        if request.mix_space != "text" and any(item.text is not None for item in request.ingredients()):
+            raise RequestError(
+                "mix_space", "must be text on Stable Diffusion: it mixes the prompt embeddings"
+            )
         if request.interpolation is not None:
             kinds = {item.text is None for item in request.ingredients()}
             if len(kinds) != 1:

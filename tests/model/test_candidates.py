@@ -238,12 +238,12 @@ def test_a_seed_reproduces_its_picture_with_candidates(judged: Kandinsky22Family
     assert max_pixel_diff(first, again) <= 2, "the same seed keeps the same candidate, in any batch"
 
 
-def test_mixes_and_guided_rows_keep_one_candidate(
+def test_image_space_mixes_and_guided_rows_keep_one_candidate(
     judged: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scripted = ScriptedScores([0.0, 9.0, 0.0])
     monkeypatch.setattr(judged.verifier, "score", scripted)
-    mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),))
+    mixed = rows(judged, ["a red circle"], mix=(MixIngredient(1.0, text="a red circle"),), mix_space="image")
     guided = rows(judged, ["a red circle"], guidance_image=RED, image_guidance_scale=0.5)
     plain = rows(judged, ["a red circle"])
     judged.generate([mixed[0], guided[0], plain[0]])
@@ -417,11 +417,35 @@ def test_candidates_are_validated_against_the_model(
         resolve_request(GenerationRequest(prompt="x", candidates=17), judged.info)
     with pytest.raises(RequestError, match="whole number"):
         resolve_request(GenerationRequest(prompt="x", candidates=2.5), judged.info)  # type: ignore[arg-type]
-    mixed = GenerationRequest(prompt="x", candidates=4, mix=(MixIngredient(1.0, text="y"),))
+    texts = (MixIngredient(1.0, text="y"),)
+    image_space = GenerationRequest(prompt="x", candidates=4, mix=texts, mix_space="image")
+    with_image = GenerationRequest(prompt="x", candidates=4, mix=(*texts, MixIngredient(0.5, image=RED)))
     guided = GenerationRequest(prompt="x", candidates=4, guidance_image=RED, image_guidance_scale=0.5)
-    assert [resolve_request(r, judged.info).candidates for r in (mixed, guided)] == [1, 1], (
-        "mixes and guided pictures start from one noise, and say so in their recorded parameters"
+    assert [resolve_request(r, judged.info).candidates for r in (image_space, with_image, guided)] == [
+        1,
+        1,
+        1,
+    ], (
+        "image-space mixes, mixes with images and guided pictures start from one noise, and say so in their "
+        "recorded parameters"
     )
+    text_space = GenerationRequest(prompt="x", candidates=4, mix=texts)
+    assert resolve_request(text_space, judged.info).candidates == 4, "a text-space mix of texts has a text"
     assert resolve_request(GenerationRequest(prompt="x"), kandinsky.info).candidates == 1
     with pytest.raises(RequestError, match="no verifier"):
         resolve_request(GenerationRequest(prompt="x", candidates=2), kandinsky.info)
+
+
+def test_the_verifier_judges_a_text_space_mix_by_its_mixed_text(judged: Kandinsky22Family) -> None:
+    """The verifier reads a text embedding: a text-space mix's is the mix the prior was given."""
+    mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
+    plain = resolve_request(GenerationRequest(prompt="a red circle", seed=1), judged.info)
+    mixed = resolve_request(GenerationRequest(prompt="a red circle", mix=mix, seed=1), judged.info)
+    texts = judged.verifier_texts([plain, mixed])
+    part = judged.text_part(mixed)
+    assert part is not None
+    assert texts[0].allclose(judged.embed_texts(["a red circle"])[0], atol=1e-5)
+    assert texts[1].allclose(part[0].pooled, atol=1e-5)
+    assert not texts[1].allclose(texts[0], atol=1e-3)
+    image = judged.generate([Row(mixed)])[0]
+    assert image is not None and image.size == (32, 32)

@@ -10,6 +10,7 @@ import PIL.Image
 import pytest
 import tiny_models
 import torch
+from diffusers import KandinskyV22PriorPipeline
 from image_checks import max_pixel_diff, mean_pixel_diff
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, RequestError
@@ -17,6 +18,7 @@ from model.engine.validation import resolve_request
 from model.families import Family, Kandinsky22Family, ModelLoadError, Row, load_family
 from model.families.kandinsky22 import CANDIDATE_SEED_STRIDE
 from model.families.loading import model_hash, pick_device
+from model.mixing import mix_embeddings, mix_token_states
 
 BLUE = PIL.Image.new("RGB", (40, 40), (20, 40, 220))
 
@@ -93,21 +95,95 @@ def test_kandinsky_mix_of_one_text_at_weight_one_is_the_prompt(kandinsky: Family
     assert prompt.allclose(mixed, atol=1e-5)
 
 
-def test_kandinsky_signed_mix_is_the_renormalised_signed_sum(kandinsky: Family) -> None:
+def test_kandinsky_image_space_mix_is_the_renormalised_signed_sum(kandinsky: Family) -> None:
+    """In image space each text goes through the prior alone and the samples are summed."""
+
     def embed(text: str):
         return kandinsky.embed_rows(rows_for(kandinsky, prompt=text))[0][0]
 
     circle, red, blue = embed("a red circle on a white background"), embed("red"), embed("blue")
     mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
     raw = kandinsky.embed_rows(
-        rows_for(kandinsky, prompt="a red circle on a white background", mix=mix, renormalize_mix=False)
+        rows_for(
+            kandinsky,
+            prompt="a red circle on a white background",
+            mix=mix,
+            renormalize_mix=False,
+            mix_space="image",
+        )
     )[0][0]
     assert raw.allclose(circle - red + blue, atol=1e-5)
     renormed = kandinsky.embed_rows(
-        rows_for(kandinsky, prompt="a red circle on a white background", mix=mix)
+        rows_for(kandinsky, prompt="a red circle on a white background", mix=mix, mix_space="image")
     )[0][0]
     average = (circle.norm() + red.norm() + blue.norm()) / 3
     assert renormed.norm().item() == pytest.approx(average.item(), rel=1e-4)
+
+
+def test_kandinsky_text_space_mix_is_one_prior_call_on_the_mixed_texts(
+    kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a mix's texts are mixed before the prior (pooled embedding, token states and masks), and the
+    prior is called once, for one text; image space calls it on each text."""
+    prompts: list[list[str]] = []
+    seen: list[dict[str, torch.Tensor]] = []
+    call = KandinskyV22PriorPipeline.__call__
+
+    def counting(
+        self: KandinskyV22PriorPipeline, prompt: list[str], *args: object, **kwargs: object
+    ) -> object:
+        prompts.append(list(prompt))
+        return call(self, prompt, *args, **kwargs)
+
+    def capture(_module: torch.nn.Module, _args: tuple, kwargs: dict) -> None:
+        seen.append(
+            {key: kwargs[key] for key in ("proj_embedding", "encoder_hidden_states", "attention_mask")}
+        )
+
+    monkeypatch.setattr(KandinskyV22PriorPipeline, "__call__", counting)
+    hook = kandinsky.prior.prior.register_forward_pre_hook(capture, with_kwargs=True)
+    base = "a red circle on a white background"
+    mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
+    try:
+        rows = rows_for(kandinsky, prompt=base, mix=mix)
+        assert rows[0].request.mix_space == "text"
+        text_space = kandinsky.embed_rows(rows)[0][0]
+        assert [len(batch) for batch in prompts] == [1]
+        image_space = kandinsky.embed_rows(rows_for(kandinsky, prompt=base, mix=mix, mix_space="image"))[0][0]
+        assert [len(batch) for batch in prompts] == [1, 3]
+    finally:
+        hook.remove()
+    encoded = kandinsky.encode_texts([base, "red", "blue"])
+    weights = [1.0, -1.0, 1.0]
+    pooled = mix_embeddings([c.pooled for c in encoded], weights)
+    hidden, mask = mix_token_states([c.hidden for c in encoded], [c.mask for c in encoded], weights)
+    conditional = seen[0]  # the first prior step of the text-space call; its second half is the conditional
+    assert conditional["proj_embedding"][1].allclose(pooled, atol=1e-5)
+    assert conditional["encoder_hidden_states"][1].allclose(hidden, atol=1e-5)
+    assert torch.equal(conditional["attention_mask"][1], mask)
+    assert torch.equal(mask, encoded[0].mask | encoded[1].mask | encoded[2].mask)
+    assert not text_space.allclose(image_space, atol=1e-3)
+
+
+def test_kandinsky_text_space_mix_is_reproducible_and_needs_a_positive_text(kandinsky: Family) -> None:
+    mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"), MixIngredient(0.5, image=BLUE))
+    first, again = (
+        kandinsky.generate(rows_for(kandinsky, prompt="a red circle", mix=mix))[0] for _ in range(2)
+    )
+    assert first is not None and again is not None and max_pixel_diff(first, again) == 0
+    image_space = kandinsky.generate(rows_for(kandinsky, prompt="a red circle", mix=mix, mix_space="image"))[
+        0
+    ]
+    assert image_space is not None and mean_pixel_diff(first, image_space) > 0
+    with pytest.raises(RequestError) as caught:
+        rows_for(kandinsky, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, image=BLUE)))
+    assert caught.value.field == "mix_space"
+    rows_for(
+        kandinsky, mix=(MixIngredient(-1.0, text="red"), MixIngredient(1.0, image=BLUE)), mix_space="image"
+    )
+    with pytest.raises(RequestError) as caught:
+        rows_for(kandinsky, prompt="a red circle", mix_space="sideways")
+    assert caught.value.field == "mix_space"
 
 
 def test_kandinsky_prior_candidates_keep_the_draw_nearest_the_text(
@@ -194,6 +270,12 @@ def test_sd_mix_and_ip_adapter_image_prompt(sd_ip: Family) -> None:
             sd_ip, mix=(MixIngredient(1.0, text="red"), MixIngredient(1.0, image=BLUE)), interpolation=0.5
         )
     assert caught.value.field == "interpolation"
+
+
+def test_sd_mixes_texts_in_text_space_only(sd: Family) -> None:
+    with pytest.raises(RequestError) as caught:
+        rows_for(sd, prompt="a red circle", mix=(MixIngredient(-1.0, text="red"),), mix_space="image")
+    assert caught.value.field == "mix_space"
 
 
 def test_sd_without_ip_adapter_refuses_image_ingredients(sd: Family) -> None:

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.mixing import mix_embeddings, renormalize, slerp, weighted_sum
+from model.mixing import mix_embeddings, mix_token_states, renormalize, slerp, weighted_sum
 
 
 def vec(*values: float) -> torch.Tensor:
@@ -72,3 +72,31 @@ def test_mix_embeddings_uses_weights_for_slerp_and_sum() -> None:
     assert mix_embeddings([a, b], [1.0, 1.0]).norm().item() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         mix_embeddings([a], [1.0], interpolation=0.5)
+
+
+def test_token_states_mix_only_where_each_text_has_tokens() -> None:
+    """A text's padding states are left out of the sum; the mix attends to the union of the texts' tokens."""
+    long = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    short = torch.tensor([[0.0, 1.0], [9.0, 9.0], [9.0, 9.0]])  # its last two states are padding
+    masks = [torch.tensor([True, True, False]), torch.tensor([True, False, False])]
+    states, mask = mix_token_states([long, short], masks, [1.0, -1.0], renormalize_result=False)
+    assert torch.equal(mask, torch.tensor([True, True, False]))
+    assert torch.equal(states[:2], torch.tensor([[1.0, -1.0], [0.0, 2.0]]))
+
+
+def test_token_states_renormalise_to_the_texts_present_at_each_token() -> None:
+    a = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+    b = torch.tensor([[0.0, 1.0], [5.0, 5.0]])
+    masks = [torch.tensor([True, True]), torch.tensor([True, False])]
+    states, _ = mix_token_states([a, b], masks, [1.0, 1.0])
+    assert states.norm(dim=-1).tolist() == pytest.approx([2.0, 4.0])  # (3 + 1) / 2; only a at token 2
+    assert torch.allclose(states[0] / states[0].norm(), vec(3, 1) / vec(3, 1).norm())
+
+
+def test_token_states_slerp_and_bad_arguments() -> None:
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    ones = torch.tensor([True])
+    states, _ = mix_token_states([a, b], [ones, ones], [1.0, 1.0], interpolation=1.0)
+    assert torch.allclose(states, b)
+    with pytest.raises(ValueError):
+        mix_token_states([a], [ones, ones], [1.0])

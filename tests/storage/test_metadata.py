@@ -70,13 +70,19 @@ def test_a1111_parameters_of_a_guided_mixed_image_name_the_guidance_and_every_in
     assert text.endswith(
         "Model hash: 9f86d081884c, Model: embedded, "
         'Image guidance: "cdcdcdcdcd, scale 0.005, decay linear", '
-        'Mix: "\\"a red circle\\" +1, ababababab -0.5", Interpolation: 0.25'
-    )
+        'Mix: "\\"a red circle\\" +1, ababababab -0.5", Mix space: image, Interpolation: 0.25'
+    ), "a recipe older than mix_space mixed in image space"
     settings = parse_a1111(text)["settings"]
     assert settings["Image guidance"] == "cdcdcdcdcd, scale 0.005, decay linear"
     assert settings["Mix"] == '"a red circle" +1, ababababab -0.5'
     assert parse_a1111(text)["prompt"] == FULL.prompt
     assert read_png_metadata(encode_png(Image.new("RGB", (4, 4)), recipe)) == recipe  # the JSON chunk as is
+
+
+def test_a1111_parameters_name_the_space_a_mix_used() -> None:
+    text_space = replace(FULL, params={**FULL.params, "mix_space": "text"})
+    assert parse_a1111(_parameters(text_space))["settings"]["Mix space"] == "text"
+    assert "Mix space" not in parse_a1111(_parameters(replace(text_space, mix=())))["settings"]
 
 
 def test_a_mix_only_image_shows_its_ingredients_on_the_prompt_line() -> None:

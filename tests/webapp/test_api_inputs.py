@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.webapp.conftest import Live, Person
 from tests.webapp.helpers import generate, png_bytes, png_declaring, unique_word, upload
@@ -91,6 +93,8 @@ BAD_BODIES = [
     ({"prompt": "a circle", "candidates": 0}, "candidates"),
     ({"prompt": "a circle", "candidates": 20}, "candidates"),  # the schema allows 64, the model's verifier 16
     ({"prompt": 42}, "prompt"),
+    ({"prompt": "a circle", "mix": [{"text": "red"}], "mix_space": "sideways"}, "mix_space"),
+    ({"prompt": "", "mix": [{"text": "red", "weight": -1}]}, "mix_space"),  # text space needs a text to draw
 ]
 
 
@@ -200,3 +204,24 @@ def test_interpolation_between_the_prompt_and_one_ingredient_is_accepted(live: L
         interpolation=0.25,
     )
     assert done["params"]["interpolation"] == 0.25 and len(done["params"]["mix"]) == 1
+
+
+def test_a_mix_records_its_space_and_the_same_request_draws_the_same_image(
+    live: Live, member: Person
+) -> None:
+    """Texts mix in text space unless asked otherwise; the space is in the recorded parameters and the PNG."""
+    client = live.client(member)
+    prompt = f"a red circle {unique_word()}"
+    body = {"seed": 11, "mix": [{"text": "red", "weight": -1}, {"text": "blue", "weight": 1}]}
+
+    def pixels(done: dict) -> bytes:
+        with Image.open(io.BytesIO(client.get(done["images"][0]["url"]).content)) as image:
+            assert f"Mix space: {done['params']['mix_space']}" in str(image.info["parameters"])
+            return image.tobytes()
+
+    first, again = (generate(client, prompt, **body) for _ in range(2))
+    assert first["params"]["mix_space"] == again["params"]["mix_space"] == "text"
+    assert pixels(first) == pixels(again)
+    image_space = generate(client, prompt, mix_space="image", **body)
+    assert image_space["params"]["mix_space"] == "image"
+    assert pixels(image_space) != pixels(first)

@@ -1,6 +1,6 @@
 """A guided or mixed draft never looks like a plain one: its PNG's A1111 `parameters`, the Generate tab's
 recipe box and the History detail name the guidance image (short hash, scale, decay), every mix ingredient
-with its weight, and the interpolation; a mix-only image shows its ingredients where the prompt would be."""
+with its weight, the space its texts were mixed in, and the interpolation; a mix-only image shows its ingredients where the prompt would be."""
 
 from __future__ import annotations
 
@@ -62,11 +62,11 @@ def test_a_guided_mixed_image_shows_guidance_and_mix_everywhere(
     mix = f'"red" -1, {ingredient["sha256"][:10]} +0.5'
     text = parameters(client.get(done["images"][0]["url"]).content)
     settings = parse_a1111(text)["settings"]
-    assert (settings["Image guidance"], settings["Mix"]) == (guidance, mix)
+    assert (settings["Image guidance"], settings["Mix"], settings["Mix space"]) == (guidance, mix, "text")
 
     assert recipe_box(generate_tab, live, author, done) == text
     detail = str(history.details(author.user, done["id"])[1])
-    assert "**Image guidance:**" in detail and "**Mix:**" in detail
+    assert "**Image guidance:**" in detail and "**Mix:**" in detail and "**Mix space:** text" in detail
     assert guide["sha256"][:10] in detail and ingredient["sha256"][:10] in detail
     assert "scale 0\\.02, decay linear" in detail and '"red" \\-1' in detail
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, ModelInfo, RequestError
-from model.engine.request_fields import FIELDS, MAX_TEXT_CHARS
+from model.engine.request_fields import DEFAULT_MIX_SPACE, FIELDS, MAX_TEXT_CHARS, MIX_SPACES
 from model.engine.validation import resolve_request
 from storage.types import Role, UserInfo
 from tests.webapp.conftest import Live
@@ -165,6 +165,7 @@ def form_requests(draw: st.DrawFn, info: ModelInfo) -> dict[str, Any]:
         "guidance_scale": edges("guidance_scale"),
         "num_images": edges("num_images", high=info.max_images),
         "interpolation": edges("interpolation"),
+        "mix_space": st.sampled_from(MIX_SPACES),
     }
     if mix:
         choices |= {"mix.text": texts, "mix.weight": edges("mix.weight")}
@@ -201,6 +202,7 @@ def ui_outcome(
             tab.mix_count: len(mix),
             tab.interp_on: "interpolation" in fields,
             tab.interp: fields.get("interpolation", 0.5),
+            tab.mix_space: fields.get("mix_space", DEFAULT_MIX_SPACE),
         }
     )
     numbers = (("steps", tab.steps), ("guidance_scale", tab.cfg), ("num_images", tab.count))

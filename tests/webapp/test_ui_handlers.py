@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from model.engine.request_fields import GUIDANCE_SEMANTICS
+from model.engine.request_fields import GUIDANCE_SEMANTICS, recorded_mix_space
 from storage.types import HistoryQuery
 from tests.webapp.conftest import TEST_STEPS, Live, Person
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
@@ -186,3 +186,16 @@ def test_a_recipe_from_before_the_total_pull_scale_loads_as_the_scale_of_the_sam
     assert recorded_guidance_scale(0.05, "linear", old) < recorded_guidance_scale(0.05, "none", old)
     current = {"steps": 25, "image_guidance_semantics": GUIDANCE_SEMANTICS}
     assert recorded_guidance_scale(0.05, "none", current) == 0.05
+
+
+def test_the_mix_space_is_reused_and_older_recipes_read_as_image_space(live: Live, tab: GenerateTab) -> None:
+    """Reuse keeps the space a mix used; recipes older than the field mixed in image space, and say so."""
+    author, colleague = live.person(), live.person()
+    mix = [{"text": "red", "weight": -1}, {"text": "blue", "weight": 1}]
+    done = generate(live.client(author), f"a red circle {unique_word()}", seed=8, mix=mix, mix_space="image")
+    values = tab.recipe_values(colleague.user, done["id"], remix=False)
+    assert values[tab.mix_space] == "image"
+    run_generate(tab, colleague, {**values, tab.mix_space: "text"})
+    assert latest(live, colleague).generation.params["mix_space"] == "text"
+    assert recorded_mix_space({"steps": 25, "mix": mix}) == "image"
+    assert recorded_mix_space({"mix_space": "text"}) == "text"

@@ -125,6 +125,7 @@ def test_hostile_prompts_stay_text_in_the_review_panel_and_history_cards(live: L
     for html in (recipe, context):
         assert "<script>" not in html and "<img src=x" not in html and "<b>bold</b>" not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in recipe and "&lt;script&gt;" in recipe
+    assert "Texts mixed in text space." in recipe, "the review names the space a mix used"
     page = live.storage.history.search(author.user.id, HistoryQuery(mine=True))
     listing = cards(page.items, files)
     assert "<img src=x" not in listing and "&lt;img src=x" in listing

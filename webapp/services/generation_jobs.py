@@ -57,6 +57,7 @@ from model.engine.engine_common import (
     QueueFull,
     request_params,
 )
+from model.engine.request_fields import DEFAULT_MIX_SPACE
 from storage.errors import InvalidState, NotFound
 from storage.metadata import encode_png, image_recipe
 from storage.services.check import ORPHAN_GRACE_S
@@ -118,6 +119,7 @@ class JobRequest:
     image_guidance_decay: str = "none"
     mix: tuple[MixIngredientRef, ...] = ()
     interpolation: float | None = None
+    mix_space: str = DEFAULT_MIX_SPACE
     prompt_id: int | None = None
     """Reuse this stored prompt (a use is counted) instead of recording a new one."""
     parent_prompt_id: int | None = None
@@ -156,6 +158,7 @@ class JobRequest:
             image_guidance_decay=self.image_guidance_decay,
             mix=mix,
             interpolation=self.interpolation,
+            mix_space=self.mix_space,
             user=user,
         )
 

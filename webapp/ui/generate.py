@@ -18,7 +18,14 @@ import gradio as gr
 from PIL import Image
 
 from model.engine.engine_common import EngineClosed, QueueFull, RequestError
-from model.engine.request_fields import FIELDS, GUIDANCE_SEMANTICS, MAX_INGREDIENTS, MAX_SEED, model_bounds
+from model.engine.request_fields import (
+    FIELDS,
+    GUIDANCE_SEMANTICS,
+    MAX_INGREDIENTS,
+    MAX_SEED,
+    model_bounds,
+    recorded_mix_space,
+)
 from model.guidance import scale_of_per_step_pull
 from storage.errors import StorageError
 from storage.metadata import PARAMETERS_KEY
@@ -72,7 +79,12 @@ def gallery_items(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
-FIELD_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "guidance_image": "Guidance image"}
+FIELD_LABELS = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "guidance_image": "Guidance image",
+    "mix_space": "Mix texts in",
+}
 
 
 def field_label(field: str) -> str:
@@ -221,6 +233,14 @@ class GenerateTab:
                             interactive=False,
                             elem_id="interp",
                         )
+                    mix_space = FIELDS["mix_space"]
+                    self.mix_space = gr.Radio(
+                        list(mix_space.choices),
+                        value=str(mix_space.default),
+                        label=FIELD_LABELS["mix_space"],
+                        info=mix_space.help,
+                        elem_id="mix-space",
+                    )
                 with gr.Row():
                     self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     self.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
@@ -298,6 +318,7 @@ class GenerateTab:
             self.mix_count,
             self.interp_on,
             self.interp,
+            self.mix_space,
             self.loaded,
         ]
 
@@ -335,6 +356,7 @@ class GenerateTab:
             self.guidance_decay: "none",
             self.interp_on: params.get("interpolation") is not None,
             self.interp: params.get("interpolation") if params.get("interpolation") is not None else 0.5,
+            self.mix_space: recorded_mix_space(params),
         }
         if prompt.guidance is not None:
             upload = storage.uploads.get(user.id, prompt.guidance.upload_id)
@@ -571,6 +593,7 @@ class GenerateTab:
             image_guidance_decay=data[self.guidance_decay] or "none",
             mix=tuple(mix),
             interpolation=float(data[self.interp]) if data[self.interp_on] else None,
+            mix_space=str(data[self.mix_space]),
         )
         return self._with_lineage(job, data[self.loaded])
 
@@ -608,6 +631,7 @@ class GenerateTab:
         mix_count: int,
         interpolate: bool,
         interpolation: float,
+        mix_space: str,
         loaded: dict[str, Any] | None,
         *mix_slots: Any,
     ) -> Iterator[dict[Any, Any]]:
@@ -636,6 +660,7 @@ class GenerateTab:
                     mix_count,
                     interpolate,
                     interpolation,
+                    mix_space,
                     loaded,
                     *mix_slots,
                 ],

@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from model.engine.request_fields import recorded_mix_space
 from storage.errors import StorageError
 from storage.metadata import mixing_settings
 from storage.types import (
@@ -335,6 +336,7 @@ class HistoryTab:
                 for item in prompt.mix
             ],
             params.get("interpolation"),
+            recorded_mix_space(params),
         )
 
     def _select(self, ids: list[int], evt: gr.EventData, request: gr.Request) -> list[Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from model.engine.request_fields import recorded_mix_space
 from storage.errors import StorageError
 from storage.types import (
     GenerationInfo,
@@ -335,7 +336,7 @@ class ReviewTab:
                 f"<p>Interpolated at {float(interpolation):g} between the two.</p>"
                 if interpolation is not None
                 else ""
-            )
+            ) + f"<p>Texts mixed in {recorded_mix_space(params)} space.</p>"
             rows.append(_row("Mix", f'<ul class="mix">{"".join(ingredients)}</ul>{blend}'))
         if image.revision_of is not None:
             rows.append(_row("Revision of", f"image #{image.revision_of}"))
