@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
     gen.add_argument("--dynamic-thresholding", action="store_true")
+    gen.add_argument("--upscale", action="store_true", help=FIELDS["upscale"].help)
     gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     gen.add_argument(
         "--dtype",
@@ -146,6 +147,7 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
         renormalize_mix=not args.no_renormalize,
         dynamic_thresholding=args.dynamic_thresholding,
         candidates=args.candidates,
+        upscale=args.upscale,
         user="cli",
     )
     inputs: dict[str, Any] = {"mix": described}
@@ -245,6 +247,7 @@ _OPTIONS = {
     "interpolation": "--interpolation",
     "dynamic_thresholding": "--dynamic-thresholding",
     "candidates": "--candidates",
+    "upscale": "--upscale",
 }
 
 

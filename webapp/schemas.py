@@ -84,6 +84,7 @@ class GenerationBody(StrictBody):
     image_guidance_decay: Decay = declared("image_guidance_decay")
     mix: list[MixIngredientBody] = declared("mix", default_factory=list)
     interpolation: float | None = declared("interpolation")
+    upscale: bool = declared("upscale")
 
     @field_validator("prompt", "negative_prompt")
     @classmethod

@@ -202,6 +202,13 @@ FIELDS: dict[str, RequestField] = {
         ),
         RequestField("mix.text", str, "A text ingredient", max_length=MAX_TEXT_CHARS),
         RequestField(
+            "upscale",
+            bool,
+            "Finish each picture with the model's upsampler (4x: 64 px pictures become 256 px); only for a "
+            "model that has one",
+            default=False,
+        ),
+        RequestField(
             "interpolation",
             float,
             "Slerp position between the two ingredients (a non-empty prompt counts as the first)",

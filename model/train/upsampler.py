@@ -47,7 +47,7 @@ def upsampler_unet(preset: Preset) -> UNet2DModel:
         up_block_types=("UpBlock2D",) * levels,
         block_out_channels=preset.upsampler_channels,
         layers_per_block=1,
-        norm_num_groups=min(16, min(preset.upsampler_channels)),
+        norm_num_groups=8,
         class_embed_type="timestep",  # the low-res noise level, embedded like a timestep (SD upscaler)
     )
 
@@ -122,7 +122,7 @@ def train_upsampler(
     plan = preset.plans["upsampler"]
     init = stage_dir / "init_pipeline"  # present when continuing a shipped model (--init-from)
     if init.exists():
-        pipe = UpsamplerPipeline.from_pretrained(init, torch_dtype=torch.float32, use_safetensors=True)
+        pipe = UpsamplerPipeline.from_pretrained(init, dtype=torch.float32, use_safetensors=True)
     else:
         pipe = new_pipeline(upsampler_unet(preset))
     pipe.to(device)

@@ -35,6 +35,7 @@ def job_request(body: GenerationBody) -> JobRequest:
             for item in body.mix
         ),
         interpolation=body.interpolation,
+        upscale=body.upscale,
     )
 
 

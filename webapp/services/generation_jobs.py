@@ -88,6 +88,7 @@ class JobRequest:
     image_guidance_decay: str = "none"
     mix: tuple[MixIngredientRef, ...] = ()
     interpolation: float | None = None
+    upscale: bool = False
     prompt_id: int | None = None
     """Reuse this stored prompt (a use is counted) instead of recording a new one."""
     parent_prompt_id: int | None = None
@@ -126,6 +127,7 @@ class JobRequest:
             image_guidance_decay=self.image_guidance_decay,
             mix=mix,
             interpolation=self.interpolation,
+            upscale=self.upscale,
             user=user,
         )
 
