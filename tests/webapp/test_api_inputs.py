@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from storage.metadata import read_png_metadata
 from tests.webapp.conftest import Live, Person
 from tests.webapp.helpers import generate, png_bytes, png_declaring, unique_word, upload
+from webapp.context import Studio
 from webapp.uploads import MAX_UPLOAD_BYTES
 
 
@@ -91,6 +94,7 @@ BAD_BODIES = [
     ({"prompt": "a circle", "candidates": 0}, "candidates"),
     ({"prompt": "a circle", "candidates": 20}, "candidates"),  # the schema allows 64, the model's verifier 16
     ({"prompt": 42}, "prompt"),
+    ({"prompt": "a circle", "upscale": "yes"}, "upscale"),
 ]
 
 
@@ -200,3 +204,24 @@ def test_interpolation_between_the_prompt_and_one_ingredient_is_accepted(live: L
         interpolation=0.25,
     )
     assert done["params"]["interpolation"] == 0.25 and len(done["params"]["mix"]) == 1
+
+
+def test_upscale_over_rest_stores_the_4x_picture_or_is_refused_by_name(live: Live, member: Person) -> None:
+    client = live.client(member)
+    factor = cast(Studio, live.studio).engine.model_info.upscale_factor
+    if factor == 1:  # a model without an upsampler
+        response = client.post("/api/v1/generations", json={"prompt": "a circle", "upscale": True})
+        assert response.status_code == 422, response.text
+        assert [item["field"] for item in response.json()["detail"]] == ["upscale"]
+        return
+    done = generate(client, f"a red circle {unique_word()}", seed=21, upscale=True)
+    assert done["params"]["upscale"] is True
+    [image] = done["images"]
+    size = (done["params"]["width"] * factor, done["params"]["height"] * factor)
+    assert (image["width"], image["height"]) == size
+    recipe = read_png_metadata(client.get(image["url"]).content)
+    assert (recipe.width, recipe.height) == size and recipe.params["upscale"] is True
+    assert (
+        recipe.settings()["Upscale"]
+        == f"{done['params']['width']}x{done['params']['height']} -> {size[0]}x{size[1]}"
+    )
