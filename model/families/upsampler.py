@@ -12,6 +12,7 @@ layout right, so the model only has to sharpen edges. The folder is a diffusers 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -22,6 +23,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 SCALE = 4
+SETTINGS = ("max_noise_level", "residual_scale", "default_steps", "default_noise_level")
 
 
 def bicubic(pixels: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
@@ -65,6 +67,11 @@ class UpsamplerPipeline(DiffusionPipeline):
             default_steps=default_steps,
             default_noise_level=default_noise_level,
         )
+
+    def replaced(self, **changes: Any) -> UpsamplerPipeline:
+        """A pipeline sharing this one's parts and settings, with ``changes`` (parts or settings) swapped in."""
+        parts = {"unet": self.unet, "scheduler": self.scheduler, "low_res_scheduler": self.low_res_scheduler}
+        return UpsamplerPipeline(**{**parts, **{key: self.config[key] for key in SETTINGS}, **changes})
 
     def condition(
         self,

@@ -158,7 +158,7 @@ def train_upsampler(
         return {"loss": loss.item()}
 
     def sampled(step_done: int) -> None:
-        ema_pipe = _with_unet(pipe, ema)
+        ema_pipe = pipe.replaced(unet=ema.eval())
         metrics, upscaled = heldout_psnr(ema_pipe, device, n=min(8, preset.eval_samples))
         grid(to_pil(upscaled), 4).save(stage_dir / f"samples_{step_done:06d}.png")
         print(f"[upsampler] step {step_done}: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
@@ -175,7 +175,7 @@ def train_upsampler(
         checkpoint_every=250,
         minutes=minutes,
     )
-    ema_pipe = _with_unet(pipe, ema)
+    ema_pipe = pipe.replaced(unet=ema.eval())
     ema_pipe.save_pretrained(stage_dir / "pipeline", safe_serialization=True)
     by_steps = {}
     for steps in (1, 2, 4):
@@ -185,16 +185,3 @@ def train_upsampler(
     report["params_m"] = round(sum(p.numel() for p in ema.parameters()) / 1e6, 2)
     report["finite"] = all(math.isfinite(v) for v in by_steps.values())
     write_report(stage_dir, report)
-
-
-def _with_unet(pipe: UpsamplerPipeline, unet: UNet2DModel) -> UpsamplerPipeline:
-    """The same pipeline around another UNet (the EMA copy), for sampling and saving."""
-    return UpsamplerPipeline(
-        unet=unet.eval(),
-        scheduler=pipe.scheduler,
-        low_res_scheduler=pipe.low_res_scheduler,
-        **{
-            k: pipe.config[k]
-            for k in ("max_noise_level", "residual_scale", "default_steps", "default_noise_level")
-        },
-    )

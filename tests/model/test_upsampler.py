@@ -81,12 +81,7 @@ def test_the_pipeline_adds_a_residual_to_bicubic(upscaling: Kandinsky22Family) -
     assert isinstance(pipe, UpsamplerPipeline)
     low = PIL.Image.new("RGB", (16, 16), (255, 255, 255))
     low.paste((200, 30, 30), (4, 4, 12, 12))
-    huge = UpsamplerPipeline(
-        unet=pipe.unet,
-        scheduler=pipe.scheduler,
-        low_res_scheduler=pipe.low_res_scheduler,
-        residual_scale=1e9,
-    )
+    huge = pipe.replaced(residual_scale=1e9)
     (picture,) = huge([low], num_inference_steps=1)
     expected = to_pil(bicubic(to_tensor([low])).clamp(-1, 1))[0]
     assert picture.size == (64, 64)
