@@ -26,7 +26,7 @@ from model.families.upsampler import UpsamplerPipeline
 from model.train.upsampler import heldout_psnr
 from model.world import heldout_prompts
 
-SETTINGS = (("ddim", 1), ("ddim", 2), ("ddim", 4), ("dpmpp", 2), ("dpmpp", 4))
+SETTINGS = (("ddim", 1), ("ddim", 2), ("ddim", 4), ("dpmpp", 4))
 NOISE_LEVELS = (0, 20, 60)
 SAMPLERS = {"ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler}
 
