@@ -82,6 +82,8 @@ def test_draws_a_red_circle_on_white(family: Family) -> None:
     assert whole >= 14, report
 
 
+UPSCALE_AGREEMENT = 7
+"""Of the 8 pictures below, how many the analyzer must read the same at 256 px as at 64 px (measured: 8)."""
 UPSCALE_PROMPTS = [
     "a red circle on a white background",
     "a blue square on a yellow background",
