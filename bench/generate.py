@@ -7,7 +7,8 @@ Times the product's own generation path (the model family the engine drives: pri
 verifier's pick among decoder candidates, movq decode) at batch 1 and batch 8, for DDIM at 25 steps and
 DPM-Solver++ at fewer steps, with the model's own number of decoder candidates and with one (or the counts
 given). With --accuracy N, each setting is also scored by `model.evaluate` on N held-out single-object
-prompts. Last, what a picture at the model's defaults costs against a one-candidate picture, at batch 1 and 8.
+prompts. Last, what a picture at the model's defaults costs against a one-candidate picture, at batch 1 and 8;
+a model with an upsampler also gets the seconds `upscale` adds per image (64 -> 256 px), at batch 1 and 8.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def seconds_per_image(
     for r in range(repeats):
         generate(family, [PROMPT] * batch, r, steps, None, scheduler, candidates)
     return (clock() - started) / (repeats * batch)
+
+
+def upscale_seconds_per_image(family: Kandinsky22Family, batch: int, repeats: int) -> float:
+    """What `upscale` adds to each image: the upsampler on finished pictures, as the engine batches it."""
+    images = generate(family, [PROMPT] * batch, 0, None, None, None, 1)
+    family.upscale(images, list(range(batch)))  # warm-up
+    started = time.perf_counter()
+    for r in range(repeats):
+        family.upscale(images, [r * batch + i for i in range(batch)])
+    return (time.perf_counter() - started) / (repeats * batch)
 
 
 def main() -> None:
@@ -129,6 +140,13 @@ def main() -> None:
             f"{info.default_steps}) costs {one / one_single:.2f}x a one-candidate picture at batch 1 "
             f"({one:.3f} vs {one_single:.3f} s), {eight / eight_single:.2f}x at batch 8 "
             f"({eight:.3f} vs {eight_single:.3f} s/image), {eight / one_single:.2f}x a one-candidate picture at batch 1"
+        )
+    if family.upsampler is not None:
+        one = upscale_seconds_per_image(family, 1, args.repeats)
+        eight = upscale_seconds_per_image(family, 8, max(1, args.repeats // 2))
+        steps = family.upsampler.config.default_steps
+        print(
+            f"\nupscale (64 -> 256 px, {steps} upsampler steps) adds {one:.3f} s/image at batch 1, {eight:.3f} at 8"
         )
 
 

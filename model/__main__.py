@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--interpolation", type=float, help="slerp position between two ingredients, 0..1")
     gen.add_argument("--no-renormalize", action="store_true", help="keep the mix's raw norm")
+    gen.add_argument("--upscale", action="store_true", help=FIELDS["upscale"].help)
     gen.add_argument(
         "--mix-space", choices=MIX_SPACES, default=DEFAULT_MIX_SPACE, help=FIELDS["mix_space"].help
     )
@@ -146,6 +147,7 @@ def _request(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Any
         mix_space=args.mix_space,
         dynamic_thresholding=args.dynamic_thresholding,
         candidates=args.candidates,
+        upscale=args.upscale,
         user="cli",
     )
     inputs: dict[str, Any] = {"mix": described}
@@ -248,6 +250,7 @@ _OPTIONS = {
     "mix_space": "--mix-space",
     "dynamic_thresholding": "--dynamic-thresholding",
     "candidates": "--candidates",
+    "upscale": "--upscale",
 }
 
 

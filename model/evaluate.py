@@ -7,6 +7,10 @@ the prompt's text embedding and the picture's image embedding), with the same sc
 reference ceiling. For single-object prompts it also breaks shape down: which shape was drawn for each shape
 asked (a confusion table), and shape accuracy by the object's size, which is where a shape gap can be read.
 
+With --upscale (a model with an upsampler/), every picture is also upsampled to 256 px and judged again (the
+analyzer's accuracy must not fall), and the upsampler's PSNR against the world's own 256 px render of held-out
+scenes is reported beside plain bicubic upscaling of the same 64 px renders.
+
 Only Kandinsky 2.2 folders (a prior and a decoder) can be evaluated: the CLIP score needs the prior's encoders.
 """
 
@@ -27,6 +31,7 @@ from model.families import ModelLoadError, load_family
 from model.families.base import Row
 from model.families.kandinsky22 import Kandinsky22Family
 from model.train.images import grid
+from model.train.upsampler import heldout_psnr
 from model.world import ATTRIBUTES, SHAPES, SIZES, Scene, heldout_prompts, render_image, score
 from model.world.analyzer import Analysis, analyze
 
@@ -85,6 +90,25 @@ def shape_breakdown(scenes: list[Scene], analyses: list[Analysis]) -> dict:
     }
 
 
+def accuracy(pairs: list, images: list[PIL.Image.Image]) -> tuple[dict[str, float], list[Analysis]]:
+    """The analyzer's hit rate per attribute the prompts state, and its reading of each picture."""
+    tallies = {a: [0, 0] for a in (*ATTRIBUTES, "all")}
+    analyses = [analyze(image) for image in images]
+    for (scene, caption), analysis in zip(pairs, analyses, strict=True):
+        for attribute, ok in score(scene, caption, analysis).items():
+            tallies[attribute][0] += ok
+            tallies[attribute][1] += 1
+    return {a: round(hit / total, 3) for a, (hit, total) in tallies.items() if total}, analyses
+
+
+def upsampler_psnr(family: Kandinsky22Family, n: int) -> dict[str, float]:
+    """PSNR (dB) against the world's 256 px render of n held-out scenes: the upsampler on their 64 px renders,
+    and plain bicubic upscaling of the same renders."""
+    assert family.upsampler is not None
+    metrics, _ = heldout_psnr(family.upsampler, family.upsampler.device, n)
+    return {key: round(value, 2) for key, value in metrics.items()} | {"scenes": n}
+
+
 def evaluate(
     family: Kandinsky22Family,
     n: int,
@@ -95,13 +119,13 @@ def evaluate(
     batch: int = 32,
     sheet: Path | None = None,
     candidates: int | None = None,
+    upscale: bool = False,
 ) -> dict:
     report: dict = {}
     for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
         if count == 0:
             continue
         pairs = heldout_prompts(10_000 + two_objects, count, two_objects=two_objects)
-        tallies = {a: [0, 0] for a in (*ATTRIBUTES, "all")}
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
             chunk = pairs[start : start + batch]
@@ -109,15 +133,11 @@ def evaluate(
                 family, [c.text for _, c in chunk], start, steps, guidance, scheduler, candidates
             )
         seconds = time.perf_counter() - started
-        analyses = [analyze(image) for image in images]
-        for (scene, caption), analysis in zip(pairs, analyses, strict=True):
-            for attribute, ok in score(scene, caption, analysis).items():
-                tallies[attribute][0] += ok
-                tallies[attribute][1] += 1
+        hits, analyses = accuracy(pairs, images)
         prompts = [c.text for _, c in pairs]
         scenes = [scene for scene, _ in pairs]
         report[label] = {
-            **{a: round(hit / total, 3) for a, (hit, total) in tallies.items() if total},
+            **hits,
             "clip_score": round(clip_score(family, prompts, images), 2),
             "clip_score_true_pictures": round(
                 clip_score(family, prompts, [render_image(s) for s in scenes]), 2
@@ -126,9 +146,25 @@ def evaluate(
             "seconds_per_image": round(seconds / count, 4),
             **({} if two_objects else shape_breakdown(scenes, analyses)),
         }
+        if upscale:  # the seeds the engine gives these rows, so these are the pictures `upscale` stores
+            started = time.perf_counter()
+            upscaled = []
+            for start in range(0, count, batch):
+                chunk_images = images[start : start + batch]
+                upscaled += family.upscale(chunk_images, list(range(start, start + len(chunk_images))))
+            upscale_s = time.perf_counter() - started
+            report[f"{label}, upscaled"] = {
+                **accuracy(pairs, upscaled)[0],
+                "prompts": count,
+                "seconds_per_image": round(upscale_s / count, 4),
+            }
         if sheet is not None:
             name = f"{sheet.stem}_{label.replace(' ', '_')}{sheet.suffix or '.png'}"
             grid(images[:64], 8).save(sheet.with_name(name))
+            if upscale:
+                grid(upscaled[:16], 4).save(sheet.with_name(name.replace(".png", "_upscaled.png")))
+    if upscale:
+        report["upsampler_psnr"] = upsampler_psnr(family, min(n, 64))
     return report
 
 
@@ -137,7 +173,15 @@ def print_table(report: dict) -> None:
     print("| prompts | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for label, row in report.items():
+        if label == "upsampler_psnr":
+            continue
         print(f"| {label} | " + " | ".join(str(row.get(c, "-")) for c in columns) + " |")
+    psnr = report.get("upsampler_psnr")
+    if psnr:
+        print(
+            f"\nupsampler against the world's 256 px render of {psnr['scenes']} held-out scenes: "
+            f"PSNR {psnr['psnr_upsampler']} dB, plain bicubic {psnr['psnr_bicubic']} dB"
+        )
     for label, row in report.items():
         if "shape_confusion" not in row:
             continue
@@ -179,6 +223,12 @@ def main(argv: list[str] | None = None) -> None:
         help="starting noises per picture, the one the model's verifier judges best finished "
         "(default: the model's; above 1 needs a verifier)",
     )
+    parser.add_argument(
+        "--upscale",
+        action="store_true",
+        help="also judge every picture upsampled to 256 px, and report the upsampler's PSNR (needs a model "
+        "with an upsampler/)",
+    )
     parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="save contact sheets as SHEET_one_object.png etc.")
@@ -195,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.model} is a {family.info.family} folder; only Kandinsky 2.2 folders (a prior and a "
             "decoder) can be evaluated, because the CLIP score needs the prior's encoders"
         )
+    if args.upscale and family.upsampler is None:
+        parser.error(f"{args.model} has no upsampler/, so --upscale has nothing to measure")
     if args.prior_candidates is not None:
         family.prior_candidates = args.prior_candidates
     info = family.info
@@ -214,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         args.scheduler,
         sheet=args.sheet,
         candidates=candidates,
+        upscale=args.upscale,
     )
     report["settings"] = {
         "steps": args.steps or info.default_steps,

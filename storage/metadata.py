@@ -9,7 +9,8 @@ Two chunks:
       Negative prompt: blurry
       Steps: 20, Sampler: ddpm, CFG scale: 6.0, Seed: 42, Size: 64x64, Model hash: ab12, Model: embedded
 
-  A guided or mixed image adds what made it, after the model: ``Image guidance: "3f2a9c1b2d, scale 0.05,
+  An upscaled image adds ``Upscale: 64x64 -> 256x256`` after its size (the 256 px picture's). A guided or
+  mixed image adds what made it, after the model: ``Image guidance: "3f2a9c1b2d, scale 0.05,
   decay linear"`` (the reference's short hash), ``Mix: "\\"red\\" -1, \\"blue\\" +1"`` (each ingredient, a
   quoted text or an image's short hash, with its signed weight) and ``Interpolation: 0.5``. A mix-only
   image (empty prompt) shows its ingredients on the prompt line.
@@ -85,6 +86,7 @@ class Recipe:
             ("CFG scale", self.cfg_scale),
             ("Seed", self.seed),
             ("Size", f"{self.width}x{self.height}" if self.width and self.height else None),
+            ("Upscale", upscale_text(self.params, self.width, self.height)),
             ("Model hash", self.model_hash),
             ("Model", self.model_name),
         ]
@@ -166,6 +168,14 @@ def describe_mix(mix: Sequence[dict[str, Any]]) -> str:
         )
         parts.append(f"{what} {_number_text(item.get('weight'), '+')}")
     return ", ".join(parts)
+
+
+def upscale_text(params: dict[str, Any], width: int | None, height: int | None) -> str | None:
+    """How an upscaled image got its size, e.g. "64x64 -> 256x256" (the model's size, then the image's);
+    None for an image drawn at its size."""
+    if not params.get("upscale"):
+        return None
+    return f"{params.get('width')}x{params.get('height')} -> {width}x{height}"
 
 
 def mixing_settings(

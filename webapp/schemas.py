@@ -92,6 +92,7 @@ class GenerationBody(StrictBody):
     mix: list[MixIngredientBody] = declared("mix", default_factory=list)
     interpolation: float | None = declared("interpolation")
     mix_space: MixSpace = declared("mix_space")
+    upscale: bool = declared("upscale")
 
     @field_validator("prompt", "negative_prompt")
     @classmethod

@@ -104,6 +104,7 @@ class GenerationRequest:
     candidates: int | None = (
         None  # starting noises per image, the verifier's pick finished (None -> model default)
     )
+    upscale: bool = False  # the model's upsampler turns each finished picture into one 4x its size
 
     def ingredients(self) -> tuple[MixIngredient, ...]:
         """The mix as the model sees it: a non-empty prompt is the first ingredient, at weight 1."""
@@ -194,6 +195,7 @@ class ModelInfo:
     prior_steps: int | None = None
     default_candidates: int = 1  # decoder candidates per image (model/families/candidates.py)
     max_candidates: int = 1  # 1: the model has no verifier to pick among candidates
+    upscale_factor: int = 1  # 1: the model has no upsampler (model/families/upsampler.py)
 
     @property
     def short_hash(self) -> str:
@@ -252,6 +254,7 @@ def request_params(request: GenerationRequest) -> dict[str, Any]:
         "mix_space": request.mix_space,
         "dynamic_thresholding": request.dynamic_thresholding,
         "candidates": request.candidates,
+        "upscale": request.upscale,
     }
 
 

@@ -223,6 +223,13 @@ FIELDS: dict[str, RequestField] = {
             choices=MIX_SPACES,
         ),
         RequestField(
+            "upscale",
+            bool,
+            "Finish each picture with the model's upsampler (4x: 64 px pictures become 256 px); only for a "
+            "model that has one",
+            default=False,
+        ),
+        RequestField(
             "interpolation",
             float,
             "Slerp position between the two ingredients (a non-empty prompt counts as the first)",

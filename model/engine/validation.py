@@ -84,9 +84,13 @@ def resolve_request(request: GenerationRequest, info: ModelInfo) -> GenerationRe
         problem = interpolation_problem(prompt, len(mix))
         if problem:
             raise RequestError("interpolation", problem)
-    for name in ("renormalize_mix", "dynamic_thresholding", "image_guidance_noised"):
+    for name in ("renormalize_mix", "dynamic_thresholding", "image_guidance_noised", "upscale"):
         if not isinstance(getattr(request, name), bool):
             raise RequestError(name, "must be true or false")
+    if request.upscale and info.upscale_factor == 1:
+        raise RequestError(
+            "upscale", f"this model ({info.name}) has no upsampler; its pictures stay {width}x{height}"
+        )
     user = request.user
     if not isinstance(user, str) or not user or len(user) > MAX_USER_CHARS:
         raise RequestError("user", f"must be a non-empty string of at most {MAX_USER_CHARS} characters")

@@ -2,7 +2,8 @@
 
 Layouts:
 - a folder holding ``prior/`` and ``decoder/`` (Kandinsky 2.2; the embedded model), with an optional
-  ``draftroom.json`` of defaults and an optional ``verifier/`` (which judges decoder candidates);
+  ``draftroom.json`` of defaults, an optional ``verifier/`` (which judges decoder candidates) and an optional
+  ``upsampler/`` (64 -> 256 px, for requests that ask to ``upscale``);
 - a Stable Diffusion folder whose model_index.json names StableDiffusionPipeline or
   StableDiffusionXLPipeline, with optional ``ip_adapter/``;
 - a Kandinsky 2.2 decoder from the cache whose model card names its prior (as the Hub's decoder does);
@@ -99,12 +100,13 @@ def load_family(
                 root, xl=family == FAMILY_SDXL, model_hash=model_hash([root], settings), **common
             )
         if family == KANDINSKY22 and (root / "prior").is_dir():
-            verifier = root / "verifier" if (root / "verifier").is_dir() else None
-            folders = [root / "prior", root / "decoder", *([verifier] if verifier else [])]
+            verifier, upsampler = (root / part if (root / part).is_dir() else None for part in PARTS)
+            folders = [root / "prior", root / "decoder", *(part for part in (verifier, upsampler) if part)]
             return load_kandinsky22(
                 root / "prior",
                 root / "decoder",
                 verifier_dir=verifier,
+                upsampler_dir=upsampler,
                 model_hash=model_hash(folders, settings),
                 **common,
             )
@@ -117,6 +119,10 @@ def load_family(
         f"{source}: unknown layout; expected prior/ + decoder/ (Kandinsky 2.2), a Stable Diffusion folder "
         "or a single-file .safetensors checkpoint"
     )
+
+
+PARTS = ("verifier", "upsampler")
+"""The embedded model's optional folders beside prior/ and decoder/."""
 
 
 def _prior_of(decoder: Path) -> Path:

@@ -9,8 +9,9 @@ space (the prior pipeline's own CLIP image encoder), with signed weights or sler
 embedding (DALL-E 2, section 2.1, which draws two). With a ``verifier/`` folder, each picture of a prompt or a
 text-space mix of texts may start from several noises and finish only the one the verifier judges best
 (candidates.py): ``decoder_candidates`` in the settings is the default count, and a request may ask for 1 to
-MAX_CANDIDATES; ``candidate_pruning`` says when the verifier cuts them down. The decoder runs in our own denoising loop (denoising.py) over the decoder's UNet, scheduler
-and movq.
+MAX_CANDIDATES; ``candidate_pruning`` says when the verifier cuts them down. The decoder runs in our own
+denoising loop (denoising.py) over the decoder's UNet, scheduler and movq. With an ``upsampler/`` folder
+(upsampler.py), rows that ask to ``upscale`` get their finished picture upsampled 4x, in one batch.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from model.families.denoising import DenoisingLoop, StepHook, classifier_free_gu
 from model.families.loading import ModelLoadError
 from model.families.runtime import place
 from model.families.schedulers import DynamicThreshold, SchedulerBank
+from model.families.upsampler import SCALE, UpsamplerPipeline
 from model.families.verifier import AttributeVerifier
 from model.mixing import mix_embeddings, mix_token_states
 
@@ -102,10 +104,12 @@ class Kandinsky22Family(Family):
         model_hash: str,
         settings: dict[str, Any],
         verifier: AttributeVerifier | None = None,
+        upsampler: UpsamplerPipeline | None = None,
     ) -> None:
         self.prior = prior  # diffusers' prior pipeline, called as is
         self.decoder = decoder  # holds the decoder's unet, scheduler and movq; the denoising loop is ours
         self.verifier = verifier
+        self.upsampler = upsampler
         self.vocabulary = (
             WordVocabulary(prior.tokenizer) if WordVocabulary.applies_to(prior.tokenizer) else None
         )
@@ -153,6 +157,7 @@ class Kandinsky22Family(Family):
             prior_steps=self._prior_steps,
             default_candidates=decoder_candidates,
             max_candidates=MAX_CANDIDATES if verifier is not None else 1,
+            upscale_factor=SCALE if upsampler is not None else 1,
         )
 
     def unknown_words(self, text: str) -> list[str]:
@@ -210,7 +215,29 @@ class Kandinsky22Family(Family):
             picker=picker,
             step_hook=step_hook,
         )
-        return collapse(loop.by_row(self.pictures(loop.run())), owner, len(rows))
+        return self._upscaled(rows, collapse(loop.by_row(self.pictures(loop.run())), owner, len(rows)))
+
+    def _upscaled(
+        self, rows: Sequence[Row], images: list[PIL.Image.Image | None]
+    ) -> list[PIL.Image.Image | None]:
+        """The rows that ask to upscale get the upsampler's picture, in one batch; each row's noise comes from
+        its own seed, so a picture does not depend on its batch."""
+        picked = {i: image for i, image in enumerate(images) if image is not None and rows[i].request.upscale}
+        if not picked:
+            return images
+        upscaled = self.upscale(list(picked.values()), [rows[i].seed for i in picked])
+        result = list(images)
+        for i, image in zip(picked, upscaled, strict=True):
+            result[i] = image
+        return result
+
+    def upscale(self, images: list[PIL.Image.Image], seeds: list[int]) -> list[PIL.Image.Image]:
+        """The upsampler's pictures of ``images``, one batch, each image's noise from its seed."""
+        assert self.upsampler is not None, "validation refuses upscale on a model without an upsampler"
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        upscaled = self.upsampler(images, generator=generators)
+        assert isinstance(upscaled, list)
+        return upscaled
 
     def _candidates(self, rows: Sequence[Row]) -> tuple[list[Row], list[int], CandidatePicker | None]:
         """The decoder's rows (each row's requested candidates), their owners, and the picker that keeps one.
@@ -521,6 +548,7 @@ def load_kandinsky22(
     dtype: torch.dtype,
     options: DeviceOptions,
     verifier_dir: Path | None = None,
+    upsampler_dir: Path | None = None,
 ) -> Kandinsky22Family:
     common = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
     prior = KandinskyV22PriorPipeline.from_pretrained(prior_dir, **common)
@@ -530,6 +558,16 @@ def load_kandinsky22(
     verifier = (
         AttributeVerifier.from_pretrained(verifier_dir, dtype=dtype).to(device) if verifier_dir else None
     )
+    upsampler = (
+        UpsamplerPipeline.from_pretrained(upsampler_dir, **common).to(device) if upsampler_dir else None
+    )
     return Kandinsky22Family(
-        prior, decoder, name=name, path=path, model_hash=model_hash, settings=settings, verifier=verifier
+        prior,
+        decoder,
+        name=name,
+        path=path,
+        model_hash=model_hash,
+        settings=settings,
+        verifier=verifier,
+        upsampler=upsampler,
     )

@@ -1,4 +1,4 @@
-"""python -m model.train --stage {tokenizer,clip,autoencoder,prior,decoder,verifier,export,all} --out DIR
+"""python -m model.train --stage {tokenizer,clip,autoencoder,prior,decoder,verifier,upsampler,export,all} --out DIR
 
 Each stage resumes from DIR/<stage>/checkpoint when one exists. `all` runs every stage in order and then
 exports the pipelines to --export (default model/weights/embedded). Presets: tiny (tests), cpu (2 cores), gpu.
@@ -17,7 +17,7 @@ from model.families.loading import pick_device
 from model.train.common import PRECISIONS, PRESETS, seed_everything
 from model.train.export import SEEDABLE_PARTS, seed_run_from_model
 
-STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "verifier", "export")
+STAGES = ("tokenizer", "clip", "autoencoder", "prior", "decoder", "verifier", "upsampler", "export")
 DEFAULT_EXPORT = Path(__file__).resolve().parents[1] / "weights" / "embedded"
 
 
@@ -63,6 +63,10 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
         from model.train.verifier import train_verifier
 
         train_verifier(args.out, preset, device, args.seed, args.minutes)
+    elif stage == "upsampler":
+        from model.train.upsampler import train_upsampler
+
+        train_upsampler(args.out, preset, device, args.seed, args.minutes)
     elif stage == "export":
         from model.train.export import export
 

@@ -65,6 +65,7 @@ class Preset:
     unet_channels: tuple[int, ...] = (64, 128, 128)
     unet_heads: tuple[int, ...] = (2, 4, 4)
     unet_layers_per_block: int = 1
+    upsampler_channels: tuple[int, ...] = (16, 32, 64)  # 2x the steps of (32, 64, 128) a CPU minute
     eval_samples: int = 64  # pictures each stage's closing report samples (the tiny preset keeps tests fast)
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" or "fp32" force it
     plans: dict[str, StagePlan] = field(default_factory=dict)
@@ -81,10 +82,11 @@ PRESETS: dict[str, Preset] = {
         prior_layers=1,
         unet_channels=(32, 32, 64),
         unet_heads=(1, 1, 2),
+        upsampler_channels=(8, 16, 16),
         eval_samples=8,
         plans={
             s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
-            for s in ("clip", "autoencoder", "prior", "decoder", "verifier")
+            for s in ("clip", "autoencoder", "prior", "decoder", "verifier", "upsampler")
         },
     ),
     "cpu": Preset(
@@ -95,6 +97,7 @@ PRESETS: dict[str, Preset] = {
             "prior": StagePlan(batch_size=64, steps=0, minutes=15, lr=4e-4),
             "decoder": StagePlan(batch_size=32, steps=0, minutes=100, lr=4e-4),
             "verifier": StagePlan(batch_size=64, steps=0, minutes=8, lr=2e-3),
+            "upsampler": StagePlan(batch_size=16, steps=0, minutes=45, lr=5e-4),
         },
     ),
     "gpu": Preset(
@@ -105,6 +108,7 @@ PRESETS: dict[str, Preset] = {
             "prior": StagePlan(batch_size=256, steps=0, minutes=2.5, lr=5e-4),
             "decoder": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=5e-4),
             "verifier": StagePlan(batch_size=256, steps=0, minutes=1.0, lr=2e-3),
+            "upsampler": StagePlan(batch_size=128, steps=0, minutes=3.0, lr=1e-3),
         },
     ),
 }

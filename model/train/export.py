@@ -2,7 +2,8 @@
 
 Weights are stored as fp16 safetensors (half the bytes in git; loaders upcast to fp32 on CPU), beside a
 `draftroom.json` with the model's defaults that the engine reads. A trained verifier (stage `verifier`) goes
-to `verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates, pruned by CANDIDATE_PRUNING.
+to `verifier/`, and the defaults then ask for DECODER_CANDIDATES decoder candidates, pruned by
+CANDIDATE_PRUNING; a trained upsampler (stage `upsampler`) goes to `upsampler/`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from diffusers import (
     VQModel,
 )
 
+from model.families.upsampler import UpsamplerPipeline
 from model.families.verifier import AttributeVerifier
 from model.train import networks
 from model.train.prior import load_encoders
@@ -43,7 +45,7 @@ DECODER_CANDIDATES = 8
 CANDIDATE_PRUNING = [[0.1, 4], [0.2, 2], [0.3, 1]]
 
 
-SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier")
+SEEDABLE_PARTS = ("tokenizer", "clip", "prior", "autoencoder", "decoder", "verifier", "upsampler")
 
 
 def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABLE_PARTS) -> None:
@@ -66,6 +68,12 @@ def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABL
     verifier = model / "verifier"
     if "verifier" in parts and verifier.is_dir() and not (out / "verifier" / "model").exists():
         AttributeVerifier.from_pretrained(verifier).save_pretrained(out / "verifier" / "model")
+    upsampler = model / "upsampler"
+    if "upsampler" in parts and upsampler.is_dir():
+        for target in ("pipeline", "init_pipeline"):
+            if not (out / "upsampler" / target).exists():
+                pipe = UpsamplerPipeline.from_pretrained(upsampler, dtype=torch.float32)
+                pipe.save_pretrained(out / "upsampler" / target, safe_serialization=True)
     if "tokenizer" in parts and not (out / "tokenizer").exists():
         load_tokenizer(model / "prior" / "tokenizer").save_pretrained(out / "tokenizer")
     layout = (
@@ -114,6 +122,9 @@ def export(out: Path, target: Path) -> None:
         verifier.to(torch.float16).save_pretrained(staging / "verifier")
         settings["decoder_candidates"] = DECODER_CANDIDATES
         settings["candidate_pruning"] = CANDIDATE_PRUNING
+    if (out / "upsampler" / "pipeline").is_dir():
+        upsampler = UpsamplerPipeline.from_pretrained(out / "upsampler" / "pipeline", use_safetensors=True)
+        upsampler.to(torch.float16).save_pretrained(staging / "upsampler", safe_serialization=True)
     _pin_image_processor_class(staging / "prior" / "model_index.json")
     _drop_run_paths(staging)
     (staging / "draftroom.json").write_text(json.dumps(settings, indent=2) + "\n")
@@ -139,9 +150,9 @@ def _pin_image_processor_class(model_index: Path) -> None:
 
 
 def _drop_run_paths(folder: Path) -> None:
-    """Remove `_name_or_path` (the run folder a part was loaded from) so the shipped configs name no machine
-    path."""
-    for config in folder.rglob("config.json"):
+    """Remove `_name_or_path` (the run folder a part was loaded from) so the shipped configs and pipeline
+    indexes name no machine path."""
+    for config in (*folder.rglob("config.json"), *folder.rglob("model_index.json")):
         values = json.loads(config.read_text())
         if values.pop("_name_or_path", None) is not None:
             config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import PIL.Image
 import pytest
+import tiny_models
 
 from model.__main__ import main
 from storage.metadata import read_png_metadata
@@ -70,6 +72,38 @@ def test_generate_writes_images_and_meta(kandinsky_path: Path, tmp_path: Path) -
     assert PIL.Image.open(out / "000.png").size == (32, 32)
 
 
+def test_upscale_writes_the_4x_picture_and_records_the_flag(tiny_root: Path, kandinsky_path: Path) -> None:
+    model = tiny_root / "cli-upscaling"
+    if not model.exists():
+        shutil.copytree(kandinsky_path, model)
+        tiny_models.add_upsampler(model)
+    outputs = []
+    for run in ("a", "b"):
+        out = tiny_root / f"cli-upscaled-{run}"
+        args = [
+            "generate",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--prompt",
+            "a red circle",
+            "--seed",
+            "4",
+        ]
+        assert main([*args, "--steps", "2", "--upscale"]) == 0
+        outputs.append(out)
+    first, again = outputs
+    assert json.loads((first / "meta.json").read_text())[0]["upscale"] is True
+    with PIL.Image.open(first / "000.png") as image:
+        assert image.size == (128, 128)
+    recipe = read_png_metadata((first / "000.png").read_bytes())
+    assert (recipe.width, recipe.height, recipe.params["upscale"]) == (128, 128, True)
+    assert recipe.settings()["Upscale"] == "32x32 -> 128x128"
+    with PIL.Image.open(first / "000.png") as a, PIL.Image.open(again / "000.png") as b:
+        assert a.tobytes() == b.tobytes(), "the recipe's seed reproduces the upscaled picture"
+
+
 def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None:
     assert (
         main(
@@ -110,6 +144,7 @@ def test_mix_alone_needs_no_prompt(kandinsky_path: Path, tmp_path: Path) -> None
         ),
         (["--prompt", "x", "--device", "cpu", "--cpu-offload"], "error: --cpu-offload keeps weights"),
         (["--prompt", "x", "--device", "cpu", "--dtype", "fp16"], "error: --dtype fp16 on the CPU"),
+        (["--prompt", "x", "--upscale"], "error: --upscale: this model (tiny-embedded) has no upsampler"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_clear_line(

@@ -8,6 +8,7 @@ not.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -79,3 +80,39 @@ def test_draws_a_red_circle_on_white(family: Family) -> None:
         for a in seen
     )
     assert whole >= 14, report
+
+
+UPSCALE_AGREEMENT = 7
+"""Of the 8 pictures below, how many the analyzer must read the same at 256 px as at 64 px (measured: 8)."""
+UPSCALE_PROMPTS = [
+    "a red circle on a white background",
+    "a blue square on a yellow background",
+    "a green triangle on a black background",
+    "a purple star on a white background",
+    "an orange cross on a blue background",
+    "a yellow circle on a purple background",
+    "a white square on a green background",
+    "a black triangle on an orange background",
+]
+
+
+def test_upscaled_pictures_are_256_px_and_read_as_their_64_px_pictures(family: Family) -> None:
+    """The analyzer reads the upsampler's 256 px picture (area-averaged back to 64 px) as it reads the 64 px
+    picture it came from: the upsampler sharpens, it does not redraw."""
+    assert isinstance(family, Kandinsky22Family) and family.info.upscale_factor == 4
+    rows = [
+        Row(resolve_request(GenerationRequest(prompt=p, seed=seed, candidates=1, upscale=True), family.info))
+        for seed, p in enumerate(UPSCALE_PROMPTS)
+    ]
+    upscaled = family.generate(rows)
+    pictures = family.generate([Row(dataclasses.replace(row.request, upscale=False)) for row in rows])
+    assert all(image is not None and image.size == (256, 256) for image in upscaled)
+
+    def reading(image) -> tuple:
+        found = analyze(image)
+        first = found.objects[0] if found.objects else None
+        return found.background, first and first.colour, first and first.shape
+
+    readings = [(reading(a), reading(b)) for a, b in zip(pictures, upscaled, strict=True)]
+    same = sum(low == high for low, high in readings)
+    assert same >= UPSCALE_AGREEMENT, readings

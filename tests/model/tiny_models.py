@@ -335,6 +335,17 @@ def add_verifier(root: Path, *, seed: int = 0) -> Path:
     return root
 
 
+def add_upsampler(root: Path, *, seed: int = 0) -> Path:
+    """Add a tiny random upsampler (``root/upsampler``), 4x like the embedded model's."""
+    from model.train.common import PRESETS
+    from model.train.upsampler import new_pipeline, upsampler_unet
+
+    torch.manual_seed(seed)
+    pipe = new_pipeline(upsampler_unet(PRESETS["tiny"]))
+    pipe.save_pretrained(root / "upsampler", safe_serialization=True)
+    return root
+
+
 _RESNET_TO_LDM = {
     "norm1": "in_layers.0",
     "conv1": "in_layers.2",

@@ -64,6 +64,14 @@ def test_other_tools_see_a1111_parameters_of_a_plain_image() -> None:
     )
 
 
+def test_an_upscaled_image_names_the_size_it_was_drawn_at_after_its_own() -> None:
+    plain = replace(FULL, mix=(), guidance=None, width=256, height=256)
+    upscaled = replace(plain, params={**plain.params, "upscale": True, "width": 64, "height": 64})
+    assert "Size: 256x256, Upscale: 64x64 -> 256x256, Model hash" in _parameters(upscaled)
+    assert "Upscale" not in _parameters(replace(plain, params={**plain.params, "upscale": False}))
+    assert read_png_metadata(encode_png(Image.new("RGB", (256, 256)), upscaled)) == upscaled
+
+
 def test_a1111_parameters_of_a_guided_mixed_image_name_the_guidance_and_every_ingredient() -> None:
     recipe = replace(FULL, params={**FULL.params, "interpolation": 0.25})
     text = _parameters(recipe)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 from PIL import Image
 
+from storage.metadata import read_png_metadata
 from tests.webapp.conftest import Live, Person
 from tests.webapp.helpers import generate, png_bytes, png_declaring, unique_word, upload
+from webapp.context import Studio
 from webapp.uploads import MAX_UPLOAD_BYTES
 
 
@@ -95,6 +98,7 @@ BAD_BODIES = [
     ({"prompt": 42}, "prompt"),
     ({"prompt": "a circle", "mix": [{"text": "red"}], "mix_space": "sideways"}, "mix_space"),
     ({"prompt": "", "mix": [{"text": "red", "weight": -1}]}, "mix_space"),  # text space needs a text to draw
+    ({"prompt": "a circle", "upscale": "yes"}, "upscale"),
 ]
 
 
@@ -225,3 +229,24 @@ def test_a_mix_records_its_space_and_the_same_request_draws_the_same_image(
     image_space = generate(client, prompt, mix_space="image", **body)
     assert image_space["params"]["mix_space"] == "image"
     assert pixels(image_space) != pixels(first)
+
+
+def test_upscale_over_rest_stores_the_4x_picture_or_is_refused_by_name(live: Live, member: Person) -> None:
+    client = live.client(member)
+    factor = cast(Studio, live.studio).engine.model_info.upscale_factor
+    if factor == 1:  # a model without an upsampler
+        response = client.post("/api/v1/generations", json={"prompt": "a circle", "upscale": True})
+        assert response.status_code == 422, response.text
+        assert [item["field"] for item in response.json()["detail"]] == ["upscale"]
+        return
+    done = generate(client, f"a red circle {unique_word()}", seed=21, upscale=True)
+    assert done["params"]["upscale"] is True
+    [image] = done["images"]
+    size = (done["params"]["width"] * factor, done["params"]["height"] * factor)
+    assert (image["width"], image["height"]) == size
+    recipe = read_png_metadata(client.get(image["url"]).content)
+    assert (recipe.width, recipe.height) == size and recipe.params["upscale"] is True
+    assert (
+        recipe.settings()["Upscale"]
+        == f"{done['params']['width']}x{done['params']['height']} -> {size[0]}x{size[1]}"
+    )

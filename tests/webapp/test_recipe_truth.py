@@ -90,3 +90,17 @@ def test_a_mix_only_image_shows_its_ingredients_as_the_prompt(
     detail = str(history.details(author.user, done["id"])[1])
     assert '**Prompt:** (mix only) "a red circle" \\+1, "blue" \\+1' in detail
     assert "**Interpolation:** 0\\.25" in detail
+
+
+def test_an_upscaled_image_says_so_everywhere(live: Live, tabs: tuple[GenerateTab, HistoryTab]) -> None:
+    generate_tab, history = tabs
+    if live.studio.engine.model_info.upscale_factor == 1:  # type: ignore[attr-defined]
+        pytest.skip("the model serving these tests has no upsampler")
+    author = live.person()
+    client = live.client(author)
+    done = generate(client, f"a red circle {unique_word()}", seed=8, upscale=True)
+    [image] = done["images"]
+    upscaled = f"{done['params']['width']}x{done['params']['height']} -> {image['width']}x{image['height']}"
+    assert parse_a1111(parameters(client.get(image["url"]).content))["settings"]["Upscale"] == upscaled
+    assert f"Upscale: {upscaled}" in recipe_box(generate_tab, live, author, done)
+    assert upscaled in str(history.details(author.user, done["id"])[1])

@@ -5,7 +5,7 @@ prompt, and Remix records the lineage."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 import pytest
@@ -14,8 +14,10 @@ from model.engine.request_fields import GUIDANCE_SEMANTICS, recorded_mix_space
 from storage.types import HistoryQuery
 from tests.webapp.conftest import TEST_STEPS, Live, Person
 from tests.webapp.helpers import generate, png_bytes, unique_word, upload
+from webapp.context import Studio
 from webapp.ui.common import ImageFiles
 from webapp.ui.generate import GenerateTab, recorded_guidance_scale
+from webapp.ui.review import ReviewTab
 
 
 @pytest.fixture
@@ -199,3 +201,33 @@ def test_the_mix_space_is_reused_and_older_recipes_read_as_image_space(live: Liv
     assert latest(live, colleague).generation.params["mix_space"] == "text"
     assert recorded_mix_space({"steps": 25, "mix": mix}) == "image"
     assert recorded_mix_space({"mix_space": "text"}) == "text"
+
+
+def test_upscale_is_recorded_reused_and_shown_at_its_size(live: Live, tab: GenerateTab) -> None:
+    """The Generate tab's checkbox reaches the engine; Reuse restores it; Review's recipe names the upscale.
+    A model without an upsampler shows the checkbox inactive and refuses the flag by name."""
+    author, colleague = live.person(), live.person()
+    studio = cast(Studio, live.studio)
+    info = studio.engine.model_info
+    if info.upscale_factor == 1:
+        assert tab.upscale.interactive is False and "no upsampler" in str(tab.upscale.info)
+        final = None
+        with pytest.raises(gr.Error, match="no upsampler"):
+            final = run_generate(tab, author, {tab.prompt: "a red circle", tab.upscale: True})
+        assert final is None
+        return
+    assert tab.upscale.interactive is True
+    run_generate(tab, author, {tab.prompt: f"a red circle {unique_word()}", tab.seed: 11, tab.upscale: True})
+    made = latest(live, author)
+    assert made.generation.params["upscale"] is True
+    [image] = made.generation.images
+    width, height = made.generation.params["width"], made.generation.params["height"]
+    assert (image.width, image.height) == (width * info.upscale_factor, height * info.upscale_factor)
+    assert tab.recipe_values(colleague.user, made.generation.id, remix=False)[tab.upscale] is True
+    plain = generate(live.client(author), "a red circle")
+    assert tab.recipe_values(colleague.user, plain["id"], remix=False)[tab.upscale] is False
+    with gr.Blocks():
+        review = ReviewTab(studio, ImageFiles(studio))
+    prompt = live.storage.prompts.get(author.user.id, made.generation.prompt_id)
+    recipe = review.recipe_html(author.user, made.generation, prompt, image)
+    assert f"{width}x{height} -&gt; {image.width}x{image.height}" in recipe

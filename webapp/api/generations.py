@@ -36,6 +36,7 @@ def job_request(body: GenerationBody) -> JobRequest:
         ),
         interpolation=body.interpolation,
         mix_space=body.mix_space,
+        upscale=body.upscale,
     )
 
 

@@ -120,6 +120,7 @@ class JobRequest:
     mix: tuple[MixIngredientRef, ...] = ()
     interpolation: float | None = None
     mix_space: str = DEFAULT_MIX_SPACE
+    upscale: bool = False
     prompt_id: int | None = None
     """Reuse this stored prompt (a use is counted) instead of recording a new one."""
     parent_prompt_id: int | None = None
@@ -159,6 +160,7 @@ class JobRequest:
             mix=mix,
             interpolation=self.interpolation,
             mix_space=self.mix_space,
+            upscale=self.upscale,
             user=user,
         )
 

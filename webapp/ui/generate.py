@@ -184,6 +184,15 @@ class GenerateTab:
                         visible=info.max_candidates > 1,
                         info=FIELDS["candidates"].help,
                     )
+                    self.upscale = gr.Checkbox(
+                        value=bool(FIELDS["upscale"].default),
+                        label="Upscale 4x",
+                        elem_id="upscale",
+                        interactive=info.upscale_factor > 1,
+                        info=FIELDS["upscale"].help
+                        if info.upscale_factor > 1
+                        else f"This model has no upsampler: its pictures stay at their size ({self.sizes[0]}).",
+                    )
                 with gr.Accordion("Guidance image", open=False, elem_id="guidance"):
                     self.guidance_image = gr.Image(
                         label="Guidance image (PNG, JPEG or WebP)",
@@ -312,6 +321,7 @@ class GenerateTab:
             self.count,
             self.scheduler,
             self.candidates,
+            self.upscale,
             self.guidance_image,
             self.guidance_scale,
             self.guidance_decay,
@@ -351,6 +361,7 @@ class GenerateTab:
             self.candidates: min(
                 int(params.get("candidates") or self.info.default_candidates), self.info.max_candidates
             ),
+            self.upscale: bool(params.get("upscale")) and self.info.upscale_factor > 1,
             self.guidance_image: None,
             self.guidance_scale: 0.0,
             self.guidance_decay: "none",
@@ -594,6 +605,7 @@ class GenerateTab:
             mix=tuple(mix),
             interpolation=float(data[self.interp]) if data[self.interp_on] else None,
             mix_space=str(data[self.mix_space]),
+            upscale=bool(data[self.upscale]),
         )
         return self._with_lineage(job, data[self.loaded])
 
@@ -625,6 +637,7 @@ class GenerateTab:
         num_images: float,
         scheduler: str,
         candidates: float,
+        upscale: bool,
         guidance_image: str | None,
         image_guidance_scale: float,
         image_guidance_decay: str,
@@ -654,6 +667,7 @@ class GenerateTab:
                     num_images,
                     scheduler,
                     candidates,
+                    upscale,
                     guidance_image,
                     image_guidance_scale,
                     image_guidance_decay,

@@ -16,7 +16,7 @@ import gradio as gr
 
 from model.engine.request_fields import recorded_mix_space
 from storage.errors import StorageError
-from storage.metadata import mixing_settings
+from storage.metadata import mixing_settings, upscale_text
 from storage.types import (
     GenerationInfo,
     GenerationStatus,
@@ -271,6 +271,10 @@ class HistoryTab:
         prompt = storage.prompts.get(user.id, generation.prompt_id)
         lineage = f" · remix of prompt #{prompt.parent_id}" if prompt.parent_id else ""
         mixing = self._mixing(user, prompt, generation.params)
+        first = min(generation.images, key=lambda i: i.index, default=None)
+        size = f"{generation.params.get('width')}x{generation.params.get('height')}"
+        if first is not None:  # an upscaled generation's images are larger than the size it asked for
+            size = upscale_text(generation.params, first.width, first.height) or size
         shown_prompt = (
             escape_md(prompt.text)
             if prompt.text.strip() or "Mix" not in mixing
@@ -284,7 +288,7 @@ class HistoryTab:
             + "".join(f"**{key}:** {escape_md(value)}\n\n" for key, value in mixing.items())
             + f"**Seed:** {generation.seed} · **Steps:** {generation.params.get('steps')} · "
             f"**CFG:** {generation.params.get('guidance_scale')} · "
-            f"**Size:** {generation.params.get('width')}x{generation.params.get('height')} · "
+            f"**Size:** {size} · "
             f"used {prompt.use_count} time(s)"
             + (f"\n\n**Error:** {escape_md(generation.error)}" if generation.error else "")
         )

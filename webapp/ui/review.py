@@ -19,6 +19,7 @@ import gradio as gr
 
 from model.engine.request_fields import recorded_mix_space
 from storage.errors import StorageError
+from storage.metadata import upscale_text
 from storage.types import (
     GenerationInfo,
     HistoryQuery,
@@ -307,6 +308,11 @@ class ReviewTab:
             _row("Scheduler", html.escape(str(params.get("scheduler") or "model default"))),
             _row("Candidates", html.escape(str(params.get("candidates") or 1))),
             _row("Size", html.escape(f"{image.width}\u00d7{image.height}")),
+            *(
+                [_row("Upscaled", html.escape(upscaled))]
+                if (upscaled := upscale_text(params, image.width, image.height))
+                else []
+            ),
             _row(
                 "Model",
                 f"{html.escape(generation.model_id)} <code>{html.escape(generation.model_hash[:10])}</code>",

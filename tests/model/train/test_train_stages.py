@@ -4,8 +4,10 @@ pipelines."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
@@ -14,6 +16,7 @@ from safetensors.torch import load_file
 from model.engine.engine_common import GenerationRequest
 from model.engine.validation import resolve_request
 from model.families import Row, load_family
+from model.families.upsampler import UpsamplerPipeline, bicubic
 from model.families.verifier import AttributeVerifier
 from model.train import networks
 from model.train.__main__ import main as train_main
@@ -22,8 +25,17 @@ from model.train.clip import contrastive_loss, tokenize
 from model.train.common import PRESETS, autocast, seed_everything
 from model.train.export import CANDIDATE_PRUNING, DECODER_CANDIDATES
 from model.train.tokenizer import train_tokenizer
+from model.train.upsampler import (
+    HIGH,
+    PATCH,
+    RESIDUAL_SCALE,
+    crop,
+    crop_corners,
+    new_pipeline,
+    upsampler_unet,
+)
 from model.train.verifier import GROUPS, label_targets
-from model.world import world_batch
+from model.world import render_scenes, world_batch
 
 TINY = PRESETS["tiny"]
 
@@ -115,6 +127,58 @@ def test_decoder_loss_falls_on_a_fixed_batch(precision: str, computed_in: torch.
     assert last < 0.7 * first
 
 
+def test_upsampler_loss_falls_on_fixed_patches():
+    seed_everything(0)
+    pipe = new_pipeline(upsampler_unet(TINY))
+    batch = world_batch(0, 0, 4)
+    target, _ = render_scenes(batch.scenes, size=HIGH)
+    levels = torch.tensor([0, 50, 100, 250])
+    base, condition = pipe.condition(batch.pixels, levels, torch.Generator().manual_seed(0))
+    corners = crop_corners(batch.scenes, np.random.default_rng(0))
+    residual = crop(target - base, corners) * RESIDUAL_SCALE
+    condition = crop(condition, corners)
+    noise, t = torch.randn_like(residual), torch.tensor([100, 300, 500, 700])
+    noisy = pipe.scheduler.add_noise(residual, noise, t)
+    velocity = pipe.scheduler.get_velocity(residual, noise, t)
+
+    def loss():
+        return torch.nn.functional.mse_loss(pipe.predict(noisy, t, condition, levels), velocity)
+
+    first, last = _fit(pipe.unet, loss)
+    assert last < 0.7 * first
+
+
+def test_upsampler_patches_cut_target_and_condition_at_the_same_place():
+    batch = world_batch(1, 0, 6)
+    target, _ = render_scenes(batch.scenes, size=HIGH)
+    corners = crop_corners(batch.scenes, np.random.default_rng(1))
+    assert all(0 <= c <= HIGH - PATCH for corner in corners for c in corner)
+    patches = crop(target, corners)
+    assert patches.shape == (6, 3, PATCH, PATCH)
+    x, y = corners[2]
+    assert torch.equal(patches[2], target[2, :, y : y + PATCH, x : x + PATCH])
+    # the 64 px picture is the 256 px one, area-averaged: bicubic of it lies close to the target
+    assert (bicubic(batch.pixels) - target).abs().mean() < 0.05
+
+
+def test_upsampler_stage_writes_a_pipeline_the_model_loads(tmp_path: Path, kandinsky_path: Path):
+    run = tmp_path / "run"
+    train_main(["--stage", "upsampler", "--out", str(run), "--preset", "tiny", "--steps", "2"])
+    report = json.loads((run / "upsampler" / "report.json").read_text())
+    assert report["steps_done"] == 2 and report["psnr_bicubic"] > 20
+    assert {f"psnr_upsampler_{n}_steps" for n in (1, 2, 4)} <= set(report)
+    model = tmp_path / "model"
+    shutil.copytree(kandinsky_path, model)
+    UpsamplerPipeline.from_pretrained(run / "upsampler" / "pipeline").to(torch.float16).save_pretrained(
+        model / "upsampler"
+    )
+    family = load_family(model, device="cpu")
+    request = resolve_request(
+        GenerationRequest(prompt="a circle", seed=1, steps=2, upscale=True), family.info
+    )
+    assert family.generate([Row(request)])[0].size == (128, 128)
+
+
 def test_tokenizer_frames_text_with_an_eos_the_encoder_pools_at(tmp_path: Path):
     tokenizer = train_tokenizer(tmp_path / "tokenizer", captions=2000)
     ids = tokenizer("a red circle on a blue background").input_ids
@@ -138,7 +202,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     # Continued, not restarted.
     assert logged == sorted(logged) and logged[-1] == TINY.plans["autoencoder"].steps
     assert any((run / "autoencoder").glob("samples_*.png"))
-    for stage in ("clip", "autoencoder", "prior", "decoder", "verifier"):
+    for stage in ("clip", "autoencoder", "prior", "decoder", "verifier", "upsampler"):
         assert json.loads((run / stage / "report.json").read_text())["steps_done"] == TINY.plans[stage].steps
     verifier_report = json.loads((run / "verifier" / "report.json").read_text())
     assert {"image_shape", "text_shape", "image_background"} <= set(verifier_report)
@@ -169,6 +233,7 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
     )
     family = load_family(export, device="cpu")
     assert family.verifier is not None and family.info.default_candidates == DECODER_CANDIDATES
+    assert family.info.upscale_factor == 4  # the upsampler ships beside them
     request = resolve_request(GenerationRequest(prompt="a red circle", seed=1, steps=2), family.info)
     assert family.generate([Row(request)])[0].size == (64, 64)
     assert all(p.suffix != ".bin" for p in export.rglob("*"))
