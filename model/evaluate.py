@@ -7,6 +7,10 @@ the prompt's text embedding and the picture's image embedding), with the same sc
 reference ceiling. For single-object prompts it also breaks shape down: which shape was drawn for each shape
 asked (a confusion table), and shape accuracy by the object's size, which is where a shape gap can be read.
 
+`--unseen N` adds N single-object prompts in unseen words and phrasings (the world's "unseen" split: templates
+and synonyms training never uses, opening words the vocabulary lacks), each judged the same way; the report
+also counts how many of them hold a word the model's tokenizer does not know.
+
 Only Kandinsky 2.2 folders (a prior and a decoder) can be evaluated: the CLIP score needs the prior's encoders.
 """
 
@@ -95,12 +99,18 @@ def evaluate(
     batch: int = 32,
     sheet: Path | None = None,
     candidates: int | None = None,
+    unseen: int = 0,
 ) -> dict:
     report: dict = {}
-    for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
+    sets = (
+        ("one object", n, False, "heldout"),
+        ("two objects", two, True, "heldout"),
+        ("unseen words, one object", unseen, False, "unseen"),
+    )
+    for label, count, two_objects, split in sets:
         if count == 0:
             continue
-        pairs = heldout_prompts(10_000 + two_objects, count, two_objects=two_objects)
+        pairs = heldout_prompts(10_000 + two_objects, count, two_objects=two_objects, split=split)
         tallies = {a: [0, 0] for a in (*ATTRIBUTES, "all")}
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
@@ -123,6 +133,11 @@ def evaluate(
                 clip_score(family, prompts, [render_image(s) for s in scenes]), 2
             ),
             "prompts": count,
+            **(
+                {"prompts_with_unknown_words": sum(bool(family.unknown_words(p)) for p in prompts)}
+                if split == "unseen"
+                else {}
+            ),
             "seconds_per_image": round(seconds / count, 4),
             **({} if two_objects else shape_breakdown(scenes, analyses)),
         }
@@ -133,7 +148,14 @@ def evaluate(
 
 
 def print_table(report: dict) -> None:
-    columns = [*ATTRIBUTES, "all", "clip_score", "clip_score_true_pictures", "prompts"]
+    columns = [
+        *ATTRIBUTES,
+        "all",
+        "clip_score",
+        "clip_score_true_pictures",
+        "prompts",
+        "prompts_with_unknown_words",
+    ]
     print("| prompts | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for label, row in report.items():
@@ -163,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--prompts", type=int, default=200, help="single-object prompts")
     parser.add_argument("--two-object-prompts", type=int, default=100)
+    parser.add_argument(
+        "--unseen", type=int, default=100, help="single-object prompts in unseen words and phrasings"
+    )
     parser.add_argument("--steps", type=int, default=None, help="decoder steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
@@ -214,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         args.scheduler,
         sheet=args.sheet,
         candidates=candidates,
+        unseen=args.unseen,
     )
     report["settings"] = {
         "steps": args.steps or info.default_steps,

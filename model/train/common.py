@@ -66,6 +66,9 @@ class Preset:
     unet_heads: tuple[int, ...] = (2, 4, 4)
     unet_layers_per_block: int = 1
     eval_samples: int = 64  # pictures each stage's closing report samples (the tiny preset keeps tests fast)
+    pool_pictures: int = (
+        8192  # pictures whose image embeddings the text-side stages cache (model/train/pool.py)
+    )
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" or "fp32" force it
     plans: dict[str, StagePlan] = field(default_factory=dict)
 
@@ -82,6 +85,7 @@ PRESETS: dict[str, Preset] = {
         unet_channels=(32, 32, 64),
         unet_heads=(1, 1, 2),
         eval_samples=8,
+        pool_pictures=64,
         plans={
             s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
             for s in ("clip", "autoencoder", "prior", "decoder", "verifier")
@@ -99,6 +103,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "gpu": Preset(
         name="gpu",
+        pool_pictures=65536,
         plans={
             "clip": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=1e-3),
             "autoencoder": StagePlan(batch_size=128, steps=0, minutes=2.0, lr=1e-3),
