@@ -11,6 +11,10 @@ With --upscale (a model with an upsampler/), every picture is also upsampled to 
 analyzer's accuracy must not fall), and the upsampler's PSNR against the world's own 256 px render of held-out
 scenes is reported beside plain bicubic upscaling of the same 64 px renders.
 
+`--unseen N` adds N single-object prompts in unseen words and phrasings (the world's "unseen" split: templates
+and synonyms training never uses, opening words the vocabulary lacks), each judged the same way; the report
+also counts how many of them hold a word the model's tokenizer does not know.
+
 Only Kandinsky 2.2 folders (a prior and a decoder) can be evaluated: the CLIP score needs the prior's encoders.
 """
 
@@ -120,12 +124,18 @@ def evaluate(
     sheet: Path | None = None,
     candidates: int | None = None,
     upscale: bool = False,
+    unseen: int = 0,
 ) -> dict:
     report: dict = {}
-    for label, count, two_objects in (("one object", n, False), ("two objects", two, True)):
+    sets = (
+        ("one object", n, False, "heldout"),
+        ("two objects", two, True, "heldout"),
+        ("unseen words, one object", unseen, False, "unseen"),
+    )
+    for label, count, two_objects, split in sets:
         if count == 0:
             continue
-        pairs = heldout_prompts(10_000 + two_objects, count, two_objects=two_objects)
+        pairs = heldout_prompts(10_000 + two_objects, count, two_objects=two_objects, split=split)
         images, started = [], time.perf_counter()
         for start in range(0, count, batch):
             chunk = pairs[start : start + batch]
@@ -143,6 +153,11 @@ def evaluate(
                 clip_score(family, prompts, [render_image(s) for s in scenes]), 2
             ),
             "prompts": count,
+            **(
+                {"prompts_with_unknown_words": sum(bool(family.unknown_words(p)) for p in prompts)}
+                if split == "unseen"
+                else {}
+            ),
             "seconds_per_image": round(seconds / count, 4),
             **({} if two_objects else shape_breakdown(scenes, analyses)),
         }
@@ -169,7 +184,14 @@ def evaluate(
 
 
 def print_table(report: dict) -> None:
-    columns = [*ATTRIBUTES, "all", "clip_score", "clip_score_true_pictures", "prompts"]
+    columns = [
+        *ATTRIBUTES,
+        "all",
+        "clip_score",
+        "clip_score_true_pictures",
+        "prompts",
+        "prompts_with_unknown_words",
+    ]
     print("| prompts | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for label, row in report.items():
@@ -207,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--prompts", type=int, default=200, help="single-object prompts")
     parser.add_argument("--two-object-prompts", type=int, default=100)
+    parser.add_argument(
+        "--unseen", type=int, default=100, help="single-object prompts in unseen words and phrasings"
+    )
     parser.add_argument("--steps", type=int, default=None, help="decoder steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--scheduler", default=None, help="ddim, ddpm, dpmpp (default: the model's)")
@@ -267,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         sheet=args.sheet,
         candidates=candidates,
         upscale=args.upscale,
+        unseen=args.unseen,
     )
     report["settings"] = {
         "steps": args.steps or info.default_steps,

@@ -46,7 +46,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     elif stage == "clip":
         from model.train.clip import train_clip
 
-        train_clip(args.out, preset, device, args.seed, args.minutes)
+        train_clip(args.out, preset, device, args.seed, args.minutes, args.pool)
     elif stage == "autoencoder":
         from model.train.autoencoder import train_autoencoder
 
@@ -54,7 +54,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     elif stage == "prior":
         from model.train.prior import train_prior
 
-        train_prior(args.out, preset, device, args.seed, args.minutes)
+        train_prior(args.out, preset, device, args.seed, args.minutes, args.pool)
     elif stage == "decoder":
         from model.train.decoder import train_decoder
 
@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="decoder: train on each picture in this many consecutive steps, encoding only "
         "batch/echo fresh pictures per step (default 1: every picture once)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="prior, and clip when continuing: pictures whose image embeddings are cached and captioned "
+        "afresh each step (default: the preset's)",
     )
     parser.add_argument(
         "--vision-patch",

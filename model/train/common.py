@@ -67,6 +67,9 @@ class Preset:
     unet_layers_per_block: int = 1
     upsampler_channels: tuple[int, ...] = (16, 32, 64)  # 2x the steps of (32, 64, 128) a CPU minute
     eval_samples: int = 64  # pictures each stage's closing report samples (the tiny preset keeps tests fast)
+    pool_pictures: int = (
+        8192  # pictures whose image embeddings the text-side stages cache (model/train/pool.py)
+    )
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" or "fp32" force it
     plans: dict[str, StagePlan] = field(default_factory=dict)
 
@@ -84,6 +87,7 @@ PRESETS: dict[str, Preset] = {
         unet_heads=(1, 1, 2),
         upsampler_channels=(8, 16, 16),
         eval_samples=8,
+        pool_pictures=64,
         plans={
             s: StagePlan(batch_size=8, steps=20, minutes=5, lr=1e-3)
             for s in ("clip", "autoencoder", "prior", "decoder", "verifier", "upsampler")
@@ -102,6 +106,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "gpu": Preset(
         name="gpu",
+        pool_pictures=65536,
         plans={
             "clip": StagePlan(batch_size=256, steps=0, minutes=3.0, lr=1e-3),
             "autoencoder": StagePlan(batch_size=128, steps=0, minutes=2.0, lr=1e-3),

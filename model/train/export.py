@@ -52,8 +52,8 @@ def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABL
     """The inverse of `export`: lay a shipped model out as a run folder (fp32), so stages can continue from
     it.
 
-    Each trained part goes where `export` reads it and, for the text encoder, prior and decoder, also where
-    their stages look for a starting point (init_*), so any subset of stages can be re-run on top of the
+    Each trained part goes where `export` reads it and, for the text encoder, prior, decoder and verifier, also
+    where their stages look for a starting point (init_*), so any subset of stages can be re-run on top of the
     shipped model. `parts` (stage names) picks what to take: a stage left out starts fresh, e.g. a new image
     encoder with the shipped tokenizer and autoencoder. Parts already in `out` are kept: re-running with
     --init-from must not overwrite what a stage has trained.
@@ -66,8 +66,9 @@ def seed_run_from_model(model: Path, out: Path, parts: tuple[str, ...] = SEEDABL
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {', '.join(SEEDABLE_PARTS)}")
     verifier = model / "verifier"
-    if "verifier" in parts and verifier.is_dir() and not (out / "verifier" / "model").exists():
-        AttributeVerifier.from_pretrained(verifier).save_pretrained(out / "verifier" / "model")
+    for target in ("model", "init_model"):  # init_model: where a continued verifier stage starts from
+        if "verifier" in parts and verifier.is_dir() and not (out / "verifier" / target).exists():
+            AttributeVerifier.from_pretrained(verifier).save_pretrained(out / "verifier" / target)
     upsampler = model / "upsampler"
     if "upsampler" in parts and upsampler.is_dir():
         for target in ("pipeline", "init_pipeline"):

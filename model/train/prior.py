@@ -3,8 +3,14 @@
 It is a small diffusion prior in Kandinsky 2.2's exact form (UnCLIPScheduler, x0 prediction in the space
 normalised by the encoder's image-embedding mean and std, which are stored in the prior's clip_mean/clip_std).
 The text side is fed exactly as KandinskyV22PriorPipeline feeds it. 10% of captions are replaced by "" so the
-pipeline's classifier-free guidance on the prior works.
-Reported: cosine similarity of predicted vs true image embeddings on held-out captions.
+pipeline's classifier-free guidance on the prior works, and words are dropped or <unk>s inserted as the text
+encoder learned with (`word_dropout`). The image encoder is frozen here, so its embeddings come from the run's
+pool of pictures (model/train/pool.py), each step with fresh captions. Continuing a shipped prior after its text
+encoder changed, the shipped prior and text encoder also teach: beside the true embedding, the new prior's
+prediction from a widened caption is pulled toward the shipped prior's prediction from the same facts in core
+words (`canonical_caption`) at the same noisy input, so a small pool does not make it forget what it drew.
+Reported: cosine similarity of predicted vs true image embeddings on held-out captions, and on unseen words
+and phrasings.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from diffusers import PriorTransformer
 from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
 from model.train import networks
-from model.train.clip import tokenize
+from model.train.clip import tokenize, word_dropout
 from model.train.common import Preset, autocast, train_loop, write_report
+from model.train.pool import embedding_pool
 from model.train.tokenizer import load_tokenizer
 from model.world import heldout_prompts, render_scenes, world_batch
+from model.world.captions import canonical_caption
 
 CAPTION_DROPOUT = 0.1
+DISTILL_WEIGHT = 1.0  # weight of the MSE to the shipped prior's prediction, when continuing
 
 
 def load_encoders(out: Path, device: torch.device):
@@ -38,8 +47,13 @@ def load_encoders(out: Path, device: torch.device):
 
 
 @torch.no_grad()
-def encode_text(tokenizer, text_encoder, captions: list[str], device: torch.device):
+def encode_text(
+    tokenizer, text_encoder, captions: list[str], device: torch.device, noise: torch.Generator | None = None
+):
+    """Embedding, hidden states and mask of `captions`; with `noise`, through `word_dropout` (training)."""
     ids = tokenize(tokenizer, captions, device)
+    if noise is not None:
+        ids = word_dropout(ids, tokenizer, noise)
     output = text_encoder(ids)
     return output.text_embeds.float(), output.last_hidden_state.float(), ids.ne(tokenizer.pad_token_id)
 
@@ -86,9 +100,16 @@ def sample_prior(
 
 @torch.no_grad()
 def heldout_cosine(
-    prior, tokenizer, text_encoder, image_encoder, device, seed: int = 777, n: int = 256
+    prior,
+    tokenizer,
+    text_encoder,
+    image_encoder,
+    device,
+    seed: int = 777,
+    n: int = 256,
+    split: str = "heldout",
 ) -> float:
-    pairs = heldout_prompts(seed, n)
+    pairs = heldout_prompts(seed, n, split=split)
     pixels, _ = render_scenes([s for s, _ in pairs], device=device)
     truth = image_encoder(pixel_values=pixels).image_embeds.float()
     generator = torch.Generator(device=device).manual_seed(0)
@@ -104,7 +125,9 @@ def heldout_cosine(
     return F.cosine_similarity(predicted, truth).mean().item()
 
 
-def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minutes: float | None) -> None:
+def train_prior(
+    out: Path, preset: Preset, device: torch.device, seed: int, minutes: float | None, pool_size: int = 0
+) -> None:
     stage_dir = out / "prior"
     plan = preset.plans["prior"]
     tokenizer, text_encoder, image_encoder = load_encoders(out, device)
@@ -127,14 +150,27 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
         [p for p in model.parameters() if p.requires_grad], lr=plan.lr, weight_decay=0.01
     )
     rng = torch.Generator().manual_seed(seed)
+    pool = embedding_pool(out, image_encoder, device, pool_size or preset.pool_pictures, seed)
+    shipped_text = out / "clip" / "init_text_encoder"
+    teachers = None
+    if init.exists() and shipped_text.exists():
+        teachers = (
+            PriorTransformer.from_pretrained(init, use_safetensors=True)
+            .to(device)
+            .eval()
+            .requires_grad_(False),
+            CLIPTextModelWithProjection.from_pretrained(shipped_text, use_safetensors=True)
+            .to(device)
+            .eval()
+            .requires_grad_(False),
+        )
 
     def step(i: int) -> dict[str, float]:
-        batch = world_batch(seed + 2, i, plan.batch_size, device=device)
-        drop = torch.rand(len(batch.captions), generator=rng) < CAPTION_DROPOUT
-        captions = ["" if d else c for c, d in zip(batch.captions, drop.tolist(), strict=True)]
-        text_embeds, hidden, mask = encode_text(tokenizer, text_encoder, captions, device)
-        with torch.no_grad():
-            target = (image_encoder(pixel_values=batch.pixels).image_embeds.float() - mean) / std
+        scenes, batch_captions, image_embeds, mentions = pool.batch(seed + 2, i, plan.batch_size)
+        drop = torch.rand(len(batch_captions), generator=rng) < CAPTION_DROPOUT
+        captions = ["" if d else c for c, d in zip(batch_captions, drop.tolist(), strict=True)]
+        text_embeds, hidden, mask = encode_text(tokenizer, text_encoder, captions, device, noise=rng)
+        target = (image_embeds - mean) / std
         t = torch.randint(0, 1000, (len(captions),), device=device)
         a = alphas[t].unsqueeze(1)
         noisy = a.sqrt() * target + (1 - a).sqrt() * torch.randn_like(target)
@@ -146,12 +182,31 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
                 encoder_hidden_states=hidden,
                 attention_mask=mask,
             ).predicted_image_embedding
-        loss = F.mse_loss(predicted.float(), target)
+        losses = {"true": F.mse_loss(predicted.float(), target)}
+        if teachers is not None:
+            teacher_prior, teacher_text = teachers
+            canonical = [
+                "" if d else canonical_caption(scene, m)
+                for scene, m, d in zip(scenes, mentions, drop.tolist(), strict=True)
+            ]
+            shipped_embeds, shipped_hidden, shipped_mask = encode_text(
+                tokenizer, teacher_text, canonical, device
+            )
+            with torch.no_grad():
+                taught = teacher_prior(
+                    noisy,
+                    timestep=t,
+                    proj_embedding=shipped_embeds,
+                    encoder_hidden_states=shipped_hidden,
+                    attention_mask=shipped_mask,
+                ).predicted_image_embedding.float()
+            losses["distill"] = F.mse_loss(predicted.float(), taught)
+        loss = losses["true"] + DISTILL_WEIGHT * losses.get("distill", torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.item(), **{name: value.item() for name, value in losses.items()}}
 
     result = train_loop(stage_dir, plan, {"model": model}, optimizer, step, ema=ema, minutes=minutes)
     ema.eval()
@@ -160,6 +215,9 @@ def train_prior(out: Path, preset: Preset, device: torch.device, seed: int, minu
         stage_dir,
         {
             "heldout_cosine": round(heldout_cosine(ema, tokenizer, text_encoder, image_encoder, device), 4),
+            "unseen_cosine": round(
+                heldout_cosine(ema, tokenizer, text_encoder, image_encoder, device, split="unseen"), 4
+            ),
             **result.summary(),
         },
     )

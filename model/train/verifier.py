@@ -5,7 +5,10 @@ from the frozen CLIP text encoder's embedding, which ones a caption asks for. Bo
 scene descriptions, on training phrasings only. The family shows it the decoder's predicted clean picture 30%
 of the way into sampling, which is blurrier than a finished one, so half the training pictures are
 blurred (Gaussian, sigma up to 1.5 px) and all get a little noise.
-Reported: held-out accuracy of each side, per group (single-object scenes, held-out phrasings).
+Continuing a shipped verifier (`--init-from`, after the text encoder changed), only the text head learns, from
+captions alone (no pictures), with the text encoder's word dropout.
+Reported: held-out accuracy of each side, per group (single-object scenes, held-out phrasings), and of the text
+side on unseen words and phrasings.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from model.train.common import Preset, train_loop, write_report
 from model.train.prior import encode_text, load_encoders
 from model.world import SHAPES, Scene, heldout_prompts, render_scenes, world_batch
 from model.world.scene import COLOURS
+from model.world.stream import captioned_scenes
 
 GROUPS = (
     LabelGroup("shape", ANY_OF, SHAPES),
@@ -63,9 +67,25 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
     stage_dir = out / "verifier"
     plan = preset.plans["verifier"]
     tokenizer, text_encoder, _ = load_encoders(out, device)
-    verifier = AttributeVerifier(GROUPS, text_encoder.config.projection_dim).to(device)
-    optimizer = torch.optim.AdamW(verifier.parameters(), lr=plan.lr, weight_decay=0.01)
+    init = stage_dir / "init_model"  # present when continuing a shipped model (--init-from)
+    continuing = init.is_dir()
+    if continuing:
+        verifier = AttributeVerifier.from_pretrained(init).to(device)
+        verifier.text_head.requires_grad_(True)
+    else:
+        verifier = AttributeVerifier(GROUPS, text_encoder.config.projection_dim).to(device)
+    trained = verifier.text_head if continuing else verifier
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=plan.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
+
+    def text_step(i: int) -> dict[str, float]:
+        scenes, captions = captioned_scenes(seed, i, plan.batch_size, two_object_prob=TWO_OBJECT_SHARE)
+        text_embeds = encode_text(tokenizer, text_encoder, captions, device, noise=generator)[0]
+        loss = verifier.loss(verifier.text_logits(text_embeds), label_targets(scenes, device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"text": loss.item()}
 
     def step(i: int) -> dict[str, float]:
         batch = world_batch(seed, i, plan.batch_size, device=device, two_object_prob=TWO_OBJECT_SHARE)
@@ -75,7 +95,7 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
             len(pixels), 1, 1, 1, generator=generator
         )
         pixels = pixels + noise.to(pixels) * MAX_NOISE
-        text_embeds = encode_text(tokenizer, text_encoder, batch.captions, device)[0]
+        text_embeds = encode_text(tokenizer, text_encoder, batch.captions, device, noise=generator)[0]
         image_loss = verifier.loss(verifier.image_logits(pixels), targets)
         text_loss = verifier.loss(verifier.text_logits(text_embeds), targets)
         loss = image_loss + text_loss
@@ -84,7 +104,9 @@ def train_verifier(out: Path, preset: Preset, device: torch.device, seed: int, m
         optimizer.step()
         return {"loss": loss.item(), "image": image_loss.item(), "text": text_loss.item()}
 
-    result = train_loop(stage_dir, plan, {"model": verifier}, optimizer, step, minutes=minutes)
+    result = train_loop(
+        stage_dir, plan, {"model": trained}, optimizer, text_step if continuing else step, minutes=minutes
+    )
     verifier.eval()
     verifier.save_pretrained(stage_dir / "model")
     write_report(
@@ -97,7 +119,7 @@ def heldout_accuracy(
     verifier: AttributeVerifier, tokenizer, text_encoder, device: torch.device, seed: int = 4242, n: int = 512
 ) -> dict[str, float]:
     """Per group, how often each side's top label is the truth, on single-object scenes with held-out
-    phrasings."""
+    phrasings (and the text side on unseen words and phrasings too)."""
     pairs = heldout_prompts(seed, n)
     scenes = [scene for scene, _ in pairs]
     pixels = render_scenes(scenes, device=device)[0] * 0.5 + 0.5
@@ -108,10 +130,18 @@ def heldout_accuracy(
             encode_text(tokenizer, text_encoder, [c.text for _, c in pairs], device)[0]
         ),
     }
+    unseen = heldout_prompts(seed, n, split="unseen")
+    sides["unseen_text"] = verifier.text_logits(
+        encode_text(tokenizer, text_encoder, [c.text for _, c in unseen], device)[0]
+    )
+    truth_of = {"unseen_text": label_targets([scene for scene, _ in unseen], device)}
     sizes = [len(g.labels) for g in GROUPS]
     report = {}
     for side, logits in sides.items():
-        for group, guess, target in zip(GROUPS, logits.split(sizes, 1), truth.split(sizes, 1), strict=True):
+        target_rows = truth_of.get(side, truth)
+        for group, guess, target in zip(
+            GROUPS, logits.split(sizes, 1), target_rows.split(sizes, 1), strict=True
+        ):
             report[f"{side}_{group.name}"] = round(
                 guess.argmax(1).eq(target.argmax(1)).float().mean().item(), 3
             )

@@ -34,15 +34,23 @@ def world_batch(
     two_object_prob: float = 0.25,
 ) -> WorldBatch:
     """Batch number `index` of the stream `seed`."""
+    scenes, captions = captioned_scenes(seed, index, batch_size, split, two_object_prob)
+    pixels, masks = render_scenes(scenes, device=device)
+    return WorldBatch(pixels, masks, captions, scenes)
+
+
+def captioned_scenes(
+    seed: int, index: int, batch_size: int, split: str = "train", two_object_prob: float = 0.25
+) -> tuple[list[Scene], list[str]]:
+    """The scenes and captions of batch `index` of the stream `seed`, without rendering: for what learns from
+    text alone."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     rng = np.random.default_rng([seed, index])
     scenes = [sample_scene(rng, two_object_prob) for _ in range(batch_size)]
-    captions = [caption(scene, rng, split).text for scene in scenes]
-    pixels, masks = render_scenes(scenes, device=device)
-    return WorldBatch(pixels, masks, captions, scenes)
+    return scenes, [caption(scene, rng, split).text for scene in scenes]
 
 
 def caption_corpus(seed: int, n: int) -> Iterator[str]:

@@ -70,6 +70,22 @@ def test_a_model_that_only_draws_circles_is_caught(
         assert share == round(sum(o.shape == "circle" for o in of_size) / len(of_size), 3)
 
 
+def test_unseen_words_are_reported_apart(
+    kandinsky: Kandinsky22Family, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = heldout_prompts(10_000, ONE, split="unseen")
+    scene_of = {caption.text: scene for scene, caption in pairs}
+    monkeypatch.setattr(
+        evaluate, "generate", lambda family, prompts, *_: [render_image(scene_of[p]) for p in prompts]
+    )
+    report = evaluate.evaluate(kandinsky, 0, 0, unseen=ONE)
+    assert list(report) == ["unseen words, one object"]
+    row = report["unseen words, one object"]
+    assert all(row[a] == 1.0 for a in ("colour", "shape", "background", "all")), row
+    assert row["prompts"] == ONE
+    assert row["prompts_with_unknown_words"] == 0  # the tiny family's BPE tokenizer spells every word
+
+
 def test_command_writes_the_report(
     kandinsky_path: Path, kandinsky: Kandinsky22Family, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,6 +99,8 @@ def test_command_writes_the_report(
             "2",
             "--prior-candidates",
             "2",
+            "--unseen",
+            "2",
             "--json",
             str(tmp_path / "report.json"),
             "--sheet",
@@ -93,6 +111,7 @@ def test_command_writes_the_report(
     assert report["settings"]["model_hash"] == kandinsky.info.hash
     assert report["settings"]["prior_candidates"] == 2 and report["settings"]["decoder_candidates"] == 1
     assert report["one object"]["prompts"] == 3 and report["two objects"]["prompts"] == 2
+    assert report["unseen words, one object"]["prompts"] == 2
     assert sum(sum(row.values()) for row in report["one object"]["shape_confusion"].values()) == 3
     assert set(report["one object"]["shape_confusion"]) <= set(SHAPES)
     assert (tmp_path / "sheet_one_object.png").is_file() and (tmp_path / "sheet_two_objects.png").is_file()
@@ -125,7 +144,19 @@ def test_command_refuses_what_it_cannot_evaluate(
         "no verifier": ["--decoder-candidates", "2"],
     }.get(which, [])
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", str(folder), "--prompts", "1", "--two-object-prompts", "0", *candidates])
+        evaluate.main(
+            [
+                "--model",
+                str(folder),
+                "--prompts",
+                "1",
+                "--two-object-prompts",
+                "0",
+                "--unseen",
+                "0",
+                *candidates,
+            ]
+        )
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert message in error

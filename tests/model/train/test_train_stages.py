@@ -254,6 +254,18 @@ def test_stage_all_resumes_and_exports_loadable_pipelines(tmp_path: Path):
         after = load_file(next((again / "clip" / part).glob("*.safetensors")))
         differs = any(not torch.equal(before[k].float(), after[k].float()) for k in before)
         assert differs is changed, part
+    assert "unseen_retrieval_top1_of_64" in json.loads((again / "clip" / "report.json").read_text())
+    # ... and the prior and the verifier's text head follow the new text encoder; the verifier's picture side
+    # stays as shipped
+    train_main(["--stage", "prior", "--out", str(again), "--preset", "tiny"])
+    train_main(["--stage", "verifier", "--out", str(again), "--preset", "tiny"])
+    assert "unseen_cosine" in json.loads((again / "prior" / "report.json").read_text())
+    assert "unseen_text_shape" in json.loads((again / "verifier" / "report.json").read_text())
+    shipped = AttributeVerifier.from_pretrained(export / "verifier", dtype=torch.float32)
+    continued = AttributeVerifier.from_pretrained(again / "verifier" / "model")
+    for side, changed in (("image", False), ("text_head", True)):
+        before, after = getattr(shipped, side).state_dict(), getattr(continued, side).state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before) is changed, side
 
     # Taking only some parts of a model starts the others fresh: here a new CLIP (both towers, with an image
     # encoder of another shape) over the model's tokenizer and autoencoder, as the GPU recipe does.
