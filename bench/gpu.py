@@ -217,10 +217,10 @@ def build_family(
         decoder = random_pipeline(
             decoder_root, device=device, dtype=dtype, options=options, unet_sample_size=size // 8
         )
-        return Kandinsky22Family(prior, decoder, path=str(CONFIGS / "kandinsky22"), **common)
+        return Kandinsky22Family(prior, decoder, path=str(CONFIGS / "kandinsky22"), device=device, **common)
     root = CONFIGS / folders[0]
     pipe = random_pipeline(root, device=device, dtype=dtype, options=options, unet_sample_size=size // 8)
-    return StableDiffusionFamily(pipe, path=str(root), ip_adapter=False, **common)
+    return StableDiffusionFamily(pipe, path=str(root), ip_adapter=False, device=device, **common)
 
 
 def parameter_counts() -> dict[str, float]:

@@ -16,8 +16,7 @@ denoising loop (denoising.py) over the decoder's UNet, scheduler and movq. With 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,11 @@ class Kandinsky22Family(Family):
         settings: dict[str, Any],
         verifier: AttributeVerifier | None = None,
         upsampler: UpsamplerPipeline | None = None,
+        device: torch.device | None = None,
     ) -> None:
+        # where the models compute: under model CPU offload that is the GPU, while the pipelines' ``device``
+        # says cpu, so the loader passes the device it placed them on
+        self.device = torch.device(device) if device is not None else decoder.device
         self.prior = prior  # diffusers' prior pipeline, called as is
         self.decoder = decoder  # holds the decoder's unet, scheduler and movq; the denoising loop is ours
         self.verifier = verifier
@@ -133,7 +136,7 @@ class Kandinsky22Family(Family):
         self._image_processor = VaeImageProcessor(vae_scale_factor=scale)
         native = (decoder.unet.config.sample_size or 64) * scale
         multiple = scale * scale  # the pipeline rounds sizes up to this
-        self._zero_embed = prior.get_zero_embed(1, device=prior._execution_device)
+        self._zero_embed = prior.get_zero_embed(1, device=self.device)
         default_scheduler = settings.get("default_scheduler", self._schedulers.default_name)
         sizes = tuple((int(w), int(h)) for w, h in settings.get("sizes", []))
         self.info = ModelInfo(
@@ -152,7 +155,7 @@ class Kandinsky22Family(Family):
             max_size=int(settings.get("max_size", 2 * native)),
             max_images=int(settings.get("max_images", 8)),
             image_ingredients=True,
-            device=str(decoder._execution_device),
+            device=str(self.device),
             dtype=str(decoder.unet.dtype).removeprefix("torch."),
             prior_steps=self._prior_steps,
             default_candidates=decoder_candidates,
@@ -176,7 +179,7 @@ class Kandinsky22Family(Family):
         embeds, negatives = self.embed_rows(rows)
         self.prior.maybe_free_model_hooks()  # under model CPU offload: the prior's models leave the GPU
         unet = self.decoder.unet
-        device, dtype = self.decoder._execution_device, unet.dtype
+        device, dtype = self.device, unet.dtype
         decoder_rows, owner, picker = self._candidates(rows)
         embeds, negatives = embeds[owner].to(device, dtype), negatives[owner].to(device, dtype)
         scales = row_cfg_scale(decoder_rows, dtype, device)
@@ -397,15 +400,8 @@ class Kandinsky22Family(Family):
             for position, run in enumerate(group * count)
             if run.conditioning is not None
         }
-        with _conditioned(self.prior, conditioned):
-            output = self.prior(
-                prompt=texts,
-                negative_prompt=negatives,
-                generator=generators,
-                num_inference_steps=self._prior_steps,
-                guidance_scale=self._prior_guidance,
-            )
-        candidates = output.image_embeds.unflatten(0, (count, len(group)))  # [K, B, D]
+        image_embeds, negative_image_embeds = self._sample_prior(texts, negatives, generators, conditioned)
+        candidates = image_embeds.unflatten(0, (count, len(group)))  # [K, B, D]
         if count > 1:
             text = self.embed_texts([run.text for run in group]).to(candidates)
             for position, run in enumerate(group):
@@ -415,7 +411,63 @@ class Kandinsky22Family(Family):
             chosen = candidates[best, torch.arange(len(group))]
         else:
             chosen = candidates[0]
-        return chosen, output.negative_image_embeds[: len(group)]
+        return chosen, negative_image_embeds[: len(group)]
+
+    @torch.no_grad()
+    def _sample_prior(
+        self,
+        texts: list[str],
+        negatives: list[str] | None,
+        generators: list[torch.Generator],
+        conditioned: dict[int, TextConditioning],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior's image embeddings for ``texts`` and for the negatives (zero embeddings without them).
+
+        The prior pipeline's own sampling, step for step (same encodings, latents, scheduler and guidance, so
+        a plain prompt draws exactly what ``KandinskyV22PriorPipeline.__call__`` draws), owned here because
+        ``conditioned`` replaces the encodings at its positions: text-space mixes reach the prior as
+        conditionings, which the pipeline's call (texts only) cannot take. Negatives ride as extra rows."""
+        prior, scheduler = self.prior.prior, self.prior.scheduler
+        prompts = texts + negatives if negatives is not None else texts
+        unconditional = 2 * negatives if negatives is not None else [""] * len(prompts)
+        encoded = self.encode_texts(prompts)
+        for position, conditioning in conditioned.items():
+            encoded[position] = conditioning
+        guided = self._prior_guidance > 1
+        if guided:
+            encoded = self.encode_texts(unconditional) + encoded  # the unconditional half first
+        dtype = self.prior.text_encoder.dtype
+        pooled = torch.stack([c.pooled.to(self.device, dtype) for c in encoded])
+        hidden = torch.stack([c.hidden.to(self.device, dtype) for c in encoded])
+        mask = torch.stack([c.mask.to(self.device) for c in encoded])
+        scheduler.set_timesteps(self._prior_steps, device=self.device)
+        timesteps = scheduler.timesteps
+        latents = self.prior.prepare_latents(
+            (len(prompts), prior.config.embedding_dim), pooled.dtype, self.device, generators, None, scheduler
+        )
+        for i, t in enumerate(timesteps):
+            predicted = prior(
+                torch.cat([latents] * 2) if guided else latents,
+                timestep=t,
+                proj_embedding=pooled,
+                encoder_hidden_states=hidden,
+                attention_mask=mask,
+            ).predicted_image_embedding
+            if guided:
+                unconditioned, conditioned_prediction = predicted.chunk(2)
+                predicted = unconditioned + self._prior_guidance * (conditioned_prediction - unconditioned)
+            latents = scheduler.step(
+                predicted,
+                timestep=t,
+                sample=latents,
+                generator=generators,
+                prev_timestep=timesteps[i + 1] if i + 1 < len(timesteps) else None,
+            ).prev_sample
+        latents = prior.post_process_latents(latents)
+        if negatives is None:
+            return latents, self.prior.get_zero_embed(latents.shape[0], device=latents.device)
+        embeds, negative_embeds = latents.chunk(2)
+        return embeds, negative_embeds
 
     def verifier_texts(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
         """The text embedding [B, D] the verifier judges each request's candidates by: its prompt's, or its
@@ -437,7 +489,7 @@ class Kandinsky22Family(Family):
             truncation=True,
             return_tensors="pt",
         )
-        device = self.prior._execution_device
+        device = self.device
         output = encoder(tokens.input_ids.to(device))
         masks = tokens.attention_mask.bool().to(device)
         return [
@@ -455,7 +507,7 @@ class Kandinsky22Family(Family):
             [i.convert("RGB") for i in images], return_tensors="pt"
         ).pixel_values
         encoder = self.prior.image_encoder
-        return encoder(pixels.to(self.prior._execution_device, encoder.dtype)).image_embeds
+        return encoder(pixels.to(self.device, encoder.dtype)).image_embeds
 
     def embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
         """An image's CLIP image embedding [D]."""
@@ -465,7 +517,7 @@ class Kandinsky22Family(Family):
         """The guidance image in the decoder's latent space [C, h, w] (movq encoder, before quantisation)."""
         movq = self.decoder.movq
         pixels = self._image_processor.preprocess(image.convert("RGB"), height=height, width=width)
-        return movq.encode(pixels.to(self.decoder._execution_device, movq.dtype)).latents[0]
+        return movq.encode(pixels.to(self.device, movq.dtype)).latents[0]
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from decoder latents [B, C, h, w] (what the pipeline does after its last step)."""
@@ -495,45 +547,6 @@ def _ingredients(request: GenerationRequest) -> tuple[MixIngredient, ...]:
 def _slerps_texts(request: GenerationRequest, texts: Sequence[MixIngredient]) -> bool:
     """Whether the request slerps between two texts (in text space, their encodings are slerped)."""
     return request.interpolation is not None and len(texts) == 2
-
-
-@contextmanager
-def _conditioned(
-    prior: KandinskyV22PriorPipeline, conditioned: dict[int, TextConditioning]
-) -> Iterator[None]:
-    """Inside the block, the prior pipeline's calls read ``conditioned``'s conditionings for those positions
-    of their prompt list instead of encoding the texts there.
-
-    The pipeline's ``__call__`` takes only texts; its own encoding step is wrapped, so its sampling loop,
-    schedulers, guidance and negative handling stay the pipeline's.
-    """
-    if not conditioned:
-        yield
-        return
-    encode = prior._encode_prompt
-
-    def encode_with_mixes(
-        prompt: list[str],
-        device: torch.device,
-        num_images_per_prompt: int,
-        do_classifier_free_guidance: bool,
-        negative_prompt: list[str] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pooled, hidden, mask = encode(
-            prompt, device, num_images_per_prompt, do_classifier_free_guidance, negative_prompt
-        )
-        offset = pooled.shape[0] // 2 if do_classifier_free_guidance else 0  # the unconditional half first
-        for position, conditioning in conditioned.items():
-            pooled[offset + position] = conditioning.pooled.to(pooled)
-            hidden[offset + position] = conditioning.hidden.to(hidden)
-            mask[offset + position] = conditioning.mask.to(mask)
-        return pooled, hidden, mask
-
-    prior._encode_prompt = encode_with_mixes
-    try:
-        yield
-    finally:
-        del prior._encode_prompt
 
 
 def load_kandinsky22(
@@ -570,4 +583,5 @@ def load_kandinsky22(
         settings=settings,
         verifier=verifier,
         upsampler=upsampler,
+        device=device,
     )

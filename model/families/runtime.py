@@ -96,8 +96,8 @@ def place(
     """Put a diffusers pipeline on ``device`` as ``options`` say: SDPA attention in every model, channels_last
     and torch.compile on its ``denoisers``, and either all weights on the device or offloaded to the CPU.
 
-    Families read the device to compute on from ``pipe._execution_device``, which is the GPU under offload
-    (where ``pipe.device`` says cpu)."""
+    Under offload ``pipe.device`` says cpu while the models compute on ``device``: the loaders hand ``device``
+    to the family."""
     attention = set()
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module) and hasattr(component, "set_attn_processor"):

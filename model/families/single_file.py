@@ -135,5 +135,11 @@ def load_single_file(
         ) from error
     place(pipe, device, options or DeviceOptions())
     return StableDiffusionFamily(
-        pipe, name=path.stem, path=str(path), model_hash=model_hash([path]), settings={}, ip_adapter=False
+        pipe,
+        name=path.stem,
+        path=str(path),
+        model_hash=model_hash([path]),
+        settings={},
+        ip_adapter=False,
+        device=device,
     )

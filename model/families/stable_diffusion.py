@@ -79,7 +79,11 @@ class StableDiffusionFamily(Family):
         model_hash: str,
         settings: dict[str, Any],
         ip_adapter: bool,
+        device: torch.device | None = None,
     ) -> None:
+        # where the models compute: under model CPU offload that is the GPU, while ``pipe.device`` says cpu,
+        # so the loader passes the device it placed them on
+        self.device = torch.device(device) if device is not None else pipe.device
         self.pipe = pipe  # holds the components and encoders; the denoising loop is ours
         self.xl = isinstance(pipe, StableDiffusionXLPipeline)
         self.ip_adapter = ip_adapter
@@ -105,7 +109,7 @@ class StableDiffusionFamily(Family):
             max_size=int(settings.get("max_size", 2 * native)),
             max_images=int(settings.get("max_images", 8)),
             image_ingredients=ip_adapter,
-            device=str(pipe._execution_device),
+            device=str(self.device),
             dtype=str(pipe.unet.dtype).removeprefix("torch."),
         )
         self._vae_processor = pipe.image_processor
@@ -145,7 +149,7 @@ class StableDiffusionFamily(Family):
     ) -> list[PIL.Image.Image | None]:
         first = rows[0].request
         pipe, unet = self.pipe, self.pipe.unet
-        device, dtype = pipe._execution_device, unet.dtype
+        device, dtype = self.device, unet.dtype
         conditioning: dict[int, _Conditioning] = {}
         for row in rows:
             if id(row.request) not in conditioning:
@@ -248,7 +252,7 @@ class StableDiffusionFamily(Family):
         """(prompt, negative[, pooled, negative pooled]) embeddings of one text, by the pipeline's own encoder."""
         return self.pipe.encode_prompt(
             prompt=text,
-            device=self.pipe._execution_device,
+            device=self.device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=True,
             negative_prompt=negative or None,
@@ -289,15 +293,13 @@ class StableDiffusionFamily(Family):
         return _Conditioning(prompt, encoded[0][1], pooled, negative_pooled, image)
 
     def _embed_image(self, image: PIL.Image.Image) -> torch.Tensor:
-        embeds, _ = self.pipe.encode_image(image.convert("RGB"), self.pipe._execution_device, 1)
+        embeds, _ = self.pipe.encode_image(image.convert("RGB"), self.device, 1)
         return embeds[0]
 
     @property
     def _zero_image(self) -> torch.Tensor:
         encoder = self.pipe.image_encoder
-        return torch.zeros(
-            encoder.config.projection_dim, device=self.pipe._execution_device, dtype=encoder.dtype
-        )
+        return torch.zeros(encoder.config.projection_dim, device=self.device, dtype=encoder.dtype)
 
     def encode_reference(self, image: PIL.Image.Image, width: int, height: int) -> torch.Tensor:
         """The guidance image in the UNet's latent space [C, h, w]: VAE mean times the scaling factor."""
@@ -305,7 +307,7 @@ class StableDiffusionFamily(Family):
         pixels = self._vae_processor.preprocess(image.convert("RGB"), height=height, width=width)
         dtype = vae.dtype
         with _float32_vae(vae):
-            latents = vae.encode(pixels.to(self.pipe._execution_device, vae.dtype)).latent_dist.mean
+            latents = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mean
         return (latents[0] * vae.config.scaling_factor).to(dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -350,7 +352,13 @@ def load_stable_diffusion(
     ip_adapter = _load_ip_adapter(pipe, root)
     place(pipe, device, options)
     return StableDiffusionFamily(
-        pipe, name=name, path=path, model_hash=model_hash, settings=settings, ip_adapter=ip_adapter
+        pipe,
+        name=name,
+        path=path,
+        model_hash=model_hash,
+        settings=settings,
+        ip_adapter=ip_adapter,
+        device=device,
     )
 
 

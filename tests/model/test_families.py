@@ -10,7 +10,6 @@ import PIL.Image
 import pytest
 import tiny_models
 import torch
-from diffusers import KandinskyV22PriorPipeline
 from image_checks import max_pixel_diff, mean_pixel_diff
 
 from model.engine.engine_common import GenerationRequest, MixIngredient, RequestError
@@ -127,20 +126,18 @@ def test_kandinsky_text_space_mix_is_one_prior_call_on_the_mixed_texts(
     prior is called once, for one text; image space calls it on each text."""
     prompts: list[list[str]] = []
     seen: list[dict[str, torch.Tensor]] = []
-    call = KandinskyV22PriorPipeline.__call__
+    sample = Kandinsky22Family._sample_prior
 
-    def counting(
-        self: KandinskyV22PriorPipeline, prompt: list[str], *args: object, **kwargs: object
-    ) -> object:
-        prompts.append(list(prompt))
-        return call(self, prompt, *args, **kwargs)
+    def counting(self: Kandinsky22Family, texts: list[str], *args: object) -> object:
+        prompts.append(list(texts))
+        return sample(self, texts, *args)  # type: ignore[arg-type]
 
     def capture(_module: torch.nn.Module, _args: tuple, kwargs: dict) -> None:
         seen.append(
             {key: kwargs[key] for key in ("proj_embedding", "encoder_hidden_states", "attention_mask")}
         )
 
-    monkeypatch.setattr(KandinskyV22PriorPipeline, "__call__", counting)
+    monkeypatch.setattr(Kandinsky22Family, "_sample_prior", counting)
     hook = kandinsky.prior.prior.register_forward_pre_hook(capture, with_kwargs=True)
     base = "a red circle on a white background"
     mix = (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue"))
