@@ -77,7 +77,7 @@ if [[ $mode == train ]]; then
   "$py" -m model.train --stage export --out "$run" --export "$run/embedded" 2>&1 | tail -n 1 || exit 1
   tar czf - -C "$run" embedded | split -b 15m - "$out/weights.tgz.part-"
   "$py" -m model.evaluate --model "$run/embedded" --device "$device" --prompts "${EVAL_PROMPTS:-100}" \
-    --two-object-prompts 0 --decoder-candidates 1 --upscale --json "$out/eval.json" 2>&1 | tee "$out/eval.log"
+    --two-object-prompts 0 --unseen "${EVAL_PROMPTS:-100}" --decoder-candidates 1 --upscale --json "$out/eval.json" 2>&1 | tee "$out/eval.log"
   exit 0
 fi
 # bench/gpu.py skips figures that would end after the budget and rewrites its results after each family; the
