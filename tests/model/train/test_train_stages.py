@@ -29,9 +29,11 @@ from model.train.upsampler import (
     HIGH,
     PATCH,
     RESIDUAL_SCALE,
+    SAMPLER_SHARE,
     crop,
     crop_corners,
     new_pipeline,
+    training_timesteps,
     upsampler_unet,
 )
 from model.train.verifier import GROUPS, label_targets
@@ -146,6 +148,15 @@ def test_upsampler_loss_falls_on_fixed_patches():
 
     first, last = _fit(pipe.unet, loss)
     assert last < 0.7 * first
+
+
+def test_upsampler_trains_most_where_its_few_step_sampler_starts():
+    t = training_timesteps(20_000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert t.min() >= 0 and t.max() <= 999
+    late = (t >= 900).float().mean().item()
+    # the last tenth gets its uniform tenth plus the sampler's share; the rest of the schedule is still trained
+    assert late == pytest.approx(SAMPLER_SHARE + 0.1 * (1 - SAMPLER_SHARE), abs=0.02)
+    assert (t < 100).float().mean().item() == pytest.approx(0.1 * (1 - SAMPLER_SHARE), abs=0.01)
 
 
 def test_upsampler_patches_cut_target_and_condition_at_the_same_place():
