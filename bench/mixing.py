@@ -8,6 +8,11 @@ Three attribute swaps, each a prompt minus one matched text plus another, and on
                                                                                   -> a red square on black
     single      no prompt, "a green square on a black background" at weight 1     -> that picture
 
+The swaps also run in a matched form, where the subtracted text is the phrase as the prompt says it and the
+added one the same phrase edited ("a red circle" -> "a blue circle", "a yellow square" -> "a yellow circle",
+"a white background" -> "a black background"): a difference of matched texts, and where the phrase opens the
+prompt its tokens line up with the prompt's own.
+
 A seed counts when the analyzer reads the target's colour and shape on its largest object and the target's
 background. Each variant (where the texts are mixed, renormalisation, decoder candidates) runs every case
 over the same seeds; the plain target prompts run beside them as the ceiling. Results are appended to a JSON
@@ -42,6 +47,7 @@ class Case:
     prompt: str
     mix: tuple[MixIngredient, ...]
     target: tuple[str, str, str]
+    matched: tuple[MixIngredient, ...] | None = None  # the same edit as matched phrases of the prompt
 
     @property
     def target_prompt(self) -> str:
@@ -54,16 +60,19 @@ CASES = {
         "a red circle on a white background",
         (MixIngredient(-1.0, text="red"), MixIngredient(1.0, text="blue")),
         ("blue", "circle", "white"),
+        (MixIngredient(-1.0, text="a red circle"), MixIngredient(1.0, text="a blue circle")),
     ),
     "shape": Case(
         "a yellow square on a black background",
         (MixIngredient(-1.0, text="square"), MixIngredient(1.0, text="circle")),
         ("yellow", "circle", "black"),
+        (MixIngredient(-1.0, text="a yellow square"), MixIngredient(1.0, text="a yellow circle")),
     ),
     "background": Case(
         "a red square on a white background",
         (MixIngredient(-1.0, text="white background"), MixIngredient(1.0, text="black background")),
         ("red", "square", "black"),
+        (MixIngredient(-1.0, text="a white background"), MixIngredient(1.0, text="a black background")),
     ),
     "single": Case(
         "", (MixIngredient(1.0, text="a green square on a black background"),), ("green", "square", "black")
@@ -78,19 +87,27 @@ VARIANTS: dict[str, dict[str, object]] = {
         "renormalize_mix": False,
         "candidates": 1,
     },
+    "text, matched phrases": {"mix_space": "text", "matched": True},
     "image": {"mix_space": "image"},
     "image, not renormalised": {"mix_space": "image", "renormalize_mix": False},
     "plain target prompt": {},
     "plain target prompt, 1 decoder candidate": {"candidates": 1},
 }
-"""Request fields per variant; absent ones take the model's defaults. The plain variants ask for each case's
-target directly (the ceiling the arithmetic can reach)."""
+"""Request fields per variant; absent ones take the model's defaults. `matched` mixes each swap's matched
+phrases instead (the single ingredient has none). The plain variants ask for each case's target directly (the
+ceiling the arithmetic can reach)."""
 
 
-def score(engine: LocalEngine, case: Case, fields: dict[str, object], seeds: range) -> float:
-    """The share of seeds whose picture the analyzer reads as the case's target."""
+def score(engine: LocalEngine, case: Case, fields: dict[str, object], seeds: range) -> float | None:
+    """The share of seeds whose picture the analyzer reads as the case's target (None: not in this variant)."""
+    fields = dict(fields)
+    matched = fields.pop("matched", False)
     if fields.get("mix_space") is None:
         base = GenerationRequest(prompt=case.target_prompt)
+    elif matched:
+        if case.matched is None:
+            return None
+        base = GenerationRequest(prompt=case.prompt, mix=case.matched)
     else:
         base = GenerationRequest(prompt=case.prompt, mix=case.mix)
     base = dataclasses.replace(base, **fields)  # type: ignore[arg-type]
@@ -104,14 +121,15 @@ def score(engine: LocalEngine, case: Case, fields: dict[str, object], seeds: ran
     return hits / len(seeds)
 
 
-def table(results: dict[str, dict[str, float]], samples: int) -> str:
+def table(results: dict[str, dict[str, float | None]], samples: int) -> str:
     """The results as a markdown table, one row per variant, one column per case."""
     lines = [
         f"| variant ({samples} seeds) | " + " | ".join(CASES) + " |",
         "|---" * (len(CASES) + 1) + "|",
     ]
     for variant, rates in results.items():
-        lines.append(f"| {variant} | " + " | ".join(f"{rates[name]:.0%}" for name in CASES) + " |")
+        cells = ("-" if rates[name] is None else f"{rates[name]:.0%}" for name in CASES)
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -126,7 +144,7 @@ def main() -> int:
     )
     parser.add_argument("--table", action="store_true", help="only print the table kept in --out")
     args = parser.parse_args()
-    kept: dict[str, dict[str, float]] = (
+    kept: dict[str, dict[str, float | None]] = (
         json.loads(args.out.read_text()) if args.out is not None and args.out.exists() else {}
     )
     if args.table:

@@ -222,8 +222,9 @@ class GenerateTab:
                 with gr.Accordion("Mixing", open=False, elem_id="mixing"):
                     plain_markdown(
                         "Add texts or images to the prompt's embedding; negative weights subtract. "
-                        "With interpolation on, the two ingredients (a written prompt counts as the "
-                        "first) are blended instead."
+                        "To change one thing, subtract the prompt's own phrase and add it edited "
+                        '(-1 "a red circle", +1 "a blue circle"). With interpolation on, the two '
+                        "ingredients (a written prompt counts as the first) are blended instead."
                     )
                     self.mix_count = gr.State(0)
                     self.slots = [self._slot(n) for n in range(MIX_SLOTS)]
