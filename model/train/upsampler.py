@@ -7,8 +7,8 @@ upsampling of the clean 64 px picture (the residual's base) and from the bicubic
 the whole picture at a sixteenth of the cost. Crops are centred near an object most of the time, since flat
 background teaches nothing. The target is the residual over bicubic, scaled; v-prediction on a cosine
 schedule, with half of each batch's timesteps in the schedule's last tenth, where the shipped one-step sampler
-reads the model (from pure noise, v is minus the clean residual: the model's best guess of it). Reported: PSNR against the 256 px render, for the upsampler and for plain bicubic, on held-out
-scenes.
+reads the model (from pure noise, v is minus the clean residual: the model's best guess of it). Reported: PSNR
+against the 256 px render, for the upsampler and for plain bicubic, on held-out scenes.
 """
 
 from __future__ import annotations
